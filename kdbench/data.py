@@ -1,0 +1,163 @@
+"""What a dataset plugin returns, and how the harness batches and augments it.
+
+Datasets are held in memory as uint8 image tensors (N x C x H x W). That keeps a run
+free of DataLoader workers: batches are sliced from a seeded permutation, moved to the
+device and augmented there (random crop with padding, horizontal flip), so the same
+code is fast on a GPU and exact on a CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: uint8 images ``(N, C, H, W)`` and int64 labels ``(N,)``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise ValueError("images must be a uint8 tensor of shape (N, C, H, W)")
+        if self.labels.ndim != 1 or len(self.labels) != len(self.images):
+            raise ValueError("labels must be a 1-D tensor with one label per image")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """A dataset as a plugin hands it over.
+
+    ``mean`` and ``std`` are per channel on the [0, 1] scale and are used to normalise
+    inputs. ``classes`` names the classes in label order.
+    """
+
+    train: Split
+    test: Split
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def in_channels(self) -> int:
+        return self.train.images.shape[1]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.train.images.shape[2:])
+
+    def fingerprint(self) -> str:
+        """sha256 over both splits' bytes: which data a record was measured on."""
+        digest = hashlib.sha256()
+        for split in (self.train, self.test):
+            digest.update(split.images.contiguous().numpy().tobytes())
+            digest.update(split.labels.to(torch.int64).contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+
+def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 images to normalised float: ``(x / 255 - mean) / std`` per channel."""
+    return (images.float().div_(255.0) - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+
+
+def random_crop_flip(
+    images: torch.Tensor, *, padding: int, flip: bool, generator: torch.Generator
+) -> torch.Tensor:
+    """Per-image random crop after zero padding, and random horizontal flip.
+
+    The same views as torchvision's ``RandomCrop(size, padding)`` +
+    ``RandomHorizontalFlip()``, drawn for a whole batch at once on the batch's device.
+    ``generator`` lives on the CPU so draws do not depend on the device.
+    """
+    n, _, h, w = images.shape
+    out = images
+    if padding > 0:
+        padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
+        dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(images.device)
+        dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(images.device)
+        rows = (dy.view(n, 1) + torch.arange(h, device=images.device)).view(n, 1, h, 1)
+        cols = (dx.view(n, 1) + torch.arange(w, device=images.device)).view(n, 1, 1, w)
+        batch = torch.arange(n, device=images.device).view(n, 1, 1, 1)
+        channels = torch.arange(images.shape[1], device=images.device).view(1, -1, 1, 1)
+        out = padded[batch, channels, rows, cols]
+    if flip:
+        mask = (torch.rand(n, generator=generator) < 0.5).to(images.device)
+        out = torch.where(mask.view(n, 1, 1, 1), out.flip(3), out)
+    return out
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentation: crop padding in pixels (0: none) and horizontal flip."""
+
+    crop_padding: int = 0
+    flip: bool = False
+
+
+class BatchStream:
+    """Seeded, shuffled, augmented training batches from an in-memory split.
+
+    One stream can feed several students at once (they see identical batches), which
+    is how cells sharing a teacher and seed can later train in lockstep.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        *,
+        batch_size: int,
+        augment: Augment,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        device: torch.device,
+        seed: int,
+    ) -> None:
+        self.split = split
+        self.batch_size = batch_size
+        self.augment = augment
+        self.device = device
+        self.mean = mean.to(device)
+        self.std = std.to(device)
+        self.generator = torch.Generator().manual_seed(seed)
+        self._images = split.images.to(device)
+        self._labels = split.labels.to(device)
+
+    def __len__(self) -> int:
+        return (len(self.split) + self.batch_size - 1) // self.batch_size
+
+    def epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Yield ``(inputs, labels, indices)`` for one pass; indices are dataset indices."""
+        order = torch.randperm(len(self.split), generator=self.generator).to(self.device)
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            images = self._images[index]
+            if self.augment.crop_padding or self.augment.flip:
+                images = random_crop_flip(
+                    images,
+                    padding=self.augment.crop_padding,
+                    flip=self.augment.flip,
+                    generator=self.generator,
+                )
+            yield normalize(images, self.mean, self.std), self._labels[index], index
+
+
+def eval_batches(
+    split: Split, *, batch_size: int, mean: torch.Tensor, std: torch.Tensor, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Normalised test batches in dataset order."""
+    mean, std = mean.to(device), std.to(device)
+    for start in range(0, len(split), batch_size):
+        images = split.images[start : start + batch_size].to(device)
+        yield normalize(images, mean, std), split.labels[start : start + batch_size].to(device)

@@ -1,0 +1,40 @@
+"""The user-facing error types.
+
+Anything a user can fix (a config file, a missing dataset, a broken plugin) raises a
+subclass of :class:`KdbenchError`; the CLI prints it as one line and exits 2.
+Everything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class KdbenchError(Exception):
+    """An error the user can fix; printed without a traceback."""
+
+
+class ConfigError(KdbenchError):
+    """A benchmark file is invalid: names the file, the key path and what was expected."""
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None):
+        self.file = file
+        self.key = key
+        self.detail = message
+        where = ": ".join(part for part in (file, key) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class DatasetNotFoundError(KdbenchError):
+    """A dataset's files are not where they were looked for; says how to get them."""
+
+
+class PluginError(KdbenchError):
+    """A plugin failed to load or registered something invalid."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """A ' (did you mean 'x'?)' suffix when a close match exists, else ''."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -1,0 +1,62 @@
+"""The plugin contract: every hook kdbench calls, and what a plugin hands over.
+
+A plugin is a module with functions decorated by :data:`hookimpl` whose names are the
+hooks below. Each ``register_*`` hook receives a ``register`` callable; call it once per
+thing the plugin provides. Distributions expose their plugin module through the
+``kdbench`` entry-point group::
+
+    [project.entry-points.kdbench]
+    my_plugin = "my_package.kdbench_plugin"
+
+Built-in plugins (``kdbench/builtin/``) use exactly these hooks.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "kdbench"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_teachers(register):
+    """Register teacher models: ``register(name, factory, *, taps=None, description=None)``.
+
+    ``factory(num_classes=, in_channels=, **params) -> nn.Module``. ``taps`` maps stage
+    names to module paths whose outputs feature-based losses may ask for. A factory that
+    accepts ``pretrained`` can provide pretrained weights.
+    """
+
+
+@hookspec
+def register_students(register):
+    """Register student models; same signature and factory contract as teachers."""
+
+
+@hookspec
+def register_losses(register):
+    """Register distillation losses: ``register(name, LossClass, *, description=None)``.
+
+    ``LossClass`` subclasses :class:`kdbench.DistillationLoss`; its keyword-only
+    constructor parameters are the TOML parameters of ``[losses.<name>]``.
+    """
+
+
+@hookspec
+def register_datasets(register):
+    """Register datasets: ``register(name, factory, *, description=None)``.
+
+    ``factory(**params) -> kdbench.DatasetSplits`` (train and test images as uint8
+    tensors, labels, and metadata).
+    """
+
+
+@hookspec
+def register_executors(register):
+    """Register executors that run cells: ``register(name, executor_class, *, description=None)``.
+
+    ``executor_class(**params)`` has ``map(run, cells)`` yielding records as cells end.
+    """

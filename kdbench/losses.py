@@ -1,0 +1,89 @@
+"""The distillation-loss API: what a loss receives and how it is written.
+
+A loss is an ``nn.Module`` subclass of :class:`DistillationLoss`. Its keyword-only
+constructor parameters are its TOML parameters; its ``forward`` gets one
+:class:`LossInputs` and returns the total loss or a dict of named terms (summed for the
+backward pass, logged separately in the record).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LossInputs:
+    """Everything a published method needs for one training step.
+
+    ``teacher_logits`` is ``None`` for losses that declare ``needs_teacher = False``.
+    ``indices`` are the dataset indices of the batch (CRD's memory bank uses them).
+    ``epoch`` counts from 0 up to ``epochs - 1`` (for warm-up schedules).
+    """
+
+    student_logits: torch.Tensor
+    teacher_logits: torch.Tensor | None
+    targets: torch.Tensor
+    indices: torch.Tensor
+    epoch: int
+    epochs: int
+    student_features: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    teacher_features: Mapping[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LossContext:
+    """What a loss may need to build its own parameters, given once before training.
+
+    Feature shapes are per image (no batch dimension), for the taps the loss asked for.
+    """
+
+    num_classes: int
+    num_train: int
+    student_feature_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    teacher_feature_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+class DistillationLoss(nn.Module):
+    """Base class of every loss kdbench trains with.
+
+    Class attributes a subclass may set:
+
+    - ``needs_teacher``: ``False`` for losses that use labels only; the harness then
+      runs no teacher forward at all.
+    - ``features``: names of the feature taps the loss needs from both networks
+      (e.g. ``("stage2",)``); override :meth:`required_features` when the choice
+      depends on constructor parameters or on which taps the two models declare.
+
+    A loss that owns parameters (a regressor, embeddings) creates them in
+    :meth:`setup`; they are trained with the student and reported as extra parameters.
+    """
+
+    needs_teacher: bool = True
+    features: tuple[str, ...] = ()
+
+    def required_features(self, available: Sequence[str]) -> tuple[str, ...]:
+        """Tap names to collect from both networks; ``available`` are those both declare.
+
+        Zoo models name their taps ``stage1`` .. ``stageN`` (each stage's output),
+        ``stageK_pre`` (its pre-activation) and ``pool`` (the flattened embedding).
+        """
+        return tuple(self.features)
+
+    def setup(self, context: LossContext) -> None:
+        """Build parameters that depend on the models or data; default: nothing."""
+
+    def forward(self, inputs: LossInputs) -> torch.Tensor | dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+def loss_terms(output: torch.Tensor | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A loss's output as named terms: a bare tensor becomes ``{"loss": tensor}``."""
+    if isinstance(output, torch.Tensor):
+        return {"loss": output}
+    if not output:
+        raise ValueError("a loss returned an empty dict of terms")
+    return dict(output)

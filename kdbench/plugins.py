@@ -1,0 +1,102 @@
+"""The plugin manager: loads built-in and installed plugins and builds the registry.
+
+Nothing else in kdbench touches pluggy. Installed distributions are found through the
+``kdbench`` entry-point group and loaded one at a time: one that fails to import is
+reported and skipped (``KDBENCH_STRICT_PLUGINS=1`` makes that fatal).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import pluggy
+
+from kdbench import hookspecs
+from kdbench.errors import PluginError
+from kdbench.registry import KINDS, Registry
+
+ENTRY_POINT_GROUP = "kdbench"
+
+BUILTIN_PLUGINS = (
+    "kdbench.builtin.datasets_digits",
+    "kdbench.builtin.datasets_fashion_mnist",
+    "kdbench.builtin.datasets_cifar",
+    "kdbench.builtin.models_small",
+    "kdbench.builtin.models_torchvision",
+    "kdbench.builtin.losses_basic",
+    "kdbench.builtin.executors",
+)
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """Where a loaded plugin came from."""
+
+    name: str
+    version: str
+    source: str  # "built-in" or the distribution's name
+
+
+@dataclass
+class Plugins:
+    """Everything that was loaded: the registry, the plugin list and load failures."""
+
+    registry: Registry
+    infos: list[PluginInfo]
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def versions(self) -> dict[str, str]:
+        return {info.name: info.version for info in self.infos}
+
+
+def make_plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def load_plugins(*, strict: bool | None = None) -> Plugins:
+    """Load built-ins and installed plugins and fill a fresh registry."""
+    strict = os.environ.get("KDBENCH_STRICT_PLUGINS") == "1" if strict is None else strict
+    pm = make_plugin_manager()
+    from kdbench import __version__
+
+    infos: list[PluginInfo] = []
+    failures: list[tuple[str, str]] = []
+    for module_name in BUILTIN_PLUGINS:
+        pm.register(importlib.import_module(module_name), name=module_name.rsplit(".", 1)[1])
+        infos.append(PluginInfo(module_name.rsplit(".", 1)[1], __version__, "built-in"))
+
+    for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist else "unknown distribution"
+        version = ep.dist.version if ep.dist else "unknown"
+        try:
+            if pm.get_plugin(ep.name) is not None:
+                raise PluginError(f"a plugin named '{ep.name}' is already loaded")
+            pm.register(ep.load(), name=ep.name)
+        except Exception as exc:  # noqa: BLE001 - any import failure of a third-party plugin
+            message = f"{type(exc).__name__}: {exc}"
+            if strict:
+                raise PluginError(f"plugin '{ep.name}' ({dist}) failed to load: {message}") from exc
+            warnings.warn(
+                f"kdbench: skipped plugin '{ep.name}' ({dist}): {message}", stacklevel=2
+            )
+            failures.append((ep.name, message))
+            continue
+        infos.append(PluginInfo(ep.name, version, dist))
+
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"a plugin implements an unknown hook: {exc}") from exc
+
+    registry = Registry()
+    for kind in KINDS:
+        hook = getattr(pm.hook, f"register_{kind}")
+        for impl in hook.get_hookimpls():
+            impl.function(register=registry.registrar(kind, impl.plugin_name))
+    return Plugins(registry, infos, failures)

@@ -1,0 +1,137 @@
+"""What plugins registered: names, the objects behind them, and their parameters.
+
+A :class:`Registry` is filled by the ``register_*`` hooks and is the only place the
+rest of kdbench looks names up, so "did you mean" and parameter checks live here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kdbench.errors import ConfigError, PluginError, did_you_mean
+
+KINDS = ("teachers", "students", "losses", "datasets", "executors")
+
+# Arguments the harness passes itself; they are not TOML parameters.
+_HARNESS_ARGS = {"teachers": {"num_classes", "in_channels"}, "students": {"num_classes", "in_channels"}}
+
+_REQUIRED = inspect.Parameter.empty
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered thing: a model factory, a loss class, a dataset factory or an executor."""
+
+    kind: str
+    name: str
+    obj: Callable[..., Any]
+    plugin: str
+    description: str
+    taps: Mapping[str, str] | Callable[[Any], Mapping[str, str]] = field(default_factory=dict)
+
+    def taps_for(self, model: Any) -> dict[str, str]:
+        """The feature taps of a built model (a registration may compute them from it)."""
+        return dict(self.taps(model) if callable(self.taps) else self.taps)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """TOML parameters and their defaults (``inspect.Parameter.empty`` when required)."""
+        return {p.name: p.default for p in self._signature_params() if p.kind != p.VAR_KEYWORD}
+
+    @property
+    def accepts_any(self) -> bool:
+        """True when the callable takes ``**kwargs`` and so any parameter."""
+        return any(p.kind == p.VAR_KEYWORD for p in self._signature_params())
+
+    def _signature_params(self) -> list[inspect.Parameter]:
+        target = self.obj.__init__ if inspect.isclass(self.obj) else self.obj
+        skip = {"self"} | _HARNESS_ARGS.get(self.kind, set())
+        params = inspect.signature(target).parameters.values()
+        return [p for p in params if p.name not in skip and p.kind != p.VAR_POSITIONAL]
+
+    def check_params(self, given: Mapping[str, Any], *, file: str | None, key: str) -> None:
+        """Raise a :class:`ConfigError` for unknown or missing parameters."""
+        known = self.params
+        accepted = ", ".join(known) or "none"
+        if not self.accepts_any:
+            for name in given:
+                if name not in known:
+                    raise ConfigError(
+                        f"unknown parameter '{name}' for {self.kind[:-1]} '{self.name}'"
+                        f"{did_you_mean(name, known)}; accepted parameters: {accepted}",
+                        file=file,
+                        key=f"{key}.{name}",
+                    )
+        missing = [n for n, default in known.items() if default is _REQUIRED and n not in given]
+        if missing:
+            raise ConfigError(
+                f"{self.kind[:-1]} '{self.name}' needs parameter(s) {', '.join(missing)}; "
+                f"accepted parameters: {accepted}",
+                file=file,
+                key=key,
+            )
+
+
+class Registry:
+    """Registered entries by kind; each name is unique within its kind."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+
+    def registrar(self, kind: str, plugin: str) -> Callable[..., None]:
+        """The ``register`` callable handed to one plugin's ``register_<kind>`` hook."""
+
+        def register(
+            name: str,
+            obj: Callable[..., Any],
+            *,
+            description: str | None = None,
+            taps: Mapping[str, str] | Callable[[Any], Mapping[str, str]] | None = None,
+        ) -> None:
+            description = description or _first_line(obj)
+            self.add(Entry(kind, name, obj, plugin, description, taps or {}))
+
+        return register
+
+    def add(self, entry: Entry) -> None:
+        if not isinstance(entry.name, str) or not entry.name:
+            raise PluginError(f"plugin '{entry.plugin}' registered a {entry.kind[:-1]} without a name")
+        existing = self._entries[entry.kind].get(entry.name)
+        if existing is not None:
+            raise PluginError(
+                f"{entry.kind[:-1]} '{entry.name}' is registered twice: by plugin "
+                f"'{existing.plugin}' and by plugin '{entry.plugin}'"
+            )
+        self._entries[entry.kind][entry.name] = entry
+
+    def get(self, kind: str, name: str, *, file: str | None = None, key: str | None = None) -> Entry:
+        """Look a name up; an unknown one is a :class:`ConfigError` with "did you mean"."""
+        entries = self._entries[kind]
+        if name in entries:
+            return entries[name]
+        known = sorted(entries)
+        raise ConfigError(
+            f"unknown {kind[:-1]} '{name}'{did_you_mean(name, known)}; "
+            f"registered {kind}: {', '.join(known) or 'none'}",
+            file=file,
+            key=key,
+        )
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._entries[kind])
+
+    def entries(self, kind: str) -> list[Entry]:
+        return [self._entries[kind][name] for name in self.names(kind)]
+
+    def by_plugin(self, plugin: str) -> dict[str, list[str]]:
+        """What one plugin registered, by kind (kinds with nothing left out)."""
+        found = {kind: [e.name for e in self.entries(kind) if e.plugin == plugin] for kind in KINDS}
+        return {kind: names for kind, names in found.items() if names}
+
+
+def _first_line(obj: object) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
