@@ -161,3 +161,10 @@ def eval_batches(
     for start in range(0, len(split), batch_size):
         images = split.images[start : start + batch_size].to(device)
         yield normalize(images, mean, std), split.labels[start : start + batch_size].to(device)
+
+
+def sample_inputs(
+    split: Split, count: int, *, mean: torch.Tensor, std: torch.Tensor, device: torch.device
+) -> torch.Tensor:
+    """The first ``count`` images, normalised: for dry forwards, FLOPs and latency."""
+    return normalize(split.images[:count].to(device), mean.to(device), std.to(device))

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -78,6 +79,15 @@ class DistillationLoss(nn.Module):
 
     def forward(self, inputs: LossInputs) -> torch.Tensor | dict[str, torch.Tensor]:
         raise NotImplementedError
+
+
+class CrossEntropy(DistillationLoss):
+    """No distillation: cross-entropy on the labels (the student baseline)."""
+
+    needs_teacher = False
+
+    def forward(self, inputs: LossInputs):
+        return {"ce": F.cross_entropy(inputs.student_logits, inputs.targets)}
 
 
 def loss_terms(output: torch.Tensor | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

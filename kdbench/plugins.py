@@ -26,8 +26,13 @@ BUILTIN_PLUGINS = (
     "kdbench.builtin.datasets_fashion_mnist",
     "kdbench.builtin.datasets_cifar",
     "kdbench.builtin.models_small",
+    "kdbench.builtin.cifar_zoo",
     "kdbench.builtin.models_torchvision",
     "kdbench.builtin.losses_basic",
+    "kdbench.builtin.losses_logit",
+    "kdbench.builtin.losses_feature",
+    "kdbench.builtin.losses_crd",
+    "kdbench.builtin.losses_reviewkd",
     "kdbench.builtin.executors",
 )
 
@@ -82,9 +87,7 @@ def load_plugins(*, strict: bool | None = None) -> Plugins:
             message = f"{type(exc).__name__}: {exc}"
             if strict:
                 raise PluginError(f"plugin '{ep.name}' ({dist}) failed to load: {message}") from exc
-            warnings.warn(
-                f"kdbench: skipped plugin '{ep.name}' ({dist}): {message}", stacklevel=2
-            )
+            warnings.warn(f"kdbench: skipped plugin '{ep.name}' ({dist}): {message}", stacklevel=2)
             failures.append((ep.name, message))
             continue
         infos.append(PluginInfo(ep.name, version, dist))

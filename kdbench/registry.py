@@ -16,7 +16,10 @@ from kdbench.errors import ConfigError, PluginError, did_you_mean
 KINDS = ("teachers", "students", "losses", "datasets", "executors")
 
 # Arguments the harness passes itself; they are not TOML parameters.
-_HARNESS_ARGS = {"teachers": {"num_classes", "in_channels"}, "students": {"num_classes", "in_channels"}}
+_HARNESS_ARGS = {
+    "teachers": {"num_classes", "in_channels"},
+    "students": {"num_classes", "in_channels"},
+}
 
 _REQUIRED = inspect.Parameter.empty
 
@@ -98,7 +101,9 @@ class Registry:
 
     def add(self, entry: Entry) -> None:
         if not isinstance(entry.name, str) or not entry.name:
-            raise PluginError(f"plugin '{entry.plugin}' registered a {entry.kind[:-1]} without a name")
+            raise PluginError(
+                f"plugin '{entry.plugin}' registered a {entry.kind[:-1]} without a name"
+            )
         existing = self._entries[entry.kind].get(entry.name)
         if existing is not None:
             raise PluginError(
@@ -107,7 +112,9 @@ class Registry:
             )
         self._entries[entry.kind][entry.name] = entry
 
-    def get(self, kind: str, name: str, *, file: str | None = None, key: str | None = None) -> Entry:
+    def get(
+        self, kind: str, name: str, *, file: str | None = None, key: str | None = None
+    ) -> Entry:
         """Look a name up; an unknown one is a :class:`ConfigError` with "did you mean"."""
         entries = self._entries[kind]
         if name in entries:

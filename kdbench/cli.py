@@ -1,0 +1,188 @@
+"""The ``kdbench`` command line.
+
+User errors (:class:`KdbenchError`) print one line and exit 2; failed cells make ``run``
+exit 1; Ctrl-C exits 130 with every finished cell saved. ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+
+import click
+from tabulate import tabulate
+
+from kdbench import __version__
+from kdbench.errors import KdbenchError
+from kdbench.registry import KINDS
+
+EXIT_FAILED_CELLS = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Group(click.Group):
+    """Turns user errors and Ctrl-C into one line and a conventional exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KdbenchError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"kdbench: error: {exc}", err=True)
+            ctx.exit(EXIT_USAGE)
+        except KeyboardInterrupt:
+            click.echo(
+                "kdbench: interrupted; finished cells are saved - run the same command to resume",
+                err=True,
+            )
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kdbench")
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """kdbench: benchmark knowledge-distillation methods across a whole matrix.
+
+    A benchmark file (TOML) names teachers, students, distillation losses, datasets
+    and seeds. `kdbench run FILE` trains every cell, measures accuracy, latency and
+    size, writes one JSON record per cell and prints mean ± std tables over seeds.
+
+    \b
+    Exit codes: 0 success, 1 some cells failed, 2 usage or config error,
+    130 interrupted (run again to resume).
+    """
+    ctx.ensure_object(dict)["debug"] = debug
+
+
+def _context():
+    from kdbench.context import RunContext
+
+    return RunContext()
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Results directory (default: results/<benchmark name>). Nothing is written elsewhere.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where to train and measure; auto picks CUDA when available.",
+)
+@click.option("--executor", help="Run cells with this executor instead of the file's [executor].")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the expanded matrix (cell ids) and train nothing."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress display; print only the table.")
+def run(
+    file: Path, out: Path | None, device: str, executor: str | None, dry_run: bool, quiet: bool
+) -> None:
+    """Run every cell of the benchmark FILE that has no complete record yet.
+
+    Finished cells are skipped (resume); a failed cell is recorded and the rest go
+    on; tables are written as table.md and table.csv beside the records.
+    """
+    from kdbench.records import RecordStore
+    from kdbench.runner import default_out_dir, plan, run_benchmark
+
+    context = _context()
+    the_plan = plan(file, context)
+    out_dir = out or default_out_dir(the_plan.config)
+    if dry_run:
+        store = RecordStore(out_dir)
+        rows = [
+            [
+                cell.id,
+                cell.dataset.name,
+                cell.teacher.model.name if cell.teacher else "-",
+                cell.student.name,
+                cell.loss.label,
+                cell.seed,
+                "done" if store.is_done(cell.id) else "pending",
+            ]
+            for cell in the_plan.cells
+        ]
+        headers = ["cell", "dataset", "teacher", "student", "loss", "seed", "state"]
+        click.echo(tabulate(rows, headers=headers))
+        click.echo(f"\n{len(rows)} cells; config hash {the_plan.config_hash}; out {out_dir}")
+        return
+    result = run_benchmark(
+        the_plan, context, out_dir=out_dir, device=device, executor=executor, quiet=quiet
+    )
+    click.echo(result.table)
+    click.echo(f"\nrecords and tables: {result.out_dir}")
+    if result.failed:
+        click.echo(f"kdbench: {len(result.failed)} cell(s) failed; see the records", err=True)
+        sys.exit(EXIT_FAILED_CELLS)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+def validate(file: Path) -> None:
+    """Check a benchmark FILE (keys, types, names, parameters) without running it."""
+    from kdbench.runner import plan
+
+    the_plan = plan(file, _context())
+    click.echo(f"{file}: ok ({len(the_plan.cells)} cells)")
+
+
+@cli.command()
+def plugins() -> None:
+    """List every loaded plugin: version, source and what it registered."""
+    context = _context()
+    registry = context.plugins.registry
+    rows = []
+    for info in context.plugins.infos:
+        registered = registry.by_plugin(info.name)
+        what = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in registered.items())
+        rows.append([info.name, info.version, info.source, what or "-"])
+    click.echo(tabulate(rows, headers=["plugin", "version", "source", "registered"]))
+    for name, error in context.plugins.failures:
+        click.echo(f"failed to load: {name}: {error}", err=True)
+
+
+@cli.command(name="list")
+@click.argument("kind", type=click.Choice(KINDS))
+def list_(kind: str) -> None:
+    """List registered KIND names with their parameters and a one-line description."""
+    registry = _context().plugins.registry
+    rows = []
+    for entry in registry.entries(kind):
+        params = ", ".join(_param(name, default) for name, default in entry.params.items())
+        rows.append([entry.name, params or "-", entry.plugin, entry.description])
+    click.echo(tabulate(rows, headers=["name", "parameters", "plugin", "description"]))
+
+
+def _param(name: str, default: object) -> str:
+    return name if default is inspect.Parameter.empty else f"{name}={default!r}"
+
+
+@cli.command()
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+@click.option("--out", type=click.Path(path_type=Path), help="Also write table.md/.csv here.")
+def report(dirs: tuple[Path, ...], out: Path | None) -> None:
+    """Print the table built from the records in one or more results DIRS."""
+    from kdbench.records import RecordStore
+    from kdbench.report import records_frame, render, summarize, write_tables
+
+    records = [record for folder in dirs for record in RecordStore(folder)]
+    if not records:
+        raise KdbenchError(f"no records found under {', '.join(map(str, dirs))}/records")
+    summary = summarize(records_frame(records))
+    click.echo(render(summary))
+    if out:
+        write_tables(out, summary)
+
+
+def main() -> None:
+    cli(prog_name="kdbench")

@@ -1,0 +1,238 @@
+"""Benchmark files: TOML parsed into typed, validated models.
+
+Validation happens in two passes. Pydantic checks the shape (unknown keys rejected,
+types checked); then every name is looked up in the plugin registry and every
+parameter checked against what the plugin accepts. Each error is one
+:class:`ConfigError` naming the file, the key path and what was expected.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from kdbench.errors import ConfigError, did_you_mean
+from kdbench.registry import Registry
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+BASELINE_LOSS = "ce"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Optimizer(_Strict):
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: Annotated[float, Field(gt=0)] = 0.05
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    weight_decay: Annotated[float, Field(ge=0)] = 5e-4
+    nesterov: bool = False
+
+
+class Schedule(_Strict):
+    name: Literal["multistep", "cosine", "constant"] = "multistep"
+    milestones: list[Annotated[int, Field(gt=0)]] = []
+    gamma: Annotated[float, Field(gt=0)] = 0.1
+
+
+class Augment(_Strict):
+    crop_padding: Annotated[int, Field(ge=0)] = 0
+    flip: bool = False
+
+
+class Recipe(_Strict):
+    """How a network is trained: the RepDistiller/mdistiller CIFAR recipe by default."""
+
+    epochs: Annotated[int, Field(gt=0)] = 240
+    batch_size: Annotated[int, Field(gt=0)] = 64
+    eval_batch_size: Annotated[int, Field(gt=0)] = 512
+    optimizer: Optimizer = Optimizer()
+    schedule: Schedule = Schedule(milestones=[150, 180, 210])
+    augment: Augment = Augment()
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+
+
+class Pair(_Strict):
+    """One teacher -> student pair, with optional model parameters and recipe overrides."""
+
+    teacher: str
+    student: str
+    teacher_params: dict[str, Any] = {}
+    student_params: dict[str, Any] = {}
+    teacher_checkpoint: str | None = None
+    recipe: dict[str, Any] = {}
+
+
+class Measure(_Strict):
+    """The measurement protocol's knobs (recorded with every number)."""
+
+    latency: bool = True
+    warmup: Annotated[int, Field(ge=0)] = 10
+    latency_iters: Annotated[int, Field(gt=0)] = 100
+    throughput_batch: Annotated[int, Field(gt=0)] = 256
+    throughput_iters: Annotated[int, Field(gt=0)] = 5
+    flops: bool = True
+
+
+class BenchmarkInfo(_Strict):
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
+    description: str = ""
+    seeds: Annotated[list[int], Field(min_length=1)] = [0]
+    teacher_seed: int = 0
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("seeds must be unique")
+        return seeds
+
+
+class Executor(_Strict):
+    name: str = "local"
+    params: dict[str, Any] = {}
+
+
+class BenchmarkConfig(_Strict):
+    """A whole benchmark file."""
+
+    benchmark: BenchmarkInfo
+    datasets: Annotated[dict[str, dict[str, Any]], Field(min_length=1)]
+    recipe: Recipe = Recipe()
+    teacher_recipe: Recipe | None = None
+    pairs: Annotated[list[Pair], Field(min_length=1)]
+    losses: dict[str, dict[str, Any]] = {}
+    measure: Measure = Measure()
+    executor: Executor = Executor()
+
+    def loss_name(self, label: str) -> str:
+        """The registered loss behind a ``[losses.<label>]`` table (``loss = "..."`` renames)."""
+        return self.losses[label].get("loss", label)
+
+    def loss_params(self, label: str) -> dict[str, Any]:
+        return {k: v for k, v in self.losses[label].items() if k != "loss"}
+
+    def loss_labels(self) -> list[str]:
+        """Loss labels in file order, with the baseline first (added when absent)."""
+        labels = list(self.losses)
+        return labels if BASELINE_LOSS in labels else [BASELINE_LOSS, *labels]
+
+    def student_recipe(self, pair: Pair) -> Recipe:
+        return _merge_recipe(self.recipe, pair.recipe)
+
+
+def _merge_recipe(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
+    merged = recipe.model_dump()
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return Recipe.model_validate(merged)
+
+
+def load_config(path: str | Path, registry: Registry) -> BenchmarkConfig:
+    """Read, validate and name-check a benchmark file."""
+    path = Path(path)
+    file = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("no such benchmark file", file=file) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=file) from None
+    try:
+        config = BenchmarkConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise _config_error(exc, file) from None
+    check_names(config, registry, file)
+    return config
+
+
+def check_names(config: BenchmarkConfig, registry: Registry, file: str) -> None:
+    """Every dataset, model, loss and executor exists and gets only parameters it accepts."""
+    for name, params in config.datasets.items():
+        key = f"datasets.{name}"
+        registry.get("datasets", name, file=file, key=key).check_params(params, file=file, key=key)
+    for i, pair in enumerate(config.pairs):
+        for role, kind in (("teacher", "teachers"), ("student", "students")):
+            key = f"pairs[{i}].{role}"
+            entry = registry.get(kind, getattr(pair, role), file=file, key=key)
+            params = getattr(pair, f"{role}_params")
+            entry.check_params(params, file=file, key=f"pairs[{i}].{role}_params")
+        try:
+            config.student_recipe(pair)
+        except ValidationError as exc:
+            raise _config_error(exc, file, prefix=f"pairs[{i}].recipe", model=Recipe) from None
+    for label in config.loss_labels():
+        key = f"losses.{label}"
+        if label not in config.losses:
+            continue
+        entry = registry.get("losses", config.loss_name(label), file=file, key=key)
+        params = config.loss_params(label)
+        entry.check_params(params, file=file, key=key)
+        try:
+            entry.obj(**params)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"invalid parameters for loss '{entry.name}': {exc}", file=file, key=key
+            ) from None
+    entry = registry.get("executors", config.executor.name, file=file, key="executor.name")
+    entry.check_params(config.executor.params, file=file, key="executor.params")
+
+
+def _config_error(
+    exc: ValidationError, file: str, *, prefix: str = "", model: type[BaseModel] = BenchmarkConfig
+) -> ConfigError:
+    """The first pydantic error as a ConfigError with the key path and what was expected."""
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join(filter(None, [prefix, *loc])).replace(".[", "[")
+    if error["type"] == "extra_forbidden":
+        allowed = _fields_at(model, list(error["loc"][:-1]))
+        message = f"unknown key '{loc[-1]}'{did_you_mean(loc[-1], allowed)}"
+        if allowed:
+            message += f"; expected one of: {', '.join(allowed)}"
+    elif error["type"] == "missing":
+        message = "this key is required"
+    else:
+        message = f"{error['msg']} (got {error.get('input')!r})"
+    return ConfigError(message, file=file, key=key)
+
+
+def _fields_at(model: Any, loc: list[Any]) -> list[str]:
+    """The field names accepted at a location inside a pydantic model."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            if part not in current.model_fields:
+                return []
+            current = current.model_fields[part].annotation
+        elif typing.get_origin(current) in (list, dict):
+            current = typing.get_args(current)[-1]
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip ``Optional`` / ``Annotated`` so the model class underneath is visible."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = args[0]
+        else:
+            return annotation

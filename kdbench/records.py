@@ -1,0 +1,80 @@
+"""Records on disk: one JSON file per cell, written atomically, read back for reports.
+
+A record is complete when its file exists; it is written with a temporary file and a
+rename, so a crash or Ctrl-C never leaves half a record. Records are the only source
+of truth for every table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed onto it only if the block succeeds.
+
+    Readers see the old file or the whole new one, never a half-written file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+class RecordStore:
+    """The ``records/`` folder of a results directory."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.folder = self.out_dir / "records"
+
+    def path(self, cell_id: str) -> Path:
+        return self.folder / f"{cell_id}.json"
+
+    def is_done(self, cell_id: str) -> bool:
+        """True when the cell has a successful record (failed cells are run again)."""
+        path = self.path(cell_id)
+        if not path.is_file():
+            return False
+        try:
+            return json.loads(path.read_text(encoding="utf-8")).get("status") == "ok"
+        except (OSError, json.JSONDecodeError):
+            return False
+
+    def write(self, record: dict[str, Any]) -> Path:
+        path = self.path(record["cell_id"])
+        write_json_atomic(path, record)
+        return path
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if not self.folder.is_dir():
+            return
+        for path in sorted(self.folder.glob("*.json")):
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if record.get("schema_version") != SCHEMA_VERSION:
+                continue
+            yield record

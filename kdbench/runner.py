@@ -1,0 +1,129 @@
+"""``kdbench run``: config -> matrix -> resume -> teachers -> executor -> records -> tables."""
+
+from __future__ import annotations
+
+import functools
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from kdbench.cell import CellJob, run_cell
+from kdbench.config import BenchmarkConfig, load_config
+from kdbench.context import RunContext, resolve_device
+from kdbench.matrix import Cell, expand, stable_hash, teachers_of
+from kdbench.progress import RichDisplay
+from kdbench.records import RecordStore, write_text_atomic
+from kdbench.report import records_frame, render, summarize, write_tables
+from kdbench.teachers import provision
+from kdbench.training import Progress
+
+
+@dataclass
+class Plan:
+    """A validated benchmark and its cells."""
+
+    path: Path
+    config: BenchmarkConfig
+    cells: list[Cell]
+    config_hash: str
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    ran: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+    table: str = ""
+
+
+def plan(path: str | Path, context: RunContext) -> Plan:
+    path = Path(path)
+    config = load_config(path, context.plugins.registry)
+    cells = expand(config, context.plugins.registry, path)
+    return Plan(path, config, cells, stable_hash(config.model_dump()))
+
+
+def default_out_dir(config: BenchmarkConfig) -> Path:
+    # The name is validated as a plain slug, so this stays inside results/.
+    return Path("results") / config.benchmark.name
+
+
+def run_benchmark(
+    the_plan: Plan,
+    context: RunContext,
+    *,
+    out_dir: Path,
+    device: str = "auto",
+    executor: str | None = None,
+    quiet: bool = False,
+    console: Console | None = None,
+) -> RunResult:
+    """Run every cell without a complete record; write records and tables."""
+    console = console or Console(stderr=True)
+    torch_device = resolve_device(device)
+    for dataset in {cell.dataset.name: cell.dataset for cell in the_plan.cells}.values():
+        context.dataset(dataset)  # a missing dataset fails here, before anything is written
+    executor_cfg = the_plan.config.executor
+    executor_entry = context.plugins.registry.get(
+        "executors", executor or executor_cfg.name, key="--executor"
+    )
+    runner = executor_entry.obj(**(executor_cfg.params if not executor else {}))
+
+    store = RecordStore(out_dir)
+    pending = [cell for cell in the_plan.cells if not store.is_done(cell.id)]
+    result = RunResult(out_dir, skipped=len(the_plan.cells) - len(pending))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "benchmark.toml", the_plan.path.read_text(encoding="utf-8"))
+    console.print(
+        f"{the_plan.config.benchmark.name}: {len(the_plan.cells)} cells, "
+        f"{result.skipped} already done, {len(pending)} to run on {torch_device} -> {out_dir}"
+    )
+
+    display = RichDisplay(len(the_plan.cells), console) if not quiet else None
+    with display or nullcontext():
+        if display:
+            display.bars.update(display.matrix, completed=result.skipped)
+        teachers = _provision_teachers(pending, context, out_dir, torch_device, display)
+        jobs = [
+            CellJob(
+                cell=cell,
+                device=str(torch_device),
+                teacher_weights=teachers[cell.teacher.id]["weights"] if cell.teacher else None,
+                teacher_info=teachers[cell.teacher.id] if cell.teacher else None,
+                source_dir=str(the_plan.path.parent.resolve()),
+                config_hash=the_plan.config_hash,
+            )
+            for cell in pending
+        ]
+        run = (
+            functools.partial(run_cell, context=context, progress=display)
+            if getattr(runner, "in_process", False)
+            else run_cell
+        )
+        labels = {cell.id: cell.label() for cell in pending}
+        for record in runner.map(jobs, run):
+            store.write(record)
+            result.ran += 1
+            if display:
+                display.advance(record["status"], labels[record["cell_id"]])
+
+    ids = {cell.id for cell in the_plan.cells}
+    records = [r for r in store if r["cell_id"] in ids]
+    result.failed = [r["cell_id"] for r in records if r["status"] != "ok"]
+    summary = summarize(records_frame(records))
+    write_tables(out_dir, summary)
+    result.table = render(summary)
+    return result
+
+
+def _provision_teachers(
+    cells: list[Cell], context: RunContext, out_dir: Path, device, display: Progress | None
+) -> dict[str, dict[str, Any]]:
+    """Each distinct teacher once: trained and cached, or loaded; accuracy measured."""
+    return {
+        spec.id: provision(spec, context, out_dir, device, display) for spec in teachers_of(cells)
+    }

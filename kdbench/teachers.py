@@ -1,0 +1,183 @@
+"""Teacher provisioning: each distinct teacher is had once, then shared by every cell.
+
+A teacher is trained by the harness with the benchmark's teacher recipe, or loaded from
+a checkpoint file. Trained weights are cached in ``<out>/teachers/<id>.pt``, where the
+id hashes everything that determines them, so a later run (or another cell) reuses
+them. Whatever the source, the teacher's test accuracy is measured on load.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from kdbench.context import RunContext
+from kdbench.data import Augment, BatchStream, DatasetSplits, sample_inputs
+from kdbench.errors import KdbenchError
+from kdbench.losses import CrossEntropy
+from kdbench.matrix import TeacherSpec, file_sha256
+from kdbench.measure import count_params
+from kdbench.records import atomic_path, write_json_atomic
+from kdbench.seeding import seed_everything
+from kdbench.training import Progress, autocast_dtype, evaluate, fit, make_run
+
+
+def teacher_paths(out_dir: Path, spec: TeacherSpec) -> tuple[Path, Path]:
+    folder = out_dir / "teachers"
+    return folder / f"{spec.id}.pt", folder / f"{spec.id}.json"
+
+
+def provision(
+    spec: TeacherSpec,
+    context: RunContext,
+    out_dir: Path,
+    device: torch.device,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Make the teacher's weights available on disk and measure its accuracy."""
+    data, fingerprint = context.dataset(spec.dataset)
+    weights, meta_path = teacher_paths(out_dir, spec)
+    if spec.source == "checkpoint":
+        model = load_teacher(spec, context, data, Path(spec.checkpoint), device)
+        sha256, cached, seconds = spec.checkpoint_sha256, False, 0.0
+    elif weights.is_file():
+        model = load_teacher(spec, context, data, weights, device)
+        sha256, cached, seconds = file_sha256(weights), True, 0.0
+    else:
+        model, seconds = _train(spec, context, data, device, progress)
+        with atomic_path(weights) as tmp:
+            torch.save(model.state_dict(), tmp)
+        sha256, cached = file_sha256(weights), False
+    mean, std = torch.tensor(data.mean), torch.tensor(data.std)
+    accuracy = evaluate(model, data.test, mean=mean, std=std, device=device)
+    info = {
+        "id": spec.id,
+        "name": spec.model.name,
+        "params": spec.model.params,
+        "source": spec.source,
+        "weights": str(spec.checkpoint if spec.source == "checkpoint" else weights),
+        "sha256": sha256,
+        "cached": cached,
+        "train_seconds": seconds,
+        "num_params": count_params(model),
+        "dataset_fingerprint": fingerprint,
+        **accuracy,
+    }
+    write_json_atomic(meta_path, {k: v for k, v in info.items() if k != "cached"})
+    return info
+
+
+def _train(
+    spec: TeacherSpec,
+    context: RunContext,
+    data: DatasetSplits,
+    device: torch.device,
+    progress: Progress | None,
+) -> tuple[nn.Module, float]:
+    seed_everything(spec.seed)
+    model = _build(spec, context, data, device)
+    recipe = spec.recipe
+    amp = autocast_dtype(recipe["amp"], device)
+    run = make_run(model, CrossEntropy(), recipe, amp_dtype=amp)
+    stream = BatchStream(
+        data.train,
+        batch_size=recipe["batch_size"],
+        augment=Augment(**recipe["augment"]),
+        mean=torch.tensor(data.mean),
+        std=torch.tensor(data.std),
+        device=device,
+        seed=spec.seed,
+    )
+    if progress:
+        progress.cell_started(f"teacher {spec.model.name} on {spec.dataset.name}", recipe["epochs"])
+    seconds = fit(stream, [run], epochs=recipe["epochs"], amp_dtype=amp, progress=progress)
+    if progress:
+        progress.cell_done("ok")
+    return model, seconds
+
+
+def _build(
+    spec: TeacherSpec, context: RunContext, data: DatasetSplits, device: torch.device
+) -> nn.Module:
+    model = context.build_model("teachers", spec.model, data).to(device)
+    # A dry forward materialises lazily sized layers before weights are loaded or trained.
+    mean, std = torch.tensor(data.mean), torch.tensor(data.std)
+    model.eval()
+    with torch.no_grad():
+        model(sample_inputs(data.train, 2, mean=mean, std=std, device=device))
+    return model
+
+
+def load_teacher(
+    spec: TeacherSpec, context: RunContext, data: DatasetSplits, path: Path, device: torch.device
+) -> nn.Module:
+    """Build the teacher and load weights from ``path`` (a state_dict or a full checkpoint)."""
+    model = _build(spec, context, data, device)
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for unreadable files
+        raise KdbenchError(f"cannot read teacher checkpoint '{path}': {exc}") from exc
+    state = _state_dict_of(checkpoint, path)
+    _check_compatible(model, state, path, spec.model.name)
+    model.load_state_dict(state)
+    model.eval()
+    return model
+
+
+def _state_dict_of(checkpoint: Any, path: Path) -> dict[str, torch.Tensor]:
+    """Accept a bare state_dict or the usual wrappers ({"state_dict": ...}, {"model": ...})."""
+    if isinstance(checkpoint, dict):
+        for key in ("state_dict", "model", "net"):
+            if isinstance(checkpoint.get(key), dict):
+                checkpoint = checkpoint[key]
+                break
+    if not isinstance(checkpoint, dict) or not all(
+        isinstance(v, torch.Tensor) for v in checkpoint.values()
+    ):
+        raise KdbenchError(
+            f"teacher checkpoint '{path}' holds no state_dict (expected a dict of tensors, "
+            "or one under 'state_dict' / 'model')"
+        )
+    return {k.removeprefix("module."): v for k, v in checkpoint.items()}
+
+
+def _check_compatible(
+    model: nn.Module, state: dict[str, torch.Tensor], path: Path, name: str
+) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [
+        f"{key} {tuple(state[key].shape)} vs {tuple(expected[key].shape)}"
+        for key in expected
+        if key in state and state[key].shape != expected[key].shape
+    ]
+    problems = [
+        f"{label}: {_listed(items)}"
+        for label, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches (checkpoint vs model)", mismatched),
+        )
+        if items
+    ]
+    if problems:
+        raise KdbenchError(
+            f"teacher checkpoint '{path}' does not fit model '{name}' on this dataset: "
+            + " | ".join(problems)
+        )
+
+
+def _listed(items: list[str], limit: int = 5) -> str:
+    return "; ".join(items[:limit]) + (
+        f" (+{len(items) - limit} more)" if len(items) > limit else ""
+    )
+
+
+def read_teacher_info(out_dir: Path, teacher_id: str) -> dict[str, Any] | None:
+    path = out_dir / "teachers" / f"{teacher_id}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

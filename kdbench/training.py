@@ -1,0 +1,235 @@
+"""The training loop: students driven by one stream of batches, and evaluation.
+
+A step runs the teacher once (when any loss needs it) and then every student in the
+group on the same batch, each with its own loss and optimizer. Today a cell is a group
+of one; cells sharing a teacher, dataset and seed can become one group later without
+changing this loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from kdbench.data import BatchStream, Split, eval_batches
+from kdbench.errors import KdbenchError
+from kdbench.features import FeatureTaps
+from kdbench.losses import DistillationLoss, LossInputs, loss_terms
+
+
+class DivergedError(KdbenchError):
+    """The loss became NaN or infinite; the cell is recorded as failed."""
+
+
+@dataclass
+class StudentRun:
+    """One student being trained: its model, loss, optimizer, schedule and taps."""
+
+    model: nn.Module
+    loss: DistillationLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    taps: FeatureTaps | None = None
+    scaler: torch.amp.GradScaler | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    step_seconds: float = 0.0
+    steps: int = 0
+
+
+def build_optimizer(params: list[nn.Parameter], optimizer: dict) -> torch.optim.Optimizer:
+    if optimizer["name"] == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=optimizer["lr"],
+            momentum=optimizer["momentum"],
+            weight_decay=optimizer["weight_decay"],
+            nesterov=optimizer["nesterov"],
+        )
+    return torch.optim.AdamW(params, lr=optimizer["lr"], weight_decay=optimizer["weight_decay"])
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, schedule: dict, epochs: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """A per-epoch learning-rate schedule."""
+    if schedule["name"] == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=schedule["milestones"], gamma=schedule["gamma"]
+        )
+    if schedule["name"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """bf16 (or fp16) autocast on CUDA; none on CPU, where it rarely pays."""
+    if device.type != "cuda" or amp == "off":
+        return None
+    if amp == "fp16" or (amp == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def train_epoch(
+    stream: BatchStream,
+    runs: list[StudentRun],
+    *,
+    epoch: int,
+    epochs: int,
+    teacher: nn.Module | None = None,
+    teacher_taps: FeatureTaps | None = None,
+    amp_dtype: torch.dtype | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> None:
+    """One pass over the stream; appends each run's mean loss terms to its history."""
+    for run in runs:
+        run.model.train()
+        run.loss.train()
+    sums: list[dict[str, float]] = [defaultdict(float) for _ in runs]
+    counts = 0
+    device = stream.device
+    for step, (inputs, targets, indices) in enumerate(stream.epoch()):
+        teacher_logits, teacher_features = None, {}
+        if teacher is not None:
+            with torch.no_grad(), _autocast(device, amp_dtype):
+                teacher_logits = teacher(inputs).float()
+            teacher_features = teacher_taps.pop() if teacher_taps else {}
+        counts += 1
+        for run, sums_ in zip(runs, sums, strict=True):
+            started = time.perf_counter()
+            with _autocast(device, amp_dtype):
+                logits = run.model(inputs)
+            batch = LossInputs(
+                student_logits=logits.float(),
+                teacher_logits=teacher_logits if run.loss.needs_teacher else None,
+                targets=targets,
+                indices=indices,
+                epoch=epoch,
+                epochs=epochs,
+                student_features=run.taps.pop() if run.taps else {},
+                teacher_features=teacher_features,
+            )
+            terms = loss_terms(run.loss(batch))
+            total = sum(terms.values())
+            if not torch.isfinite(total):
+                raise DivergedError(f"loss is {total.item()} at epoch {epoch + 1}, step {step + 1}")
+            run.optimizer.zero_grad(set_to_none=True)
+            if run.scaler is not None:
+                run.scaler.scale(total).backward()
+                run.scaler.step(run.optimizer)
+                run.scaler.update()
+            else:
+                total.backward()
+                run.optimizer.step()
+            for name, value in terms.items():
+                sums_[name] += value.item()
+            sums_["total"] += total.item()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            run.step_seconds += time.perf_counter() - started
+            run.steps += 1
+            if on_step is not None:
+                on_step(step, sums_["total"] / counts)
+    for run, sums_ in zip(runs, sums, strict=True):
+        run.scheduler.step()
+        run.history.append({name: value / max(counts, 1) for name, value in sums_.items()})
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    split: Split,
+    *,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    device: torch.device,
+    batch_size: int = 512,
+    amp_dtype: torch.dtype | None = None,
+) -> dict[str, float]:
+    """Top-1 and top-5 accuracy (%) on a split; top-5 only with at least 5 classes."""
+    model.eval()
+    correct1 = correct5 = 0
+    for inputs, targets in eval_batches(
+        split, batch_size=batch_size, mean=mean, std=std, device=device
+    ):
+        with _autocast(device, amp_dtype):
+            logits = model(inputs).float()
+        k = min(5, logits.shape[1])
+        top = logits.topk(k, dim=1).indices
+        hits = top.eq(targets.view(-1, 1))
+        correct1 += hits[:, 0].sum().item()
+        correct5 += hits.any(dim=1).sum().item()
+    n = len(split)
+    result = {"top1": 100.0 * correct1 / n}
+    if logits.shape[1] >= 5:
+        result["top5"] = 100.0 * correct5 / n
+    return result
+
+
+def make_run(
+    model: nn.Module,
+    loss: DistillationLoss,
+    recipe: dict,
+    *,
+    amp_dtype: torch.dtype | None,
+    taps: FeatureTaps | None = None,
+) -> StudentRun:
+    """Optimizer (student and loss parameters together), schedule and grad scaler."""
+    params = [p for p in (*model.parameters(), *loss.parameters()) if p.requires_grad]
+    optimizer = build_optimizer(params, recipe["optimizer"])
+    scheduler = build_scheduler(optimizer, recipe["schedule"], recipe["epochs"])
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    return StudentRun(model, loss, optimizer, scheduler, taps=taps, scaler=scaler)
+
+
+class Progress:
+    """Receives training progress; the CLI shows it, tests and workers ignore it."""
+
+    def cell_started(self, label: str, epochs: int) -> None: ...
+
+    def step(self, step: int, steps: int, loss: float) -> None: ...
+
+    def epoch_done(self, epoch: int, loss: float) -> None: ...
+
+    def cell_done(self, status: str) -> None: ...
+
+
+def fit(
+    stream: BatchStream,
+    runs: list[StudentRun],
+    *,
+    epochs: int,
+    teacher: nn.Module | None = None,
+    teacher_taps: FeatureTaps | None = None,
+    amp_dtype: torch.dtype | None = None,
+    progress: Progress | None = None,
+) -> float:
+    """Train every run for ``epochs``; returns the wall time in seconds."""
+    progress = progress or Progress()
+    steps = len(stream)
+    started = time.perf_counter()
+    for epoch in range(epochs):
+        train_epoch(
+            stream,
+            runs,
+            epoch=epoch,
+            epochs=epochs,
+            teacher=teacher,
+            teacher_taps=teacher_taps,
+            amp_dtype=amp_dtype,
+            on_step=lambda step, loss: progress.step(step, steps, loss),
+        )
+        progress.epoch_done(epoch, runs[0].history[-1]["total"])
+    return time.perf_counter() - started
