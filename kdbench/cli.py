@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -124,6 +125,43 @@ def run(
     if result.failed:
         click.echo(f"kdbench: {len(result.failed)} cell(s) failed; see the records", err=True)
         sys.exit(EXIT_FAILED_CELLS)
+
+
+@cli.group()
+def teachers() -> None:
+    """Provision teachers on their own (train and cache, or load checkpoints)."""
+
+
+@teachers.command(name="train")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="Results directory (as for run).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="Where to train.")  # fmt: skip
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+def teachers_train(file: Path, out: Path | None, device: str, quiet: bool) -> None:
+    """Train (or load) every teacher FILE needs and print their test accuracy.
+
+    Trained teachers are cached in <out>/teachers/ by content hash; `kdbench run`
+    with the same file and --out reuses them.
+    """
+    from kdbench.context import resolve_device
+    from kdbench.progress import RichDisplay
+    from kdbench.runner import default_out_dir, load_datasets, plan, provision_teachers
+
+    context = _context()
+    the_plan = plan(file, context)
+    out_dir = out or default_out_dir(the_plan.config)
+    load_datasets(the_plan, context)
+    display = None if quiet else RichDisplay(0)
+    with display or nullcontext():
+        infos = provision_teachers(
+            the_plan.cells, context, out_dir, resolve_device(device), display
+        )
+    rows = [
+        [i["name"], i["source"], f"{i['top1']:.2f}", "yes" if i["cached"] else "no", i["weights"]]
+        for i in infos.values()
+    ]
+    click.echo(tabulate(rows, headers=["teacher", "source", "top-1 %", "cached", "weights"]))
 
 
 @cli.command()

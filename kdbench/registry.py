@@ -14,6 +14,7 @@ from typing import Any
 from kdbench.errors import ConfigError, PluginError, did_you_mean
 
 KINDS = ("teachers", "students", "losses", "datasets", "executors")
+SINGULAR = {kind: kind.removesuffix("es") if kind == "losses" else kind[:-1] for kind in KINDS}
 
 # Arguments the harness passes itself; they are not TOML parameters.
 _HARNESS_ARGS = {
@@ -63,7 +64,7 @@ class Entry:
             for name in given:
                 if name not in known:
                     raise ConfigError(
-                        f"unknown parameter '{name}' for {self.kind[:-1]} '{self.name}'"
+                        f"unknown parameter '{name}' for {SINGULAR[self.kind]} '{self.name}'"
                         f"{did_you_mean(name, known)}; accepted parameters: {accepted}",
                         file=file,
                         key=f"{key}.{name}",
@@ -71,7 +72,7 @@ class Entry:
         missing = [n for n, default in known.items() if default is _REQUIRED and n not in given]
         if missing:
             raise ConfigError(
-                f"{self.kind[:-1]} '{self.name}' needs parameter(s) {', '.join(missing)}; "
+                f"{SINGULAR[self.kind]} '{self.name}' needs parameter(s) {', '.join(missing)}; "
                 f"accepted parameters: {accepted}",
                 file=file,
                 key=key,
@@ -102,12 +103,12 @@ class Registry:
     def add(self, entry: Entry) -> None:
         if not isinstance(entry.name, str) or not entry.name:
             raise PluginError(
-                f"plugin '{entry.plugin}' registered a {entry.kind[:-1]} without a name"
+                f"plugin '{entry.plugin}' registered a {SINGULAR[entry.kind]} without a name"
             )
         existing = self._entries[entry.kind].get(entry.name)
         if existing is not None:
             raise PluginError(
-                f"{entry.kind[:-1]} '{entry.name}' is registered twice: by plugin "
+                f"{SINGULAR[entry.kind]} '{entry.name}' is registered twice: by plugin "
                 f"'{existing.plugin}' and by plugin '{entry.plugin}'"
             )
         self._entries[entry.kind][entry.name] = entry
@@ -121,7 +122,7 @@ class Registry:
             return entries[name]
         known = sorted(entries)
         raise ConfigError(
-            f"unknown {kind[:-1]} '{name}'{did_you_mean(name, known)}; "
+            f"unknown {SINGULAR[kind]} '{name}'{did_you_mean(name, known)}; "
             f"registered {kind}: {', '.join(known) or 'none'}",
             file=file,
             key=key,

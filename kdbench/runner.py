@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 
 from kdbench.cell import CellJob, run_cell
@@ -47,6 +48,12 @@ def plan(path: str | Path, context: RunContext) -> Plan:
     return Plan(path, config, cells, stable_hash(config.model_dump()))
 
 
+def load_datasets(the_plan: Plan, context: RunContext) -> None:
+    """Load every dataset up front: a missing one fails before anything is written."""
+    for dataset in {cell.dataset.name: cell.dataset for cell in the_plan.cells}.values():
+        context.dataset(dataset)
+
+
 def default_out_dir(config: BenchmarkConfig) -> Path:
     # The name is validated as a plain slug, so this stays inside results/.
     return Path("results") / config.benchmark.name
@@ -65,8 +72,7 @@ def run_benchmark(
     """Run every cell without a complete record; write records and tables."""
     console = console or Console(stderr=True)
     torch_device = resolve_device(device)
-    for dataset in {cell.dataset.name: cell.dataset for cell in the_plan.cells}.values():
-        context.dataset(dataset)  # a missing dataset fails here, before anything is written
+    load_datasets(the_plan, context)
     executor_cfg = the_plan.config.executor
     executor_entry = context.plugins.registry.get(
         "executors", executor or executor_cfg.name, key="--executor"
@@ -87,7 +93,7 @@ def run_benchmark(
     with display or nullcontext():
         if display:
             display.bars.update(display.matrix, completed=result.skipped)
-        teachers = _provision_teachers(pending, context, out_dir, torch_device, display)
+        teachers = provision_teachers(pending, context, out_dir, torch_device, display)
         jobs = [
             CellJob(
                 cell=cell,
@@ -120,8 +126,12 @@ def run_benchmark(
     return result
 
 
-def _provision_teachers(
-    cells: list[Cell], context: RunContext, out_dir: Path, device, display: Progress | None
+def provision_teachers(
+    cells: list[Cell],
+    context: RunContext,
+    out_dir: Path,
+    device: torch.device,
+    display: Progress | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Each distinct teacher once: trained and cached, or loaded; accuracy measured."""
     return {

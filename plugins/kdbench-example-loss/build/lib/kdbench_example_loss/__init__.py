@@ -1,0 +1,1 @@
+"""An example kdbench loss plugin: logit regression (Ba & Caruana 2014)."""

@@ -1,0 +1,130 @@
+"""The plugin module named by the ``kdbench`` entry point: timm models as teachers and students.
+
+Every name in ``timm.list_models()`` is registered as ``timm/<name>``. Listing names is
+cheap; a model is only built, by ``timm.create_model``, when a cell needs it, and timm
+itself fits the stem to the dataset's channels and the classifier to its classes.
+Feature taps come from timm's own ``feature_info``, so they follow each architecture
+without a table kept here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import timm
+from torch import nn
+
+from kdbench import KdbenchError, hookimpl
+
+PREFIX = "timm/"
+
+
+def build(
+    name: str,
+    num_classes: int,
+    in_channels: int,
+    *,
+    pretrained: bool = False,
+    checkpoint: str | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """timm ``name`` fitted to the dataset; ``checkpoint`` loads a local weights file.
+
+    Other keyword arguments (``drop_rate``, ``drop_path_rate``, ...) go to
+    ``timm.create_model`` unchanged. A checkpoint goes through timm's
+    ``pretrained_cfg_overlay=dict(file=...)``, so it gets the same adaptation as timm's
+    own weights: a classifier of another class count is dropped and a stem of another
+    channel count converted.
+    """
+    if checkpoint is not None:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise KdbenchError(
+                f"checkpoint '{checkpoint}' for timm model '{name}' is not a file "
+                f"(relative paths are resolved from the working directory)"
+            )
+        overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
+        kwargs["pretrained_cfg_overlay"] = overlay | {"file": str(path)}
+        pretrained = True
+    create = partial(
+        timm.create_model, name, num_classes=num_classes, in_chans=in_channels, **kwargs
+    )
+    if not pretrained:
+        return create(pretrained=False)
+    try:
+        return create(pretrained=True)
+    except TypeError:
+        raise  # a parameter the model does not take, not a weights problem
+    except Exception as exc:  # noqa: BLE001 - hub, download and file errors have many types
+        source = f"from '{checkpoint}'" if checkpoint is not None else "from timm's cache or hub"
+        raise KdbenchError(
+            f"could not load pretrained weights for timm model '{name}' {source}: "
+            f"{type(exc).__name__}: {exc}. Without a network, fetch the weights once where "
+            f"there is one (timm.create_model('{name}', pretrained=True) stores them under "
+            f"HF_HOME, or TORCH_HOME for weights timm downloads by URL) and copy that cache, "
+            f"or give the model a local file: checkpoint = \"path/to/weights.pth\" "
+            f"(or .safetensors)."
+        ) from exc
+
+
+def _feature_levels(model: nn.Module) -> list[dict[str, Any]]:
+    """timm's ``feature_info`` as a list of dicts (a list, or a ``FeatureInfo`` object)."""
+    info = getattr(model, "feature_info", None) or []
+    if hasattr(info, "get_dicts"):
+        info = info.get_dicts()
+    return [level for level in info if isinstance(level, Mapping)]
+
+
+def _path_of(model: nn.Module, target: nn.Module) -> str | None:
+    return next((path for path, module in model.named_modules() if module is target), None)
+
+
+def feature_taps(model: nn.Module) -> dict[str, str]:
+    """``stage1..stageN`` from timm's feature levels, and ``pool`` from the classifier's input.
+
+    ``stageK`` is timm's K-th feature level (what ``features_only=True`` would return),
+    so for many CNNs ``stage1`` is the stride-2 stem. ``pool`` is the input of the linear
+    classifier: the ``(B, D)`` embedding whichever module produced it (``global_pool`` in
+    ResNets, a ``flatten`` after a conv head in MobileNetV3, the class token in ViTs).
+    """
+    modules = dict(model.named_modules())
+    paths: Iterable[str] = (level.get("module") or "" for level in _feature_levels(model))
+    levels = [path for path in paths if path and path in modules]
+    taps = {f"stage{k}": path for k, path in enumerate(levels, start=1)}
+    get_classifier = getattr(model, "get_classifier", None)
+    classifier = get_classifier() if callable(get_classifier) else None
+    if isinstance(classifier, nn.Linear):
+        path = _path_of(model, classifier)
+        if path:
+            taps["pool"] = f"{path}:in"
+    return taps
+
+
+def _factory(name: str) -> partial[nn.Module]:
+    """A picklable factory for one model name (built only when called)."""
+    factory = partial(build, name)
+    factory.__doc__ = f"timm {name} (timm.create_model)"
+    return factory
+
+
+def _register_models(register) -> None:
+    for name in timm.list_models():
+        register(
+            f"{PREFIX}{name}",
+            _factory(name),
+            taps=feature_taps,
+            description=f"timm {name} (timm.create_model)",
+        )
+
+
+@hookimpl
+def register_teachers(register):
+    _register_models(register)
+
+
+@hookimpl
+def register_students(register):
+    _register_models(register)

@@ -1,0 +1,108 @@
+"""Teachers: trained once and cached, loaded from checkpoints, accuracy always measured."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from click.testing import CliRunner
+
+from conftest import write_benchmark
+from kdbench.cli import cli
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, [*args, "--quiet"])
+
+
+def teacher_of(out: Path) -> dict:
+    records = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
+    infos = [r["teacher"] for r in records if r["teacher"]]
+    assert infos
+    return infos[0]
+
+
+def test_cached_teacher_is_reused_by_a_later_run(tiny_benchmark, tmp_path):
+    out = tmp_path / "out"
+    first = run("teachers", "train", str(tiny_benchmark), "--out", str(out))
+    assert first.exit_code == 0, first.output
+    [weights] = (out / "teachers").glob("*.pt")
+    stamp = weights.stat().st_mtime_ns
+    assert "no " in first.output  # freshly trained, not cached
+
+    result = run("run", str(tiny_benchmark), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    info = teacher_of(out)
+    assert info["cached"] is True and info["source"] == "train"
+    assert weights.stat().st_mtime_ns == stamp
+    meta = json.loads(weights.with_suffix(".json").read_text())
+    assert meta["top1"] == info["top1"]
+
+
+def test_checkpoint_round_trip_gives_the_same_accuracy(tiny_benchmark, tmp_path):
+    out = tmp_path / "trained"
+    assert run("run", str(tiny_benchmark), "--out", str(out)).exit_code == 0
+    trained = teacher_of(out)
+    checkpoint = tmp_path / "teacher.pt"
+    state = torch.load(trained["weights"], weights_only=True)
+    torch.save({"epoch": 3, "state_dict": state}, checkpoint)  # a full-checkpoint wrapper
+
+    bench = tiny_benchmark.read_text().replace(
+        "teacher_params = { width = 8 }",
+        'teacher_params = { width = 8 }\nteacher_checkpoint = "teacher.pt"',
+    )
+    tiny_benchmark.write_text(bench)
+    out2 = tmp_path / "loaded"
+    result = run("run", str(tiny_benchmark), "--out", str(out2))
+    assert result.exit_code == 0, result.output
+    loaded = teacher_of(out2)
+    assert loaded["source"] == "checkpoint"
+    assert loaded["top1"] == trained["top1"]
+
+    assert loaded["sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+
+
+def test_mismatched_checkpoint_is_a_clear_error(tmp_path):
+    from kdbench.builtin.models_small import cnn
+
+    torch.save(cnn(10, 1, width=4).state_dict(), tmp_path / "small.pt")
+    bench = write_benchmark(tmp_path)
+    bench.write_text(
+        bench.read_text().replace(
+            "teacher_params = { width = 8 }",
+            'teacher_params = { width = 8 }\nteacher_checkpoint = "small.pt"',
+        )
+    )
+    result = run("run", str(bench), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert "does not fit model 'cnn'" in result.output
+    assert "shape mismatches" in result.output and "(4, 1, 3, 3) vs (8, 1, 3, 3)" in result.output
+
+
+def test_checkpoint_with_code_in_it_is_refused(tmp_path):
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "hook": Path("x")}, tmp_path / "evil.pt")
+    bench = write_benchmark(tmp_path)
+    bench.write_text(
+        bench.read_text().replace(
+            "teacher_params = { width = 8 }",
+            'teacher_params = { width = 8 }\nteacher_checkpoint = "evil.pt"',
+        )
+    )
+    result = run("run", str(bench), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert "cannot read teacher checkpoint" in result.output
+
+
+def test_missing_checkpoint_names_the_key(tmp_path):
+    bench = write_benchmark(tmp_path)
+    bench.write_text(
+        bench.read_text().replace(
+            "teacher_params = { width = 8 }",
+            'teacher_params = { width = 8 }\nteacher_checkpoint = "gone.pt"',
+        )
+    )
+    result = CliRunner().invoke(cli, ["validate", str(bench)])
+    assert result.exit_code == 2
+    assert "pairs[0].teacher_checkpoint" in result.output and "does not exist" in result.output
