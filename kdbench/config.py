@@ -67,6 +67,7 @@ class Pair(_Strict):
     student_params: dict[str, Any] = {}
     teacher_checkpoint: str | None = None
     recipe: dict[str, Any] = {}
+    loss_params: dict[str, dict[str, Any]] = {}
 
 
 class Measure(_Strict):
@@ -113,10 +114,12 @@ class BenchmarkConfig(_Strict):
 
     def loss_name(self, label: str) -> str:
         """The registered loss behind a ``[losses.<label>]`` table (``loss = "..."`` renames)."""
-        return self.losses[label].get("loss", label)
+        return self.losses.get(label, {}).get("loss", label)
 
-    def loss_params(self, label: str) -> dict[str, Any]:
-        return {k: v for k, v in self.losses[label].items() if k != "loss"}
+    def loss_params(self, label: str, pair: Pair | None = None) -> dict[str, Any]:
+        """A loss's parameters; a pair's ``loss_params.<label>`` overrides them for that pair."""
+        params = {k: v for k, v in self.losses.get(label, {}).items() if k != "loss"}
+        return params | (pair.loss_params.get(label, {}) if pair else {})
 
     def loss_labels(self) -> list[str]:
         """Loss labels in file order, with the baseline first (added when absent)."""
@@ -170,21 +173,35 @@ def check_names(config: BenchmarkConfig, registry: Registry, file: str) -> None:
             config.student_recipe(pair)
         except ValidationError as exc:
             raise _config_error(exc, file, prefix=f"pairs[{i}].recipe", model=Recipe) from None
-    for label in config.loss_labels():
-        key = f"losses.{label}"
-        if label not in config.losses:
-            continue
-        entry = registry.get("losses", config.loss_name(label), file=file, key=key)
-        params = config.loss_params(label)
-        entry.check_params(params, file=file, key=key)
-        try:
-            entry.obj(**params)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"invalid parameters for loss '{entry.name}': {exc}", file=file, key=key
-            ) from None
+        for label in pair.loss_params:
+            if label not in config.loss_labels():
+                raise ConfigError(
+                    f"no loss '{label}' in [losses]{did_you_mean(label, config.loss_labels())}",
+                    file=file,
+                    key=f"pairs[{i}].loss_params.{label}",
+                )
+        for label in config.loss_labels():
+            key = (
+                f"pairs[{i}].loss_params.{label}"
+                if label in pair.loss_params
+                else f"losses.{label}"
+            )
+            _check_loss(
+                registry, config.loss_name(label), config.loss_params(label, pair), file, key
+            )
     entry = registry.get("executors", config.executor.name, file=file, key="executor.name")
     entry.check_params(config.executor.params, file=file, key="executor.params")
+
+
+def _check_loss(registry: Registry, name: str, params: dict[str, Any], file: str, key: str) -> None:
+    entry = registry.get("losses", name, file=file, key=key)
+    entry.check_params(params, file=file, key=key)
+    try:
+        entry.obj(**params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"invalid parameters for loss '{entry.name}': {exc}", file=file, key=key
+        ) from None
 
 
 def _config_error(

@@ -110,8 +110,8 @@ def expand(config: BenchmarkConfig, registry: Registry, file: Path) -> list[Cell
             student = ModelSpec(pair.student, dict(pair.student_params))
             recipe = config.student_recipe(pair).model_dump()
             for label in config.loss_labels():
-                name = config.loss_name(label) if label in config.losses else label
-                params = config.loss_params(label) if label in config.losses else {}
+                name = config.loss_name(label)
+                params = config.loss_params(label, pair)
                 needs_teacher = registry.get("losses", name).obj.needs_teacher
                 for seed in config.benchmark.seeds:
                     cell = Cell(
