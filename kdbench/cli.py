@@ -222,5 +222,36 @@ def report(dirs: tuple[Path, ...], out: Path | None) -> None:
         write_tables(out, summary)
 
 
+@cli.command()
+@click.argument(
+    "directory", metavar="DIR", type=click.Path(path_type=Path, exists=True, file_okay=False)
+)
+@click.argument("file", required=False, type=click.Path(path_type=Path, dir_okay=False))
+def status(directory: Path, file: Path | None) -> None:
+    """Show how many cells of results DIR are done, failed and pending.
+
+    Pending cells come from the benchmark FILE (default: the DIR/benchmark.toml that
+    `kdbench run` copied there). Jobs the slurm executor submitted that have not
+    come back yet are listed with their state.
+    """
+    from kdbench.status import status as read_status
+
+    state = read_status(directory, file, _context())
+    total = "?" if state.cells is None else state.cells
+    pending = "? (no benchmark file)" if state.cells is None else len(state.pending)
+    click.echo(f"{directory}: {total} cells")
+    click.echo(f"  done     {state.done}")
+    click.echo(f"  failed   {len(state.failed)}")
+    click.echo(f"  pending  {pending}")
+    if state.other_records:
+        click.echo(f"  ({state.other_records} record(s) of cells not in the benchmark)")
+    for record in state.failed:
+        message = (record.get("error") or {}).get("message", "")
+        click.echo(f"failed: {record['cell_id']}: {message.splitlines()[0] if message else ''}")
+    if state.jobs:
+        rows = [[j["job_id"], j["state"], j["label"], j["since"]] for j in state.jobs]
+        click.echo(tabulate(rows, headers=["slurm job", "state", "cell", "submitted"]))
+
+
 def main() -> None:
     cli(prog_name="kdbench")

@@ -98,6 +98,7 @@ class BenchmarkInfo(_Strict):
 class Executor(_Strict):
     name: str = "local"
     params: dict[str, Any] = {}
+    retries: Annotated[int, Field(ge=0)] = 0
 
 
 class BenchmarkConfig(_Strict):

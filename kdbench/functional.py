@@ -22,7 +22,7 @@ def kd_kl(
     The ``T^2`` keeps the gradient's scale independent of the temperature.
     """
     log_q = F.log_softmax(student_logits / temperature, dim=1)
-    log_p = F.log_softmax(teacher_logits / temperature, dim=1)
+    log_p = F.log_softmax(teacher_logits.detach() / temperature, dim=1)
     kl = F.kl_div(log_q, log_p, reduction="batchmean", log_target=True)
     return kl * temperature**2
 

@@ -34,6 +34,8 @@ BUILTIN_PLUGINS = (
     "kdbench.builtin.losses_crd",
     "kdbench.builtin.losses_reviewkd",
     "kdbench.builtin.executors",
+    "kdbench.builtin.executors_slurm",
+    "kdbench.builtin.executors_ray",
 )
 
 

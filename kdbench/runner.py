@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,53 +70,70 @@ def run_benchmark(
     quiet: bool = False,
     console: Console | None = None,
 ) -> RunResult:
-    """Run every cell without a complete record; write records and tables."""
+    """Run every cell without a complete record; write records and tables.
+
+    Teachers are provisioned here first; then the executor runs the cells and each
+    record is written the moment it comes back. A failed cell is run again up to
+    ``[executor] retries`` times (as a further round, after the current one). Ctrl-C
+    or any error cancels whatever the executor has submitted and re-raises.
+    """
     console = console or Console(stderr=True)
     torch_device = resolve_device(device)
     load_datasets(the_plan, context)
     executor_cfg = the_plan.config.executor
-    executor_entry = context.plugins.registry.get(
-        "executors", executor or executor_cfg.name, key="--executor"
-    )
-    runner = executor_entry.obj(**(executor_cfg.params if not executor else {}))
+    executor_name = executor or executor_cfg.name
+    executor_entry = context.plugins.registry.get("executors", executor_name, key="--executor")
+    params = executor_cfg.params if executor_name == executor_cfg.name else {}
+    runner = executor_entry.obj(**params)
 
     store = RecordStore(out_dir)
+    _remove_stale_temporaries(out_dir)
     pending = [cell for cell in the_plan.cells if not store.is_done(cell.id)]
     result = RunResult(out_dir, skipped=len(the_plan.cells) - len(pending))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "benchmark.toml", the_plan.path.read_text(encoding="utf-8"))
     console.print(
         f"{the_plan.config.benchmark.name}: {len(the_plan.cells)} cells, "
-        f"{result.skipped} already done, {len(pending)} to run on {torch_device} -> {out_dir}"
+        f"{result.skipped} already done, {len(pending)} to run on {torch_device} "
+        f"({executor_name} executor) -> {out_dir}"
     )
 
     display = RichDisplay(len(the_plan.cells), console) if not quiet else None
-    with display or nullcontext():
-        if display:
-            display.bars.update(display.matrix, completed=result.skipped)
-        teachers = provision_teachers(pending, context, out_dir, torch_device, display)
-        jobs = [
-            CellJob(
-                cell=cell,
-                device=str(torch_device),
-                teacher_weights=teachers[cell.teacher.id]["weights"] if cell.teacher else None,
-                teacher_info=teachers[cell.teacher.id] if cell.teacher else None,
-                source_dir=str(the_plan.path.parent.resolve()),
-                config_hash=the_plan.config_hash,
-            )
-            for cell in pending
-        ]
-        run = (
-            functools.partial(run_cell, context=context, progress=display)
-            if getattr(runner, "in_process", False)
-            else run_cell
-        )
-        labels = {cell.id: cell.label() for cell in pending}
-        for record in runner.map(jobs, run):
-            store.write(record)
-            result.ran += 1
+    try:
+        _call(runner, "start", out_dir)  # before teachers: a broken executor fails fast
+        with display or nullcontext():
             if display:
-                display.advance(record["status"], labels[record["cell_id"]])
+                display.bars.update(display.matrix, completed=result.skipped)
+            teachers = provision_teachers(pending, context, out_dir, torch_device, display)
+            jobs = [
+                CellJob(
+                    cell=cell,
+                    device=str(torch_device),
+                    teacher_weights=teachers[cell.teacher.id]["weights"] if cell.teacher else None,
+                    teacher_info=teachers[cell.teacher.id] if cell.teacher else None,
+                    source_dir=str(the_plan.path.parent.resolve()),
+                    config_hash=the_plan.config_hash,
+                )
+                for cell in pending
+            ]
+            run = (
+                functools.partial(run_cell, context=context, progress=display)
+                if getattr(runner, "in_process", False)
+                else run_cell
+            )
+            labels = {cell.id: cell.label() for cell in pending}
+            rounds = _with_retries(runner, jobs, run, executor_cfg.retries, labels, console)
+            for record in rounds:
+                record["executor"] = executor_name
+                store.write(record)
+                result.ran += 1
+                if display:
+                    display.advance(record["status"], labels[record["cell_id"]])
+    except BaseException:
+        _call(runner, "cancel")
+        raise
+    finally:
+        _call(runner, "close")
 
     ids = {cell.id for cell in the_plan.cells}
     records = [r for r in store if r["cell_id"] in ids]
@@ -124,6 +142,62 @@ def run_benchmark(
     write_tables(out_dir, summary)
     result.table = render(summary)
     return result
+
+
+def _with_retries(
+    runner: Any,
+    jobs: list[CellJob],
+    run: Callable[..., dict[str, Any]],
+    retries: int,
+    labels: dict[str, str],
+    console: Console,
+) -> Iterator[dict[str, Any]]:
+    """Final records only: a failed cell goes into the next round until its tries run out.
+
+    Each record says how many times its cell ran (``attempts``) and keeps the errors of
+    the tries before the last (``earlier_errors``).
+    """
+    by_id = {job.cell.id: job for job in jobs}
+    attempts = dict.fromkeys(by_id, 0)
+    earlier: dict[str, list[dict[str, Any]]] = {cell_id: [] for cell_id in by_id}
+    todo = jobs
+    while todo:
+        again = []
+        for record in runner.map(todo, run):
+            cell_id = record["cell_id"]
+            attempts[cell_id] += 1
+            record["attempts"] = attempts[cell_id]
+            if earlier[cell_id]:
+                record["earlier_errors"] = earlier[cell_id]
+            if record["status"] != "ok" and attempts[cell_id] <= retries:
+                error = record.get("error") or {}
+                earlier[cell_id].append({k: error.get(k) for k in ("type", "message")})
+                console.print(
+                    f"[yellow]retrying[/yellow] {labels[cell_id]} (try {attempts[cell_id]} of "
+                    f"{retries + 1} failed: {error.get('message')})"
+                )
+                again.append(by_id[cell_id])
+                continue
+            yield record
+        todo = again
+
+
+def _call(runner: Any, method: str, *args: Any) -> None:
+    """Call an executor's optional lifetime method (start, cancel, close) if it has one."""
+    function = getattr(runner, method, None)
+    if callable(function):
+        function(*args)
+
+
+def _remove_stale_temporaries(out_dir: Path) -> None:
+    """Drop half-written files a killed run left (records are renamed into place whole).
+
+    One run writes a results directory at a time, so any temporary file here is dead.
+    """
+    for folder in (out_dir / "records", out_dir / "teachers"):
+        if folder.is_dir():
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
 
 
 def provision_teachers(

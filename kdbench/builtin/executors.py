@@ -1,23 +1,115 @@
-"""The ``local`` executor: cells run one after another in this process.
+"""The ``local`` and ``pool`` executors, and what every executor promises.
 
 An executor class is built with its TOML parameters (``[executor] params = {...}``) and
-has ``map(jobs, run)``, yielding each cell's record as soon as the cell ends. Executors
-that set ``in_process = True`` receive a ``run`` that shows progress and reuses loaded
-datasets; others receive :func:`kdbench.cell.run_cell` itself, which pickles.
+has ``map(jobs, run)``, yielding each cell's record as soon as the cell ends, in any
+order. Executors that set ``in_process = True`` receive a ``run`` that shows progress and
+reuses loaded datasets; others receive :func:`kdbench.cell.run_cell` itself, which
+pickles, and may call it as ``run(job, context=...)`` with a context kept per worker.
+
+Three optional methods let the runner drive an executor's lifetime, which may span
+several ``map`` calls (retries run as further rounds):
+
+- ``start(out_dir)``: once, before the first ``map``, with the results directory;
+- ``cancel()``: on Ctrl-C or an error while cells run: stop submitted work now;
+- ``close()``: once at the end, always: release workers, clusters, connections.
+
+A cell whose job dies outside :func:`~kdbench.cell.run_cell` (a killed worker, a
+cancelled cluster job) comes back as a ``failed`` record made by :func:`failed_record`,
+so the runner can retry it and the matrix goes on.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from datetime import UTC, datetime
 from typing import Any
 
+import torch
+
 from kdbench import hookimpl
+from kdbench.errors import KdbenchError
+from kdbench.records import SCHEMA_VERSION
+
+_WORKER_CONTEXT = None  # one RunContext per worker process: datasets load once per worker
+
+
+def worker_context():
+    """This process's RunContext, made on first use and kept (plugins and datasets cached)."""
+    global _WORKER_CONTEXT
+    if _WORKER_CONTEXT is None:
+        from kdbench.context import RunContext
+
+        _WORKER_CONTEXT = RunContext()
+    return _WORKER_CONTEXT
+
+
+def failed_record(job: Any, exc: BaseException | str, *, where: str) -> dict[str, Any]:
+    """A ``failed`` record for a cell whose job died before :func:`run_cell` could answer."""
+    now = datetime.now(UTC).isoformat()
+    if isinstance(exc, BaseException):
+        error = {
+            "type": type(exc).__name__,
+            "message": f"{where}: {exc}",
+            "traceback": "".join(traceback.format_exception(exc, limit=20)),
+        }
+    else:
+        error = {"type": "ExecutorError", "message": f"{where}: {exc}", "traceback": ""}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "cell_id": job.cell.id,
+        "config": job.cell.config(),
+        "benchmark_config_hash": job.config_hash,
+        "teacher": job.teacher_info,
+        "started_at": now,
+        "finished_at": now,
+        "status": "failed",
+        "error": error,
+    }
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (the affinity mask, as Slurm and taskset set it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _positive(name: str, value: Any, executor: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise KdbenchError(
+            f"executor '{executor}': {name} must be a positive integer, not {value!r}"
+        )
+    return value
 
 
 class LocalExecutor:
     """Run cells sequentially in this process (the default)."""
 
     in_process = True
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = _positive("threads", threads, "local")
+        self._saved_threads: int | None = None
+
+    def start(self, out_dir: Any) -> None:
+        if self.threads:
+            self._saved_threads = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+
+    def close(self) -> None:
+        if self._saved_threads:
+            torch.set_num_threads(self._saved_threads)
+            self._saved_threads = None
 
     def map(
         self, jobs: Iterable[Any], run: Callable[[Any], dict[str, Any]]
@@ -26,6 +118,137 @@ class LocalExecutor:
             yield run(job)
 
 
+def _visible_gpus() -> list[str]:
+    """GPU ids as this process sees them, in the terms CUDA_VISIBLE_DEVICES takes."""
+    count = torch.cuda.device_count()
+    if count == 0:
+        return []
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed:
+        ids = [part.strip() for part in listed.split(",") if part.strip()]
+        return ids[:count]
+    return [str(i) for i in range(count)]
+
+
+def _init_worker(gpu: str | None, threads: int) -> None:
+    """Pin a fresh worker to its GPU and thread count, then load plugins once."""
+    # Ctrl-C reaches the whole process group; the parent alone decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+        torch.cuda.set_device(0)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+    parent = os.getppid()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    worker_context()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose parent was killed (SIGKILL, OOM) would wait for work forever: exit."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _run_in_worker(run: Callable[..., dict[str, Any]], job: Any) -> dict[str, Any]:
+    return run(job, context=worker_context())
+
+
+class PoolExecutor:
+    """Worker processes on this machine: one per visible GPU, or ``workers`` CPU workers.
+
+    Each worker is a fresh (spawned) process pinned to its GPU and to ``threads`` torch
+    threads (default: usable cores // workers), and keeps its datasets loaded between
+    cells. Each worker is its own single-process pool, so a worker that dies takes only
+    its own cell with it and is replaced.
+    """
+
+    in_process = False
+
+    def __init__(self, workers: int | None = None, threads: int | None = None) -> None:
+        self.workers = _positive("workers", workers, "pool")
+        self.threads = _positive("threads", threads, "pool")
+        self._pools: list[ProcessPoolExecutor | None] = []
+        self._slots: list[tuple[str | None, int]] = []
+
+    def _layout(self, jobs: list[Any]) -> list[tuple[str | None, int]]:
+        """(GPU, threads) per worker: GPUs round-robin when cells run on CUDA."""
+        gpus = _visible_gpus() if any(str(j.device).startswith("cuda") for j in jobs) else []
+        workers = self.workers or len(gpus) or usable_cores()
+        threads = self.threads or max(1, usable_cores() // workers)
+        return [(gpus[i % len(gpus)] if gpus else None, threads) for i in range(workers)]
+
+    def _pool(self, slot: int) -> ProcessPoolExecutor:
+        pool = self._pools[slot]
+        if pool is None:
+            gpu, threads = self._slots[slot]
+            pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(gpu, threads),
+            )
+            self._pools[slot] = pool
+        return pool
+
+    def map(
+        self, jobs: Iterable[Any], run: Callable[..., dict[str, Any]]
+    ) -> Iterator[dict[str, Any]]:
+        queue = list(jobs)
+        if not queue:
+            return
+        if not self._slots:
+            self._slots = self._layout(queue)
+            self._pools = [None] * len(self._slots)
+        queue.reverse()  # pop() from the end keeps the runner's order
+        running: dict[Future, tuple[int, Any]] = {}
+        idle = list(range(len(self._slots)))
+        while queue or running:
+            while queue and idle:
+                slot, job = idle.pop(0), queue.pop()
+                running[self._pool(slot).submit(_run_in_worker, run, job)] = (slot, job)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                slot, job = running.pop(future)
+                idle.append(slot)
+                try:
+                    record = future.result()
+                except Exception as exc:  # noqa: BLE001 - a dead worker fails its cell only
+                    self._discard(slot)
+                    record = failed_record(job, exc, where=f"pool worker {slot}")
+                yield record
+
+    def _discard(self, slot: int) -> None:
+        pool, self._pools[slot] = self._pools[slot], None
+        if pool is not None:
+            _stop(pool)
+
+    def cancel(self) -> None:
+        for slot in range(len(self._pools)):
+            self._discard(slot)
+
+    def close(self) -> None:
+        for slot, pool in enumerate(self._pools):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+                self._pools[slot] = None
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now, running cells included (Python 3.11 has no public way to)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(timeout=10)
+        if process.is_alive():
+            process.kill()
+
+
 @hookimpl
 def register_executors(register):
     register("local", LocalExecutor)
+    register("pool", PoolExecutor)

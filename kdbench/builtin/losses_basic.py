@@ -46,7 +46,7 @@ class SoftLabelCE(DistillationLoss):
         self.alpha = alpha
 
     def forward(self, inputs: LossInputs):
-        soft = inputs.teacher_logits.softmax(dim=1)
+        soft = inputs.teacher_logits.detach().softmax(dim=1)
         return {
             "ce": (1 - self.alpha) * F.cross_entropy(inputs.student_logits, inputs.targets),
             "soft_ce": self.alpha * soft_cross_entropy(inputs.student_logits, soft),
@@ -68,7 +68,7 @@ class TemperatureCE(DistillationLoss):
 
     def forward(self, inputs: LossInputs):
         t = self.temperature
-        soft = (inputs.teacher_logits / t).softmax(dim=1)
+        soft = (inputs.teacher_logits.detach() / t).softmax(dim=1)
         return {
             "ce": (1 - self.alpha) * F.cross_entropy(inputs.student_logits, inputs.targets),
             "tce": self.alpha * t**2 * soft_cross_entropy(inputs.student_logits / t, soft),

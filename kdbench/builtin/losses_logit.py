@@ -139,13 +139,14 @@ class KDLS(DistillationLoss):
     Z(z; T) = (z - mean(z)) / (T * std(z)) for both networks (the paper's Z-score
     pre-process), then T^2 * KL(softmax(Z_t) || softmax(Z_s)). Shifting or scaling either
     network's logits leaves the loss unchanged, so the student needs to match the
-    teacher's logit relations, not their range. Defaults follow the authors' CIFAR-100 runs: base
-    temperature 2 (3 for a few pairs), KD weight 9, CE weight 0.1 (mdistiller's KD
-    default). The std is Bessel-corrected, as in their code.
+    teacher's logit relations, not their range. Defaults are the authors' CIFAR-100
+    settings: base temperature 2 (3 for a few pairs; ``--base-temp 2``), KD weight 9
+    (``--kd-weight 9``) and CE weight 1 (their config; mdistiller's plain KD uses 0.1). The
+    std is Bessel-corrected, as in their code.
     """
 
     def __init__(
-        self, *, ce_weight: float = 0.1, kd_weight: float = 9.0, temperature: float = 2.0
+        self, *, ce_weight: float = 1.0, kd_weight: float = 9.0, temperature: float = 2.0
     ) -> None:
         super().__init__()
         self.ce_weight = ce_weight

@@ -125,7 +125,7 @@ class ReviewKD(DistillationLoss):
 
     def setup(self, context: LossContext) -> None:
         s_shapes, t_shapes = context.student_feature_shapes, context.teacher_feature_shapes
-        self.student_taps, self.teacher_taps = self._levels(list(s_shapes))
+        self.student_taps, self.teacher_taps = self._levels([n for n in s_shapes if n in t_shapes])
         s_dims = [(s_shapes[name] + (1, 1))[:3] for name in self.student_taps]
         t_dims = [(t_shapes[name] + (1, 1))[:3] for name in self.teacher_taps]
         mid = self.mid_channels or min(512, s_dims[-1][0])

@@ -9,7 +9,7 @@ without a table kept here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -85,15 +85,19 @@ def _path_of(model: nn.Module, target: nn.Module) -> str | None:
 def feature_taps(model: nn.Module) -> dict[str, str]:
     """``stage1..stageN`` from timm's feature levels, and ``pool`` from the classifier's input.
 
-    ``stageK`` is timm's K-th feature level (what ``features_only=True`` would return),
-    so for many CNNs ``stage1`` is the stride-2 stem. ``pool`` is the input of the linear
-    classifier: the ``(B, D)`` embedding whichever module produced it (``global_pool`` in
-    ResNets, a ``flatten`` after a conv head in MobileNetV3, the class token in ViTs).
+    ``stageK`` is the output of timm's K-th feature level (the module behind the K-th map
+    ``features_only=True`` returns), so for many CNNs ``stage1`` is the stride-2 stem.
+    ``pool`` is the input of a linear classifier: the ``(B, D)`` embedding whichever
+    module produced it (``global_pool`` in ResNets, a ``flatten`` after the conv head in
+    MobileNetV3, the class token in ViTs). Other heads (conv, distilled pairs) get none.
     """
     modules = dict(model.named_modules())
-    paths: Iterable[str] = (level.get("module") or "" for level in _feature_levels(model))
-    levels = [path for path in paths if path and path in modules]
-    taps = {f"stage{k}": path for k, path in enumerate(levels, start=1)}
+    levels = [level.get("module") or "" for level in _feature_levels(model)]
+    # Some models (HRNet, Twins, MViTv2) name feature levels after their features_only
+    # wrapper rather than real modules; numbering only the levels that resolve would then
+    # shift stageK, so such a model declares no stages at all.
+    resolved = all(path and path in modules for path in levels)
+    taps = {f"stage{k}": path for k, path in enumerate(levels, start=1)} if resolved else {}
     get_classifier = getattr(model, "get_classifier", None)
     classifier = get_classifier() if callable(get_classifier) else None
     if isinstance(classifier, nn.Linear):

@@ -1,0 +1,286 @@
+"""The ``slurm`` executor: each cell is one task of a Slurm job array, through submitit.
+
+submitit pickles every job into ``folder`` and the compute node unpickles it from
+there, so ``folder`` and the results directory must be on a filesystem that this
+machine and the compute nodes share. Records are written by the ``kdbench run``
+process as results come back; each job checks first that it can reach the results
+directory, so a directory the nodes cannot see stops the run with a clear message
+instead of training the whole matrix for nothing.
+
+``cluster = "local"`` runs the very same pickles and job files as local processes
+(submitit's LocalExecutor), which is how the tests exercise this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kdbench import hookimpl
+from kdbench.builtin.executors import failed_record, worker_context
+from kdbench.errors import KdbenchError
+from kdbench.records import write_json_atomic
+
+INSTALL_HINT = "the slurm executor needs submitit: pip install 'kdbench[slurm]'"
+JOBS_FILE = "kdbench-jobs.json"  # job id -> cell, for `kdbench status`
+_UNREACHABLE = "ResultsDirUnreachable"
+
+
+class ResultsDirUnreachable(KdbenchError):
+    """A job cannot see or write the results directory (it is not on a shared filesystem)."""
+
+
+def _import_submitit():
+    try:
+        import submitit
+    except ImportError:
+        raise KdbenchError(INSTALL_HINT) from None
+    return submitit
+
+
+def check_results_dir(out_dir: str) -> None:
+    """Raise :class:`ResultsDirUnreachable` unless ``out_dir`` exists here and is writable."""
+    host = socket.gethostname()
+    if not os.path.isdir(out_dir):
+        raise ResultsDirUnreachable(
+            f"results directory {out_dir} does not exist on {host}: put --out (and the "
+            "executor's folder) on a filesystem shared by the submitting machine and the nodes"
+        )
+    try:
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".kdbench-probe-"):
+            pass
+    except OSError as exc:
+        raise ResultsDirUnreachable(
+            f"results directory {out_dir} is not writable on {host} ({exc}): it must be on a "
+            "shared filesystem writable from the nodes"
+        ) from None
+
+
+def run_slurm_cell(
+    run: Callable[..., dict[str, Any]], job: Any, out_dir: str, threads: int | None
+) -> dict[str, Any]:
+    """The job body: check the shared results directory, then run the cell."""
+    check_results_dir(out_dir)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return run(job, context=worker_context())
+
+
+class SlurmExecutor:
+    """Submit cells as a Slurm job array with submitit; records stream back as tasks end.
+
+    ``time`` is the per-cell limit in minutes. ``setup`` lines run in the job's shell
+    before Python starts (``module load``, ``source venv/bin/activate``). ``extra``
+    passes further submitit parameters (``slurm_account``, ``slurm_qos``, ...).
+    """
+
+    in_process = False
+
+    def __init__(
+        self,
+        partition: str | None = None,
+        time: int = 60,
+        gpus_per_node: int | None = None,
+        cpus_per_task: int | None = None,
+        mem_gb: float | None = None,
+        array_parallelism: int | None = None,
+        setup: list[str] | None = None,
+        folder: str | None = None,
+        cluster: str | None = None,
+        poll_s: float | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.partition = partition
+        self.time = time
+        self.gpus_per_node = gpus_per_node
+        self.cpus_per_task = cpus_per_task
+        self.mem_gb = mem_gb
+        self.array_parallelism = array_parallelism
+        self.setup = list(setup or [])
+        self.folder = folder
+        self.cluster = cluster
+        self.poll_s = poll_s
+        self.extra = dict(extra or {})
+        if cluster not in (None, "slurm", "local", "debug"):
+            raise KdbenchError(
+                f"executor 'slurm': cluster must be 'slurm', 'local' or 'debug', not {cluster!r}"
+            )
+        self._executor: Any = None
+        self._out_dir: Path | None = None
+        self._jobs_file: Path | None = None
+        self._running: dict[str, tuple[Any, Any]] = {}
+
+    def start(self, out_dir: Path) -> None:
+        """Make the submitit executor; check that the folders can be written from here."""
+        submitit = _import_submitit()
+        self._out_dir = Path(out_dir).resolve()
+        folder = Path(self.folder).expanduser() if self.folder else self._out_dir / "slurm"
+        folder = folder.resolve()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            check_results_dir(str(self._out_dir))
+            check_results_dir(str(folder))
+        except (OSError, ResultsDirUnreachable) as exc:
+            raise KdbenchError(f"slurm executor: {exc}") from None
+        self._executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster)
+        self._jobs_file = folder / JOBS_FILE
+        self._executor.update_parameters(**self._parameters())
+
+    def _parameters(self) -> dict[str, Any]:
+        """Generic submitit parameters plus the Slurm-only ones (ignored by other clusters)."""
+        cluster = self._executor.cluster
+        params: dict[str, Any] = {"name": "kdbench", "timeout_min": self.time}
+        for key in ("gpus_per_node", "cpus_per_task", "mem_gb"):
+            if getattr(self, key) is not None:
+                params[key] = getattr(self, key)
+        if cluster == "slurm":
+            if self.partition:
+                params["slurm_partition"] = self.partition
+            if self.array_parallelism:
+                params["slurm_array_parallelism"] = self.array_parallelism
+            if self.setup:
+                params["slurm_setup"] = self.setup
+        elif cluster == "local" and self.setup:
+            params["local_setup"] = self.setup
+        return params | self.extra
+
+    @property
+    def _limit(self) -> int | None:
+        """Tasks in flight at once: Slurm throttles arrays itself; local processes are ours."""
+        if self._executor.cluster == "slurm":
+            return None
+        return self.array_parallelism or 1
+
+    def map(
+        self, jobs: Iterable[Any], run: Callable[..., dict[str, Any]]
+    ) -> Iterator[dict[str, Any]]:
+        if self._executor is None:
+            raise KdbenchError("slurm executor used before start(out_dir)")
+        submitit = _import_submitit()
+        queue = list(jobs)
+        poll = self.poll_s or (10.0 if self._executor.cluster == "slurm" else 0.5)
+        while queue or self._running:
+            room = len(queue) if self._limit is None else self._limit - len(self._running)
+            if queue and room > 0:
+                self._submit(queue[:room], run)
+                del queue[:room]
+            for handle in submitit.helpers.as_completed(
+                [job for job, _ in self._running.values()], poll_frequency=poll
+            ):
+                yield self._collect(handle)
+                if queue:
+                    break  # a slot is free: submit more before waiting again
+
+    def _submit(self, cells: list[Any], run: Callable[..., dict[str, Any]]) -> None:
+        threads = self.cpus_per_task
+        out_dir = str(self._out_dir)
+        handles = self._executor.map_array(
+            run_slurm_cell,
+            [run] * len(cells),
+            cells,
+            [out_dir] * len(cells),
+            [threads] * len(cells),
+        )
+        for handle, cell_job in zip(handles, cells):
+            self._running[handle.job_id] = (handle, cell_job)
+        self._write_jobs_file()
+
+    def _collect(self, handle: Any) -> dict[str, Any]:
+        _, cell_job = self._running.pop(handle.job_id)
+        self._write_jobs_file()
+        try:
+            record = handle.result()
+        except Exception as exc:  # noqa: BLE001 - a lost job fails its cell; retries may help
+            if _UNREACHABLE in str(exc):
+                self.cancel()
+                message = str(exc).split(f"{_UNREACHABLE}: ", 1)[-1].strip().splitlines()[0]
+                raise KdbenchError(f"slurm job {handle.job_id}: {message}") from None
+            return failed_record(cell_job, exc, where=f"slurm job {handle.job_id}")
+        record["slurm_job_id"] = handle.job_id
+        return record
+
+    def _write_jobs_file(self) -> None:
+        if self._jobs_file is None:
+            return
+        jobs = {
+            job_id: {
+                "cell_id": cell_job.cell.id,
+                "label": cell_job.cell.label(),
+                "cluster": self._executor.cluster,
+                "since": datetime.now(UTC).isoformat(),
+            }
+            for job_id, (_, cell_job) in self._running.items()
+        }
+        write_json_atomic(self._jobs_file, jobs)
+
+    def cancel(self) -> None:
+        """scancel every job still queued or running (local: interrupt its process)."""
+        for handle, _ in list(self._running.values()):
+            with contextlib.suppress(Exception):  # best effort: cancel the rest regardless
+                handle.cancel(check=False)
+        self._running.clear()
+        self._write_jobs_file()
+
+    def close(self) -> None:
+        if self._running:
+            self.cancel()
+
+
+def job_states(folder: Path) -> list[dict[str, Any]]:
+    """Jobs the last ``kdbench run`` left submitted, with their state where it can be had."""
+    import json
+
+    path = folder / JOBS_FILE
+    if not path.is_file():
+        return []
+    jobs = json.loads(path.read_text(encoding="utf-8"))
+    slurm_ids = [job_id for job_id, info in jobs.items() if info.get("cluster") == "slurm"]
+    states = _squeue(slurm_ids)
+    rows = []
+    for job_id, info in jobs.items():
+        finished = (folder / f"{job_id}_0_result.pkl").is_file()
+        if info.get("cluster") == "slurm":
+            state = states.get(job_id, "finished" if finished else "not in squeue")
+        else:
+            state = "finished" if finished else _local_state(job_id)
+        rows.append({"job_id": job_id, "state": state, **info})
+    return rows
+
+
+def _squeue(job_ids: list[str]) -> dict[str, str]:
+    if not job_ids or shutil.which("squeue") is None:
+        return {}
+    done = subprocess.run(
+        ["squeue", "-h", "-o", "%i %T", "-j", ",".join(job_ids)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return dict(line.split(maxsplit=1) for line in done.stdout.splitlines() if " " in line)
+
+
+def _local_state(job_id: str) -> str:
+    """A local job's id is its controller's pid."""
+    try:
+        os.kill(int(job_id.split("_")[0]), 0)
+    except (ValueError, ProcessLookupError):
+        return "gone"
+    except PermissionError:
+        pass
+    return "RUNNING"
+
+
+@hookimpl
+def register_executors(register):
+    register("slurm", SlurmExecutor)

@@ -1,0 +1,101 @@
+"""Published numbers shown beside measured ones, always as their own, marked rows.
+
+A reference file is ``<dataset>_published.csv`` with the columns ``teacher, student,
+method, top1, std, source``. The method ``teacher`` is the teacher's own accuracy and
+``student`` the student trained alone (the ``ce`` baseline). Other methods match a
+measured loss label after normalisation (case, ``+`` for ``_``: ``kd+ls`` is ``kd_ls``).
+These rows never enter means, ranks or the choice of the best method.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from kdbench.config import BASELINE_LOSS
+from kdbench.errors import KdbenchError
+
+SUFFIX = "_published.csv"
+TEACHER = "teacher"
+COLUMNS = ("teacher", "student", "method", "top1", "std", "source")
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published figure, with where it was published."""
+
+    dataset: str
+    teacher: str
+    student: str
+    method: str
+    top1: float
+    std: float
+    source: str
+
+
+def method_key(label: str) -> str:
+    """The form under which a published method and a measured loss label are compared."""
+    key = label.strip().lower().replace("+", "_").replace("-", "_")
+    return BASELINE_LOSS if key == "student" else key
+
+
+def default_reference_dir() -> Path | None:
+    """``results/reference`` of the working directory, else of the source checkout."""
+    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        folder = base / "results" / "reference"
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def load_reference(location: Path | None) -> list[Published]:
+    """Every row of every ``*_published.csv`` under ``location`` (a folder or one file)."""
+    if location is None:
+        return []
+    location = Path(location)
+    if location.is_file():
+        files = [location]
+    elif location.is_dir():
+        files = sorted(location.glob(f"*{SUFFIX}"))
+    else:
+        raise KdbenchError(f"reference numbers: '{location}' does not exist")
+    rows = []
+    for path in files:
+        if not path.name.endswith(SUFFIX):
+            raise KdbenchError(f"reference file '{path}' must be named <dataset>{SUFFIX}")
+        rows.extend(_read(path, path.name.removesuffix(SUFFIX)))
+    return rows
+
+
+def _read(path: Path, dataset: str) -> list[Published]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise KdbenchError(f"reference file '{path}' lacks the column(s) {', '.join(missing)}")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                top1 = float(row["top1"])
+                std = float(row["std"]) if row["std"].strip() else math.nan
+            except ValueError as exc:
+                raise KdbenchError(f"{path}:{line}: {exc}") from None
+            rows.append(
+                Published(
+                    dataset=dataset,
+                    teacher=row["teacher"].strip(),
+                    student=row["student"].strip(),
+                    method=row["method"].strip(),
+                    top1=top1,
+                    std=std,
+                    source=row["source"].strip(),
+                )
+            )
+    return rows
+
+
+def for_pair(rows: list[Published], dataset: str, teacher: str, student: str) -> list[Published]:
+    """The published rows of one pair; model names must match exactly, as in the file."""
+    return [r for r in rows if (r.dataset, r.teacher, r.student) == (dataset, teacher, student)]
