@@ -206,20 +206,56 @@ def _param(name: str, default: object) -> str:
 
 
 @cli.command()
-@click.argument("dirs", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
-@click.option("--out", type=click.Path(path_type=Path), help="Also write table.md/.csv here.")
-def report(dirs: tuple[Path, ...], out: Path | None) -> None:
-    """Print the table built from the records in one or more results DIRS."""
-    from kdbench.records import RecordStore
-    from kdbench.report import records_frame, render, summarize, write_tables
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    type=click.Choice(["md", "csv", "latex", "html", "json"]),
+    help="Output format; repeat for several. Default: md on stdout, or all of them with --out.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write the formats and the plots (PNG and SVG) into this folder.",
+)
+@click.option(
+    "--reference",
+    type=click.Path(path_type=Path, exists=True),
+    help="Published numbers (<dataset>_published.csv or a folder of them); "
+    "default results/reference.",
+)
+@click.option("--no-reference", is_flag=True, help="Show measured rows only.")
+@click.option("--no-plots", is_flag=True, help="With --out: skip the figures.")
+def report(
+    results: tuple[Path, ...],
+    formats: tuple[str, ...],
+    out: Path | None,
+    reference: Path | None,
+    no_reference: bool,
+    no_plots: bool,
+) -> None:
+    """Leaderboards from the records in RESULTS (results folders, records/ folders or
+    record files; several runs or machines at once).
 
-    records = [record for folder in dirs for record in RecordStore(folder)]
-    if not records:
-        raise KdbenchError(f"no records found under {', '.join(map(str, dirs))}/records")
-    summary = summarize(records_frame(records))
-    click.echo(render(summary))
-    if out:
-        write_tables(out, summary)
+    One table per (dataset, teacher -> student) pair, methods sorted by top-1 with
+    mean ± std, 95% CI, gain over the ce baseline and cost; a methods x pairs matrix
+    with average ranks; published reference numbers beside measured ones; the
+    provenance of every record. A cell found twice is counted once, with a warning.
+    """
+    from kdbench.report import FORMATS, build_leaderboard, publish, render_format
+
+    board_set = build_leaderboard(results, reference, use_reference=not no_reference)
+    for warning in board_set.warnings:
+        click.echo(f"kdbench: warning: {warning}", err=True)
+    if out is None:
+        for fmt in formats or ("md",):
+            click.echo(render_format(board_set, fmt), nl=False)
+            click.echo()
+        return
+    written = publish(board_set, out, formats or FORMATS, plots=not no_plots)
+    for path in written:
+        click.echo(str(path))
 
 
 @cli.command()

@@ -133,11 +133,10 @@ def _show(value: Any) -> str:
 
 def _label(record: dict[str, Any]) -> str:
     config = record["config"]
-    teacher = (config.get("teacher") or {}).get("model", {}).get("name", "-")
-    return (
-        f"{config['dataset']['name']} {teacher}->{config['student']['name']} "
-        f"{config['loss']['label']} seed {config['seed']}"
-    )
+    teacher = (config.get("teacher") or {}).get("model", {}).get("name")
+    student = config["student"]["name"]
+    pair = f"{teacher}->{student}" if teacher else student
+    return f"{config['dataset']['name']} {pair} {config['loss']['label']} seed {config['seed']}"
 
 
 def collect_or_fail(locations: Iterable[Path]) -> Collected:

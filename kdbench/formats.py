@@ -53,6 +53,16 @@ def num(value: Any, fmt: str = "{:.2f}", empty: str = "-") -> str:
     return empty if _isnan(value) else fmt.format(value)
 
 
+def mflops(flops: float) -> str:
+    """FLOPs per image in millions, keeping small models' figures readable."""
+    if _isnan(flops):
+        return "-"
+    value = flops / 1e6
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.2f}" if value >= 1 else f"{value:.3g}"
+
+
 @dataclass
 class Cells:
     """A row as display strings, with what a format may emphasise."""
@@ -106,7 +116,7 @@ def board_cells(board: Board, row: Row) -> Cells:
         "b1 p50 ms": num(row.p50_ms, "{:.3f}"),
         "img/s": num(row.throughput, "{:,.0f}"),
         "params": num(row.params, "{:,.0f}"),
-        "MFLOPs": num(row.flops / 1e6 if not _isnan(row.flops) else row.flops, "{:.2f}"),
+        "MFLOPs": mflops(row.flops),
         "extra params": num(row.extra_params, "{:,.0f}"),
         "train s": num(row.train_s, "{:.1f}"),
         "status": row.status,
@@ -236,8 +246,12 @@ RUN_COLUMNS = [
 ]  # fmt: skip
 
 
+def _show(value: Any) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
 def _md_runs(board_set: Leaderboard) -> str:
-    rows = [[_md_escape(str(run.get(c) or "-")) for c in RUN_COLUMNS] for run in board_set.runs]
+    rows = [[_md_escape(_show(run.get(c))) for c in RUN_COLUMNS] for run in board_set.runs]
     return tabulate(rows, headers=RUN_COLUMNS, tablefmt="github", disable_numparse=True)
 
 

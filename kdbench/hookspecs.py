@@ -22,6 +22,14 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
+def register_models(register):
+    """Register models usable as teacher and as student: same signature as below.
+
+    The common case; each name is registered as a teacher and as a student.
+    """
+
+
+@hookspec
 def register_teachers(register):
     """Register teacher models: ``register(name, factory, *, taps=None, description=None)``.
 

@@ -234,7 +234,9 @@ def _boards(items: list[_Item], reference: list[Published], warnings: list[str])
     for key, board in boards:
         if len(labels[board.title]) > 1:  # same names, different recipe or teacher
             board.variant = stable_hash(list(key), length=6)
-    ordered = sorted((b for _, b in boards), key=lambda b: (b.dataset, b.student, b.pair))
+    ordered = sorted(
+        (b for _, b in boards), key=lambda b: (b.dataset, b.student.lower(), b.pair.lower())
+    )
     return ordered
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter, FuncFormatter
 
 from kdbench.leaderboard import PUBLISHED, Board, Leaderboard
 from kdbench.records import atomic_path
@@ -87,6 +88,10 @@ def scatter(board_set: Leaderboard, dataset: str, axis: str) -> Figure | None:
     front = [pts[i] for i in pareto_front([(p.cost, p.mean) for p in pts])]
     ax.plot([p.cost for p in front], [p.mean for p in front], "--", color="0.4", lw=1, zorder=0)
     ax.set_xscale("log")
+    # Plain numbers on the log axis: 1.2 ms and 1.2M parameters, not 1.2x10^0.
+    fmt = EngFormatter(sep="") if axis == "params" else FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(fmt)
+    ax.xaxis.set_minor_formatter(fmt)
     ax.set_xlabel(AXES[axis][1])
     ax.set_ylabel("top-1 % (mean ± std over seeds)")
     ax.set_title(f"{dataset}: accuracy vs {axis}")

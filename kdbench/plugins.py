@@ -100,6 +100,8 @@ def load_plugins(*, strict: bool | None = None) -> Plugins:
         raise PluginError(f"a plugin implements an unknown hook: {exc}") from exc
 
     registry = Registry()
+    for impl in pm.hook.register_models.get_hookimpls():
+        impl.function(register=registry.model_registrar(impl.plugin_name))
     for kind in KINDS:
         hook = getattr(pm.hook, f"register_{kind}")
         for impl in hook.get_hookimpls():

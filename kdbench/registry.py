@@ -100,6 +100,17 @@ class Registry:
 
         return register
 
+    def model_registrar(self, plugin: str) -> Callable[..., None]:
+        """The ``register`` of ``register_models``: one call registers teacher and student."""
+        as_teacher = self.registrar("teachers", plugin)
+        as_student = self.registrar("students", plugin)
+
+        def register(name: str, obj: Callable[..., Any], **options: Any) -> None:
+            as_teacher(name, obj, **options)
+            as_student(name, obj, **options)
+
+        return register
+
     def add(self, entry: Entry) -> None:
         if not isinstance(entry.name, str) or not entry.name:
             raise PluginError(

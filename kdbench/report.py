@@ -1,20 +1,33 @@
-"""Tables from records: mean ± std over seeds, delta against each student's baseline.
+"""Reports from records: the run's summary table and the published leaderboard outputs.
 
-Everything here is a function of the records on disk (nothing else is reported), so a
-table can be rebuilt at any time with ``kdbench report DIR``.
+Everything here is a function of the records on disk (nothing else is reported), so any
+output can be rebuilt at any time with ``kdbench report DIR...``. ``kdbench run`` writes
+the quick summary (``table.md``/``table.csv``); :func:`publish` writes the leaderboard
+in every format, computed once by :mod:`kdbench.leaderboard`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from tabulate import tabulate
 
+from kdbench.collect import collect_or_fail
 from kdbench.config import BASELINE_LOSS
+from kdbench.formats import (
+    cross_pair_csv,
+    latex,
+    leaderboard_csv,
+    markdown,
+    provenance_csv,
+    to_json,
+)
+from kdbench.leaderboard import Leaderboard, build
 from kdbench.records import write_text_atomic
+from kdbench.reference import default_reference_dir, load_reference
 
 KEYS = ["dataset", "teacher", "student", "loss"]
 
@@ -164,3 +177,67 @@ def write_tables(out_dir: Path, summary: pd.DataFrame) -> list[Path]:
     write_text_atomic(md, render(summary) + "\n\n" + NOTES + "\n")
     write_text_atomic(csv, summary.to_csv(index=False, float_format="%.6g"))
     return [md, csv]
+
+
+# Publishing ---------------------------------------------------------------------------
+
+FORMATS = ("md", "csv", "latex", "html", "json")
+
+
+def build_leaderboard(
+    locations: Sequence[Path], reference: Path | None = None, use_reference: bool = True
+) -> Leaderboard:
+    """Records under ``locations`` (duplicates dropped) as leaderboards, with published
+    numbers from ``reference`` (default: ``results/reference``) beside them."""
+    found = collect_or_fail(locations)
+    rows = load_reference(reference or default_reference_dir()) if use_reference else []
+    return build(found, rows)
+
+
+def render_format(board_set: Leaderboard, fmt: str, figs: dict | None = None) -> str:
+    """One format as text (CSV: the leaderboard table only)."""
+    if fmt == "md":
+        return markdown(board_set)
+    if fmt == "csv":
+        return leaderboard_csv(board_set)
+    if fmt == "latex":
+        return latex(board_set)
+    if fmt == "json":
+        return to_json(board_set)
+    if fmt == "html":
+        from kdbench.plots import figures
+        from kdbench.site import page
+
+        return page(board_set, figs if figs is not None else figures(board_set))
+    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+def publish(
+    board_set: Leaderboard, out_dir: Path, formats: Sequence[str] = FORMATS, plots: bool = True
+) -> list[Path]:
+    """Write each format (and the figures as PNG and SVG) into ``out_dir``."""
+    # matplotlib is imported only when something is drawn: `kdbench run` never needs it.
+    from kdbench.plots import figures, write_plots
+    from kdbench.site import page
+
+    out_dir = Path(out_dir)
+    figs = figures(board_set) if plots else {}
+    written = []
+    files = {
+        "md": {"leaderboard.md": lambda: markdown(board_set)},
+        "csv": {
+            "leaderboard.csv": lambda: leaderboard_csv(board_set),
+            "cross_pair.csv": lambda: cross_pair_csv(board_set),
+            "provenance.csv": lambda: provenance_csv(board_set),
+        },
+        "latex": {"leaderboard.tex": lambda: latex(board_set)},
+        "json": {"leaderboard.json": lambda: to_json(board_set)},
+        "html": {"leaderboard.html": lambda: page(board_set, figs)},
+    }
+    for fmt in formats:
+        for name, make in files[fmt].items():
+            write_text_atomic(out_dir / name, make())
+            written.append(out_dir / name)
+    if figs:
+        written += write_plots(out_dir / "plots", figs)
+    return written

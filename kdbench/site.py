@@ -40,9 +40,10 @@ max-width:1400px;padding:0 1em;color:#1b1f24}
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.8em 0;font-variant-numeric:tabular-nums}
 th,td{padding:.25em .6em;border-bottom:1px solid #e4e4e4;text-align:right;white-space:nowrap}
-th:first-child,td:first-child{text-align:left}
+th:first-child,td:first-child,td.text{text-align:left}
 thead th{border-bottom:2px solid #444;cursor:pointer;user-select:none;position:relative}
-thead th[aria-sort=ascending]::after{content:" ▲"}thead th[aria-sort=descending]::after{content:" ▼"}
+thead th[aria-sort=ascending]::after{content:" ▲"}
+thead th[aria-sort=descending]::after{content:" ▼"}
 tr.published td{font-style:italic;color:#555;background:#f6f8fa}
 tr.failed td{color:#b42318}
 td.best{font-weight:700}td .overlap{color:#6941c6}
@@ -93,9 +94,10 @@ JS = """
 """
 
 NUMERIC = {
-    "top-1 %": "mean", "n": "n", CI_LABEL: "ci", f"Δ vs {BASELINE_LOSS}": "delta", "gap closed": "gap",
-    "b1 p50 ms": "p50_ms", "img/s": "throughput", "params": "params", "MFLOPs": "flops",
-    "extra params": "extra_params", "train s": "train_s", "vs published": "vs_published",
+    "top-1 %": "mean", "n": "n", CI_LABEL: "ci", f"Δ vs {BASELINE_LOSS}": "delta",
+    "gap closed": "gap", "b1 p50 ms": "p50_ms", "img/s": "throughput", "params": "params",
+    "MFLOPs": "flops", "extra params": "extra_params", "train s": "train_s",
+    "vs published": "vs_published",
 }  # fmt: skip
 
 
@@ -138,6 +140,8 @@ def _board_row(board: Board, row: Row, columns: list[str]) -> str:
             if column == "n" and row.kind == PUBLISHED:
                 value = None
             attrs = f' data-sort="{_sort_value(value)}"'
+        else:
+            attrs = ' class="text"'
         if column == "top-1 %":
             if cells.best:
                 attrs += ' class="best"'
@@ -263,7 +267,7 @@ def page(board_set: Leaderboard, figs: dict[str, Figure] | None = None) -> str:
         "<p>One row per run: records that share a results folder, benchmark configuration "
         "hash, code version and machine.</p>",
         _plain_table(board_set.runs, RUN_COLUMNS, "runs"),
-        f"<details><summary>every record ({len(board_set.provenance)})</summary>",
+        f'<details id="records"><summary>every record ({len(board_set.provenance)})</summary>',
         _plain_table(board_set.provenance, PROVENANCE_COLUMNS, "provenance"),
         "</details>",
         f"<script>{JS}</script>",

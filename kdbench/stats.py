@@ -91,7 +91,7 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     valid = [(x, y, i) for i, (x, y) in enumerate(points) if not (math.isnan(x) or math.isnan(y))]
     front = []
     best = -math.inf
-    for x, y, i in sorted(valid, key=lambda p: (p[0], -p[1])):
+    for _cost, y, i in sorted(valid, key=lambda p: (p[0], -p[1])):
         if y > best:
             front.append(i)
             best = y

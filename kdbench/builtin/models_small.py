@@ -77,16 +77,7 @@ def _mlp_taps(model: MLP) -> dict[str, str]:
     return {f"stage{i + 1}": f"hidden.{i}" for i in range(len(model.hidden))} | {"pool": "hidden"}
 
 
-def _register_models(register) -> None:
+@hookimpl
+def register_models(register):
     register("cnn", cnn, taps=lambda model: _cnn_taps(len(model.stages)))
     register("mlp", mlp, taps=_mlp_taps)
-
-
-@hookimpl
-def register_teachers(register):
-    _register_models(register)
-
-
-@hookimpl
-def register_students(register):
-    _register_models(register)

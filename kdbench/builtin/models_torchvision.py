@@ -92,16 +92,7 @@ def _factory(name: str) -> Callable[..., nn.Module]:
     return factory
 
 
-def _register_models(register) -> None:
+@hookimpl
+def register_models(register):
     for name, (taps, _, _) in _MODELS.items():
         register(f"tv/{name}", _factory(name), taps=taps)
-
-
-@hookimpl
-def register_teachers(register):
-    _register_models(register)
-
-
-@hookimpl
-def register_students(register):
-    _register_models(register)

@@ -58,16 +58,7 @@ def feature_taps(model: nn.Module) -> dict[str, str]:
     return model.feature_taps()
 
 
-def _register_models(register) -> None:
+@hookimpl
+def register_models(register):
     for name, factory in MODELS.items():
         register(name, factory, taps=feature_taps)
-
-
-@hookimpl
-def register_teachers(register):
-    _register_models(register)
-
-
-@hookimpl
-def register_students(register):
-    _register_models(register)

@@ -59,13 +59,19 @@ def build(
     except TypeError:
         raise  # a parameter the model does not take, not a weights problem
     except Exception as exc:  # noqa: BLE001 - hub, download and file errors have many types
-        source = f"from '{checkpoint}'" if checkpoint is not None else "from timm's cache or hub"
+        reason = f"{type(exc).__name__}: {str(exc).rstrip('. ')}"
+        if checkpoint is not None:
+            raise KdbenchError(
+                f"could not load checkpoint '{checkpoint}' into timm model '{name}': {reason}. "
+                f"It should be a state_dict of '{name}' saved with torch.save (.pth) or "
+                f"safetensors (.safetensors)."
+            ) from exc
         raise KdbenchError(
-            f"could not load pretrained weights for timm model '{name}' {source}: "
-            f"{type(exc).__name__}: {exc}. Without a network, fetch the weights once where "
-            f"there is one (timm.create_model('{name}', pretrained=True) stores them under "
-            f"HF_HOME, or TORCH_HOME for weights timm downloads by URL) and copy that cache, "
-            f"or give the model a local file: checkpoint = \"path/to/weights.pth\" "
+            f"could not load pretrained weights for timm model '{name}': {reason}. Without a "
+            f"network, timm only finds weights already in its cache: run "
+            f"timm.create_model('{name}', pretrained=True) once where there is a network "
+            f"(weights land under HF_HOME, or TORCH_HOME for those timm fetches by URL) and "
+            f"reuse that cache, or give a local file: checkpoint = \"path/to/weights.pth\" "
             f"(or .safetensors)."
         ) from exc
 
@@ -100,10 +106,11 @@ def feature_taps(model: nn.Module) -> dict[str, str]:
     taps = {f"stage{k}": path for k, path in enumerate(levels, start=1)} if resolved else {}
     get_classifier = getattr(model, "get_classifier", None)
     classifier = get_classifier() if callable(get_classifier) else None
-    if isinstance(classifier, nn.Linear):
-        path = _path_of(model, classifier)
-        if path:
-            taps["pool"] = f"{path}:in"
+    path = _path_of(model, classifier) if isinstance(classifier, nn.Linear) else None
+    # CLIP ResNets project every token inside an attention pool: no (B, D) input there.
+    parent = model.get_submodule(path.rpartition(".")[0]) if path else None
+    if path and "AttentionPool" not in type(parent).__name__:
+        taps["pool"] = f"{path}:in"
     return taps
 
 

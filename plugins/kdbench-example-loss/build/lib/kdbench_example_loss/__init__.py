@@ -1,1 +1,0 @@
-"""An example kdbench loss plugin: logit regression (Ba & Caruana 2014)."""

@@ -1,0 +1,71 @@
+"""The statistics of leaderboards against values computed by hand or from tables."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import pytest
+
+from kdbench.stats import (
+    gap_recovered,
+    intervals_overlap,
+    pareto_front,
+    ranks,
+    seed_stats,
+    t_quantile,
+)
+
+# Two-sided 95 % Student t quantiles (any statistics table), by degrees of freedom.
+T975 = {1: 12.706204736174707, 2: 4.302652729911275, 4: 2.7764451051977987, 9: 2.2621571627409915}
+
+
+@pytest.mark.parametrize("df", sorted(T975))
+def test_t_quantile_matches_the_table(df: int):
+    assert t_quantile(df + 1) == pytest.approx(T975[df], rel=1e-9)
+
+
+def test_seed_stats_mean_sample_std_and_t_interval():
+    xs = [76.1, 76.5, 76.3]
+    s = seed_stats(xs)
+    assert s.n == 3
+    assert s.mean == pytest.approx(statistics.fmean(xs))
+    assert s.std == pytest.approx(statistics.stdev(xs))  # n - 1, not the population std
+    assert s.ci == pytest.approx(T975[2] * statistics.stdev(xs) / math.sqrt(3))
+    assert s.low < s.mean < s.high
+
+
+def test_seed_stats_with_one_or_no_value_has_no_spread():
+    one = seed_stats([70.0])
+    assert (one.n, one.mean) == (1, 70.0) and math.isnan(one.std) and math.isnan(one.ci)
+    none = seed_stats([])
+    assert none.n == 0 and math.isnan(none.mean)
+    assert seed_stats([float("nan"), 71.0]).n == 1
+
+
+def test_overlap_is_unknown_without_an_interval():
+    a, b, c = seed_stats([70, 71, 72]), seed_stats([71.5, 72.5, 73.5]), seed_stats([90, 91, 92])
+    assert intervals_overlap(a, b) is True
+    assert intervals_overlap(a, c) is False
+    assert intervals_overlap(a, seed_stats([71])) is None
+
+
+def test_gap_recovered_and_where_it_is_undefined():
+    assert gap_recovered(75.0, 70.0, 80.0) == pytest.approx(0.5)
+    assert gap_recovered(70.0, 70.0, 80.0) == 0.0
+    assert gap_recovered(69.0, 70.0, 80.0) == pytest.approx(-0.1)
+    assert math.isnan(gap_recovered(75.0, 70.0, 69.0))  # teacher worse than the baseline
+    assert math.isnan(gap_recovered(75.0, 70.0, 70.0))
+    assert math.isnan(gap_recovered(75.0, float("nan"), 80.0))
+
+
+def test_ranks_best_first_ties_share_the_mean_rank():
+    got = ranks({"a": 70.0, "b": 75.0, "c": 75.0, "d": 60.0, "e": float("nan")})
+    assert got == {"b": 1.5, "c": 1.5, "a": 3.0, "d": 4.0}
+
+
+def test_pareto_front_keeps_points_nothing_beats():
+    points = [(1.0, 70.0), (2.0, 69.0), (2.0, 75.0), (3.0, 74.0), (4.0, 80.0), (0.5, 60.0)]
+    # (2, 69) is beaten by (1, 70); (3, 74) by (2, 75).
+    assert pareto_front(points) == [5, 0, 2, 4]
+    assert pareto_front([(1.0, float("nan")), (2.0, 50.0)]) == [1]
