@@ -182,11 +182,18 @@ def plugins() -> None:
     rows = []
     for info in context.plugins.infos:
         registered = registry.by_plugin(info.name)
-        what = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in registered.items())
+        what = "; ".join(f"{kind}: {_some(names)}" for kind, names in registered.items())
         rows.append([info.name, info.version, info.source, what or "-"])
     click.echo(tabulate(rows, headers=["plugin", "version", "source", "registered"]))
     for name, error in context.plugins.failures:
         click.echo(f"failed to load: {name}: {error}", err=True)
+
+
+def _some(names: list[str], limit: int = 8) -> str:
+    """All names, or the first few and a count (a plugin may register thousands)."""
+    if len(names) <= limit:
+        return ", ".join(names)
+    return f"{', '.join(names[:limit])}, ... ({len(names)} in all; see `kdbench list`)"
 
 
 @cli.command(name="list")

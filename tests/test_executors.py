@@ -224,9 +224,7 @@ def test_a_lost_try_is_retried_in_a_further_round(tmp_path: Path, context: RunCo
     assert LosesFirstTry.calls == ["start", "map 2", "map 1", "close"]
 
 
-def test_ctrl_c_cancels_the_executor_and_keeps_finished_cells(
-    tmp_path: Path, context: RunContext
-):
+def test_ctrl_c_cancels_the_executor_and_keeps_finished_cells(tmp_path: Path, context: RunContext):
     register(context, "stops-after-first", StopsAfterFirst)
     StopsAfterFirst.calls = []
     path = bench(tmp_path, '[executor]\nname = "stops-after-first"', seeds="[0]")

@@ -70,7 +70,10 @@ def make_distribution(folder: Path, name: str, module_body: str) -> Path:
 def site(tmp_path_factory) -> Path:
     """The example loss distribution pip-installed into a private site folder."""
     target = tmp_path_factory.mktemp("site")
-    pip_install(REPO / "plugins" / "kdbench-example-loss", target)
+    # Install from a copy: building in place would leave an egg-info on pytest's path.
+    source = tmp_path_factory.mktemp("src") / "kdbench-example-loss"
+    shutil.copytree(REPO / "plugins" / "kdbench-example-loss", source)
+    pip_install(source, target)
     return target
 
 

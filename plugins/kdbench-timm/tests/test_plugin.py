@@ -7,19 +7,18 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+from kdbench_timm import plugin
 from torch import nn
 
 from kdbench import KdbenchError
 from kdbench.features import FeatureTaps
 from kdbench.registry import Entry, Registry
-from kdbench_timm import plugin
 
 
 @pytest.fixture(scope="module")
 def registry() -> Registry:
     registry = Registry()
-    plugin.register_teachers(register=registry.registrar("teachers", "timm"))
-    plugin.register_students(register=registry.registrar("students", "timm"))
+    plugin.register_models(register=registry.model_registrar("timm"))
     return registry
 
 
@@ -61,7 +60,13 @@ def test_factory_fits_the_dataset_and_passes_extra_params(registry: Registry):
             ["blocks.0", "blocks.1", "blocks.2", "blocks.4", "blocks.6"],
             "classifier:in",
         ),
-        ("vit_tiny_patch16_224", {"img_size": 32}, 32, [f"blocks.{i}" for i in range(12)], "head:in"),
+        (
+            "vit_tiny_patch16_224",
+            {"img_size": 32},
+            32,
+            [f"blocks.{i}" for i in range(12)],
+            "head:in",
+        ),
         ("convnext_atto", {}, 32, [f"stages.{i}" for i in range(4)], "head.fc:in"),
     ],
 )

@@ -71,7 +71,7 @@ def build(
             f"network, timm only finds weights already in its cache: run "
             f"timm.create_model('{name}', pretrained=True) once where there is a network "
             f"(weights land under HF_HOME, or TORCH_HOME for those timm fetches by URL) and "
-            f"reuse that cache, or give a local file: checkpoint = \"path/to/weights.pth\" "
+            f'reuse that cache, or give a local file: checkpoint = "path/to/weights.pth" '
             f"(or .safetensors)."
         ) from exc
 
@@ -121,7 +121,8 @@ def _factory(name: str) -> partial[nn.Module]:
     return factory
 
 
-def _register_models(register) -> None:
+@hookimpl
+def register_models(register):
     for name in timm.list_models():
         register(
             f"{PREFIX}{name}",
@@ -129,13 +130,3 @@ def _register_models(register) -> None:
             taps=feature_taps,
             description=f"timm {name} (timm.create_model)",
         )
-
-
-@hookimpl
-def register_teachers(register):
-    _register_models(register)
-
-
-@hookimpl
-def register_students(register):
-    _register_models(register)
