@@ -7,8 +7,8 @@ diverged loss becomes a record with ``status = "failed"`` and the reason.
 
 from __future__ import annotations
 
+import contextlib
 import traceback
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,16 +17,16 @@ from typing import Any
 import torch
 
 from kdbench.context import RunContext, resolve_device
-from kdbench.data import Augment, BatchStream, sample_inputs
+from kdbench.data import Augment, BatchStream, DatasetSplits, sample_inputs
 from kdbench.features import FeatureTaps
 from kdbench.losses import LossContext
-from kdbench.matrix import Cell
+from kdbench.matrix import Cell, stable_hash
 from kdbench.measure import FLOPS_UNIT, count_params, flops_per_image, latency, serialized_bytes
 from kdbench.provenance import provenance
 from kdbench.records import SCHEMA_VERSION
 from kdbench.seeding import seed_everything
 from kdbench.teachers import load_teacher
-from kdbench.training import Progress, autocast_dtype, evaluate, fit, make_run
+from kdbench.training import Progress, StudentRun, autocast_dtype, evaluate, fit, make_run
 
 
 @dataclass(frozen=True)
@@ -45,74 +45,112 @@ def run_cell(
     job: CellJob, context: RunContext | None = None, progress: Progress | None = None
 ) -> dict[str, Any]:
     """Train and measure one cell; always returns a record, ``ok`` or ``failed``."""
+    return run_group([job], context, progress)[0]
+
+
+def lockstep_key(cell: Cell) -> str:
+    """Cells with equal keys see identical batches and can share one teacher forward."""
+    recipe = cell.recipe
+    return stable_hash(
+        [
+            cell.dataset.name,
+            cell.dataset.params,
+            cell.teacher.id if cell.teacher else None,
+            cell.seed,
+            recipe["epochs"],
+            recipe["batch_size"],
+            recipe["augment"],
+            recipe["amp"],
+        ]
+    )
+
+
+def run_group(
+    jobs: list[CellJob], context: RunContext | None = None, progress: Progress | None = None
+) -> list[dict[str, Any]]:
+    """Train cells sharing a :func:`lockstep_key` together: one stream, one teacher forward.
+
+    Each student keeps its own optimizer, loss, random-number stream and record, so the
+    records equal those of running the cells one by one. A student that fails does not
+    stop the others.
+    """
+    if len({lockstep_key(job.cell) for job in jobs}) != 1:
+        raise ValueError("run_group needs cells with one lockstep key")
     context = context or RunContext()
-    device = resolve_device(job.device)
-    cell = job.cell
-    started = datetime.now(UTC)
-    record: dict[str, Any] = {
+    device = resolve_device(jobs[0].device)
+    records = [_record_head(job, context, device) for job in jobs]
+    if progress:
+        more = f" (+{len(jobs) - 1} in lockstep)" if len(jobs) > 1 else ""
+        progress.cell_started(jobs[0].cell.label() + more, jobs[0].cell.recipe["epochs"])
+    try:
+        results = _train_group(jobs, context, device, progress)
+    except Exception as exc:  # noqa: BLE001 - errors are values: the matrix goes on
+        results = [exc] * len(jobs)
+    for record, result in zip(records, results, strict=True):
+        if isinstance(result, BaseException):
+            record["status"] = "failed"
+            record["error"] = {
+                "type": type(result).__name__,
+                "message": str(result),
+                "traceback": "".join(traceback.format_exception(result, limit=20)),
+            }
+        else:
+            record.update(result)
+            record["status"] = "ok"
+        record["finished_at"] = datetime.now(UTC).isoformat()
+    if progress:
+        progress.cell_done("ok" if all(r["status"] == "ok" for r in records) else "failed")
+    return records
+
+
+def _record_head(job: CellJob, context: RunContext, device: torch.device) -> dict[str, Any]:
+    return {
         "schema_version": SCHEMA_VERSION,
-        "cell_id": cell.id,
-        "config": cell.config(),
+        "cell_id": job.cell.id,
+        "config": job.cell.config(),
         "benchmark_config_hash": job.config_hash,
         "teacher": job.teacher_info,
-        "started_at": started.isoformat(),
+        "started_at": datetime.now(UTC).isoformat(),
         "provenance": provenance(
             device=device,
             plugin_versions=context.plugins.versions(),
             source_dir=Path(job.source_dir),
         ),
     }
-    if progress:
-        progress.cell_started(cell.label(), cell.recipe["epochs"])
-    try:
-        record.update(_train_and_measure(job, context, device, progress))
-        record["status"] = "ok"
-    except Exception as exc:  # noqa: BLE001 - errors are values: the matrix goes on
-        record["status"] = "failed"
-        record["error"] = {
-            "type": type(exc).__name__,
-            "message": str(exc),
-            "traceback": traceback.format_exc(limit=20),
-        }
-    record["finished_at"] = datetime.now(UTC).isoformat()
-    if progress:
-        progress.cell_done(record["status"])
-    return record
 
 
-def _train_and_measure(
-    job: CellJob, context: RunContext, device: torch.device, progress: Progress | None
-) -> dict[str, Any]:
-    cell = job.cell
-    recipe = cell.recipe
-    data, fingerprint = context.dataset(cell.dataset)
+@dataclass
+class _Student:
+    job: CellJob
+    run: StudentRun
+    features: tuple[str, ...]
+
+
+def _train_group(
+    jobs: list[CellJob], context: RunContext, device: torch.device, progress: Progress | None
+) -> list[dict[str, Any] | BaseException]:
+    first = jobs[0].cell
+    recipe = first.recipe
+    data, fingerprint = context.dataset(first.dataset)
     mean, std = torch.tensor(data.mean), torch.tensor(data.std)
     sample = sample_inputs(data.train, 2, mean=mean, std=std, device=device)
-    seed_everything(cell.seed)
-
-    student = context.build_model("students", cell.student, data).to(device)
-    loss = context.plugins.registry.get("losses", cell.loss.name).obj(**cell.loss.params).to(device)
-    teacher = teacher_taps = student_taps = None
-    if cell.teacher is not None and loss.needs_teacher:
-        teacher = load_teacher(cell.teacher, context, data, Path(job.teacher_weights), device)
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-    wanted: tuple[str, ...] = ()
-    if teacher is not None:
-        student.eval()
-        with torch.no_grad():
-            student(sample)  # materialise lazy layers before the taps look for modules
-        s_taps = context.taps("students", cell.student, student)
-        t_taps = context.taps("teachers", cell.teacher.model, teacher)
-        wanted = loss.required_features([name for name in s_taps if name in t_taps])
-        if wanted:
-            student_taps = FeatureTaps(student, s_taps, wanted)
-            teacher_taps = FeatureTaps(teacher, t_taps, wanted)
-    loss.setup(_loss_context(data, student, teacher, student_taps, teacher_taps, sample))
-    loss.to(device)
-
     amp = autocast_dtype(recipe["amp"], device)
-    run = make_run(student, loss, recipe, amp_dtype=amp, taps=student_taps)
+
+    teacher = t_taps = None
+    if first.teacher is not None:
+        teacher = load_teacher(first.teacher, context, data, Path(jobs[0].teacher_weights), device)
+        teacher.requires_grad_(False)
+        t_taps = context.taps("teachers", first.teacher.model, teacher)
+
+    students: list[_Student | BaseException] = []
+    for job in jobs:
+        try:
+            students.append(_prepare(job, context, data, teacher, t_taps, sample, amp, device))
+        except Exception as exc:  # noqa: BLE001 - one bad loss must not sink the group
+            students.append(exc)
+    live = [s for s in students if isinstance(s, _Student)]
+    wanted = sorted({name for s in live for name in s.features})
+    teacher_taps = FeatureTaps(teacher, t_taps, wanted) if wanted else None
     stream = BatchStream(
         data.train,
         batch_size=recipe["batch_size"],
@@ -120,67 +158,126 @@ def _train_and_measure(
         mean=mean,
         std=std,
         device=device,
-        seed=cell.seed,
+        seed=first.seed,
     )
-    with student_taps or nullcontext(), teacher_taps or nullcontext():
+    uses_teacher = any(s.run.loss.needs_teacher for s in live)
+    with contextlib.ExitStack() as taps:
+        for tap in [teacher_taps, *(s.run.taps for s in live)]:
+            if tap is not None:
+                taps.enter_context(tap)
         seconds = fit(
             stream,
-            [run],
+            [s.run for s in live],
             epochs=recipe["epochs"],
-            teacher=teacher,
+            teacher=teacher if uses_teacher else None,
             teacher_taps=teacher_taps,
             amp_dtype=amp,
             progress=progress,
         )
-    accuracy = evaluate(
-        student,
-        data.test,
-        mean=mean,
-        std=std,
-        device=device,
-        batch_size=recipe["eval_batch_size"],
-        amp_dtype=amp,
-    )
-    return {
-        "metrics": {**accuracy, "final_train_loss": run.history[-1]},
-        "history": run.history,
-        "size": _size(student, loss, sample, cell.measure),
-        "latency": _latency(student, sample, cell.measure),
-        "cost": {
-            "train_seconds": seconds,
-            "step_ms": 1e3 * run.step_seconds / max(run.steps, 1),
-            "steps": run.steps,
-        },
+    shared = {
         "dataset": {
-            "name": cell.dataset.name,
+            "name": first.dataset.name,
             "fingerprint": fingerprint,
             "train": len(data.train),
             "test": len(data.test),
         },
+        "amp": str(amp).removeprefix("torch.") if amp else "off",
+        "train_seconds": seconds,
+        "group_size": len(live),
+    }
+    return [
+        s if isinstance(s, BaseException) else s.run.error or _finish(s, data, sample, shared)
+        for s in students
+    ]
+
+
+def _prepare(
+    job: CellJob,
+    context: RunContext,
+    data: DatasetSplits,
+    teacher: torch.nn.Module | None,
+    t_taps: dict[str, str] | None,
+    sample: torch.Tensor,
+    amp: torch.dtype | None,
+    device: torch.device,
+) -> _Student:
+    """Build one student and its loss from the cell's seed, as if it ran alone."""
+    cell = job.cell
+    seed_everything(cell.seed)
+    student = context.build_model("students", cell.student, data).to(device)
+    loss = context.plugins.registry.get("losses", cell.loss.name).obj(**cell.loss.params)
+    loss.to(device)
+    student.eval()
+    with torch.no_grad():
+        student(sample)  # materialise lazy layers before optimizers and taps see them
+    wanted: tuple[str, ...] = ()
+    student_taps = None
+    shapes: tuple[dict, dict] = ({}, {})
+    if teacher is not None and loss.needs_teacher:
+        s_taps = context.taps("students", cell.student, student)
+        wanted = tuple(loss.required_features([name for name in s_taps if name in t_taps]))
+        if wanted:
+            student_taps = FeatureTaps(student, s_taps, wanted)
+            shapes = (
+                _feature_shapes(student, student_taps, sample),
+                _feature_shapes(teacher, FeatureTaps(teacher, t_taps, wanted), sample),
+            )
+    loss.setup(
+        LossContext(
+            num_classes=data.num_classes,
+            num_train=len(data.train),
+            student_feature_shapes=shapes[0],
+            teacher_feature_shapes=shapes[1],
+        )
+    )
+    loss.to(device)
+    run = make_run(student, loss, cell.recipe, amp_dtype=amp, taps=student_taps)
+    return _Student(job, run, wanted)
+
+
+def _feature_shapes(
+    model: torch.nn.Module, taps: FeatureTaps, sample: torch.Tensor
+) -> dict[str, tuple[int, ...]]:
+    """Per-image shapes of the tapped features, from one dry forward."""
+    model.eval()
+    with torch.no_grad(), taps:
+        model(sample)
+    return {name: tuple(t.shape[1:]) for name, t in taps.pop().items()}
+
+
+def _finish(
+    student: _Student, data: DatasetSplits, sample: torch.Tensor, shared: dict[str, Any]
+) -> dict[str, Any]:
+    """Evaluate and measure a trained student: the body of its record."""
+    cell, run = student.job.cell, student.run
+    accuracy = evaluate(
+        run.model,
+        data.test,
+        mean=torch.tensor(data.mean),
+        std=torch.tensor(data.std),
+        device=sample.device,
+        batch_size=cell.recipe["eval_batch_size"],
+        amp_dtype=autocast_dtype(cell.recipe["amp"], sample.device),
+    )
+    return {
+        "metrics": {**accuracy, "final_train_loss": run.history[-1]},
+        "history": run.history,
+        "size": _size(run.model, run.loss, sample, cell.measure),
+        "latency": _latency(run.model, sample, cell.measure),
+        "cost": {
+            "train_seconds": shared["train_seconds"],
+            "step_ms": 1e3 * run.step_seconds / max(run.steps, 1),
+            "steps": run.steps,
+            "lockstep_group": shared["group_size"],
+        },
+        "dataset": shared["dataset"],
         "protocol": {
             "accuracy": "last epoch, test split",
-            "amp": str(amp).removeprefix("torch.") if amp else "off",
-            "features": list(wanted),
+            "amp": shared["amp"],
+            "features": list(student.features),
+            "lockstep_group": shared["group_size"],
         },
     }
-
-
-def _loss_context(data, student, teacher, student_taps, teacher_taps, sample) -> LossContext:
-    """Feature shapes from one dry forward of each network, for losses that build layers."""
-    shapes: list[dict[str, tuple[int, ...]]] = [{}, {}]
-    for i, (model, taps) in enumerate(((student, student_taps), (teacher, teacher_taps))):
-        if model is None or taps is None:
-            continue
-        model.eval()
-        with torch.no_grad(), taps:
-            model(sample)
-        shapes[i] = {name: tuple(t.shape[1:]) for name, t in taps.pop().items()}
-    return LossContext(
-        num_classes=data.num_classes,
-        num_train=len(data.train),
-        student_feature_shapes=shapes[0],
-        teacher_feature_shapes=shapes[1],
-    )
 
 
 def _size(student, loss, sample, measure: dict) -> dict[str, Any]:

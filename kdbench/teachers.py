@@ -95,6 +95,10 @@ def _train(
     if progress:
         progress.cell_started(f"teacher {spec.model.name} on {spec.dataset.name}", recipe["epochs"])
     seconds = fit(stream, [run], epochs=recipe["epochs"], amp_dtype=amp, progress=progress)
+    if run.error is not None:
+        raise KdbenchError(
+            f"training teacher '{spec.model.name}' failed: {run.error}; adjust [teacher_recipe]"
+        ) from run.error
     if progress:
         progress.cell_done("ok")
     return model, seconds

@@ -9,8 +9,8 @@ changing this loop.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,6 +27,26 @@ class DivergedError(KdbenchError):
     """The loss became NaN or infinite; the cell is recorded as failed."""
 
 
+class RngState:
+    """A private copy of torch's global random state (CPU, and CUDA when in use).
+
+    Captured when a run is built; restored before each of its steps and captured after,
+    so dropout and other global draws of one student never shift another's.
+    """
+
+    def __init__(self) -> None:
+        self.capture()
+
+    def capture(self) -> None:
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state_all(self.cuda)
+
+
 @dataclass
 class StudentRun:
     """One student being trained: its model, loss, optimizer, schedule and taps."""
@@ -40,6 +60,8 @@ class StudentRun:
     history: list[dict[str, float]] = field(default_factory=list)
     step_seconds: float = 0.0
     steps: int = 0
+    error: BaseException | None = None
+    rng: RngState = field(default_factory=RngState)
 
 
 def build_optimizer(params: list[nn.Parameter], optimizer: dict) -> torch.optim.Optimizer:
@@ -93,58 +115,99 @@ def train_epoch(
     amp_dtype: torch.dtype | None = None,
     on_step: Callable[[int, float], None] | None = None,
 ) -> None:
-    """One pass over the stream; appends each run's mean loss terms to its history."""
+    """One pass over the stream; appends each run's mean loss terms to its history.
+
+    Each run draws from its own random-number state, so a student trained in a group
+    sees the same random numbers as when trained alone. A run that fails keeps its
+    error and drops out; the others go on. On CUDA, loss values stay on the device
+    until the epoch ends, so the loop never waits for the GPU.
+    """
+    runs = [run for run in runs if run.error is None]
     for run in runs:
         run.model.train()
         run.loss.train()
-    sums: list[dict[str, float]] = [defaultdict(float) for _ in runs]
-    counts = 0
     device = stream.device
+    sync_each_step = device.type != "cuda"
+    sums: list[dict[str, torch.Tensor]] = [{} for _ in runs]
+    steps = 0
     for step, (inputs, targets, indices) in enumerate(stream.epoch()):
         teacher_logits, teacher_features = None, {}
         if teacher is not None:
             with torch.no_grad(), _autocast(device, amp_dtype):
                 teacher_logits = teacher(inputs).float()
             teacher_features = teacher_taps.pop() if teacher_taps else {}
-        counts += 1
-        for run, sums_ in zip(runs, sums, strict=True):
+        steps += 1
+        for run, totals in zip(runs, sums, strict=True):
+            if run.error is not None:
+                continue
             started = time.perf_counter()
-            with _autocast(device, amp_dtype):
-                logits = run.model(inputs)
-            batch = LossInputs(
-                student_logits=logits.float(),
-                teacher_logits=teacher_logits if run.loss.needs_teacher else None,
-                targets=targets,
-                indices=indices,
-                epoch=epoch,
-                epochs=epochs,
-                student_features=run.taps.pop() if run.taps else {},
-                teacher_features=teacher_features,
-            )
-            terms = loss_terms(run.loss(batch))
-            total = sum(terms.values())
-            if not torch.isfinite(total):
-                raise DivergedError(f"loss is {total.item()} at epoch {epoch + 1}, step {step + 1}")
-            run.optimizer.zero_grad(set_to_none=True)
-            if run.scaler is not None:
-                run.scaler.scale(total).backward()
-                run.scaler.step(run.optimizer)
-                run.scaler.update()
-            else:
-                total.backward()
-                run.optimizer.step()
-            for name, value in terms.items():
-                sums_[name] += value.item()
-            sums_["total"] += total.item()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            run.rng.restore()
+            try:
+                terms = _step(run, inputs, targets, indices, teacher_logits, teacher_features,
+                              epoch=epoch, epochs=epochs, amp_dtype=amp_dtype)  # fmt: skip
+                total = sum(terms.values())
+                if sync_each_step and not torch.isfinite(total):
+                    raise DivergedError(
+                        f"loss is {total.item()} at epoch {epoch + 1}, step {step + 1}"
+                    )
+            except Exception as exc:  # noqa: BLE001 - the run fails, the group goes on
+                run.error = exc
+                continue
+            finally:
+                run.rng.capture()
+            for name, value in (*terms.items(), ("total", total)):
+                totals[name] = totals.get(name, 0.0) + value.detach()
             run.step_seconds += time.perf_counter() - started
             run.steps += 1
-            if on_step is not None:
-                on_step(step, sums_["total"] / counts)
-    for run, sums_ in zip(runs, sums, strict=True):
+        if on_step is not None and runs and runs[0].error is None and sync_each_step:
+            on_step(step, float(sums[0]["total"]) / steps)
+    for run, totals in zip(runs, sums, strict=True):
+        if run.error is not None:
+            continue
+        history = {name: float(value) / max(steps, 1) for name, value in totals.items()}
+        if not math.isfinite(history["total"]):
+            run.error = DivergedError(f"loss is {history['total']} in epoch {epoch + 1}")
+            continue
         run.scheduler.step()
-        run.history.append({name: value / max(counts, 1) for name, value in sums_.items()})
+        run.history.append(history)
+
+
+def _step(
+    run: StudentRun,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    indices: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    teacher_features: dict[str, torch.Tensor],
+    *,
+    epoch: int,
+    epochs: int,
+    amp_dtype: torch.dtype | None,
+) -> dict[str, torch.Tensor]:
+    """One optimisation step of one student; returns its loss terms."""
+    with _autocast(inputs.device, amp_dtype):
+        logits = run.model(inputs)
+    batch = LossInputs(
+        student_logits=logits.float(),
+        teacher_logits=teacher_logits if run.loss.needs_teacher else None,
+        targets=targets,
+        indices=indices,
+        epoch=epoch,
+        epochs=epochs,
+        student_features=run.taps.pop() if run.taps else {},
+        teacher_features=teacher_features,
+    )
+    terms = loss_terms(run.loss(batch))
+    total = sum(terms.values())
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.scaler is not None:
+        run.scaler.scale(total).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        total.backward()
+        run.optimizer.step()
+    return terms
 
 
 @torch.no_grad()
@@ -231,5 +294,8 @@ def fit(
             amp_dtype=amp_dtype,
             on_step=lambda step, loss: progress.step(step, steps, loss),
         )
-        progress.epoch_done(epoch, runs[0].history[-1]["total"])
+        live = [run for run in runs if run.error is None]
+        if not live:
+            break
+        progress.epoch_done(epoch, live[0].history[-1]["total"])
     return time.perf_counter() - started
