@@ -19,6 +19,7 @@ import torch
 from kdbench.context import RunContext, resolve_device
 from kdbench.data import Augment, BatchStream, DatasetSplits, sample_inputs
 from kdbench.features import FeatureTaps
+from kdbench.logit_cache import CachedTeacher, build_logit_cache, worth_caching
 from kdbench.losses import LossContext
 from kdbench.matrix import Cell, stable_hash
 from kdbench.measure import FLOPS_UNIT, count_params, flops_per_image, latency, serialized_bytes
@@ -26,7 +27,15 @@ from kdbench.provenance import provenance
 from kdbench.records import SCHEMA_VERSION
 from kdbench.seeding import seed_everything
 from kdbench.teachers import load_teacher
-from kdbench.training import Progress, StudentRun, autocast_dtype, evaluate, fit, make_run
+from kdbench.training import (
+    OnlineTeacher,
+    Progress,
+    StudentRun,
+    autocast_dtype,
+    evaluate,
+    fit,
+    make_run,
+)
 
 
 @dataclass(frozen=True)
@@ -160,7 +169,21 @@ def _train_group(
         device=device,
         seed=first.seed,
     )
-    uses_teacher = any(s.run.loss.needs_teacher for s in live)
+    source, cached = None, False
+    if any(s.run.loss.needs_teacher for s in live):
+        source = OnlineTeacher(teacher, teacher_taps, amp)
+        if not wanted and _use_cache(recipe):
+            key = f"{first.teacher.id}-{stable_hash(recipe['augment'])}-{device}"
+            source = CachedTeacher(
+                context.cached(
+                    key,
+                    lambda: build_logit_cache(
+                        teacher, data.train, stream.augment, mean=mean, std=std,
+                        device=device, amp_dtype=amp,
+                    ),
+                )
+            )  # fmt: skip
+            cached = True
     with contextlib.ExitStack() as taps:
         for tap in [teacher_taps, *(s.run.taps for s in live)]:
             if tap is not None:
@@ -169,8 +192,7 @@ def _train_group(
             stream,
             [s.run for s in live],
             epochs=recipe["epochs"],
-            teacher=teacher if uses_teacher else None,
-            teacher_taps=teacher_taps,
+            teacher=source,
             amp_dtype=amp,
             progress=progress,
         )
@@ -184,11 +206,18 @@ def _train_group(
         "amp": str(amp).removeprefix("torch.") if amp else "off",
         "train_seconds": seconds,
         "group_size": len(live),
+        "logit_cache": cached,
     }
     return [
         s if isinstance(s, BaseException) else s.run.error or _finish(s, data, sample, shared)
         for s in students
     ]
+
+
+def _use_cache(recipe: dict[str, Any]) -> bool:
+    setting = recipe["logit_cache"]
+    augment = Augment(**recipe["augment"])
+    return setting == "on" or (setting == "auto" and worth_caching(augment, recipe["epochs"]))
 
 
 def _prepare(
@@ -276,6 +305,7 @@ def _finish(
             "amp": shared["amp"],
             "features": list(student.features),
             "lockstep_group": shared["group_size"],
+            "logit_cache": shared["logit_cache"],
         },
     }
 

@@ -56,6 +56,7 @@ class Recipe(_Strict):
     schedule: Schedule = Schedule(milestones=[150, 180, 210])
     augment: Augment = Augment()
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    logit_cache: Literal["auto", "on", "off"] = "auto"
 
 
 class Pair(_Strict):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,6 +30,13 @@ class RunContext:
 
     plugins: Plugins = field(default_factory=load_plugins)
     _datasets: dict[str, tuple[DatasetSplits, str]] = field(default_factory=dict)
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    def cached(self, key: str, build: Callable[[], Any]) -> Any:
+        """Build once per process and keep (teacher logit caches)."""
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
 
     def dataset(self, spec: DatasetSpec) -> tuple[DatasetSplits, str]:
         """The dataset and its fingerprint (sha256 of its contents)."""

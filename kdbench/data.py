@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -72,38 +73,60 @@ def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> to
     return (images.float().div_(255.0) - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
 
-def random_crop_flip(
-    images: torch.Tensor, *, padding: int, flip: bool, generator: torch.Generator
-) -> torch.Tensor:
-    """Per-image random crop after zero padding, and random horizontal flip.
-
-    The same views as torchvision's ``RandomCrop(size, padding)`` +
-    ``RandomHorizontalFlip()``, drawn for a whole batch at once on the batch's device.
-    ``generator`` lives on the CPU so draws do not depend on the device.
-    """
-    n, _, h, w = images.shape
-    out = images
-    if padding > 0:
-        padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
-        dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(images.device)
-        dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(images.device)
-        rows = (dy.view(n, 1) + torch.arange(h, device=images.device)).view(n, 1, h, 1)
-        cols = (dx.view(n, 1) + torch.arange(w, device=images.device)).view(n, 1, 1, w)
-        batch = torch.arange(n, device=images.device).view(n, 1, 1, 1)
-        channels = torch.arange(images.shape[1], device=images.device).view(1, -1, 1, 1)
-        out = padded[batch, channels, rows, cols]
-    if flip:
-        mask = (torch.rand(n, generator=generator) < 0.5).to(images.device)
-        out = torch.where(mask.view(n, 1, 1, 1), out.flip(3), out)
-    return out
-
-
 @dataclass(frozen=True)
 class Augment:
-    """Training augmentation: crop padding in pixels (0: none) and horizontal flip."""
+    """Training augmentation: random crop after zero padding, random horizontal flip.
+
+    The views are those of torchvision's ``RandomCrop(size, padding)`` +
+    ``RandomHorizontalFlip()``, but finitely many and numbered: a view id encodes the
+    crop offset and the flip, so a batch's augmentation is drawn once (on the CPU, so
+    draws do not depend on the device) and applied on the batch's device, and a
+    teacher's logits can be cached per view.
+    """
 
     crop_padding: int = 0
     flip: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.crop_padding > 0 or self.flip
+
+    @property
+    def num_views(self) -> int:
+        return (2 * self.crop_padding + 1) ** 2 * (2 if self.flip else 1)
+
+    def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Random view ids for ``n`` images, uniform over the views."""
+        return torch.randint(0, self.num_views, (n,), generator=generator)
+
+    def apply(self, images: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+        """The given view of each image (views: one id per image)."""
+        views = views.to(images.device)
+        flips = 2 if self.flip else 1
+        offsets, flipped = views // flips, views % flips
+        n, _, h, w = images.shape
+        out = images
+        if self.crop_padding > 0:
+            p = self.crop_padding
+            dy, dx = offsets // (2 * p + 1), offsets % (2 * p + 1)
+            padded = torch.nn.functional.pad(images, (p, p, p, p))
+            rows = (dy.view(n, 1) + torch.arange(h, device=images.device)).view(n, 1, h, 1)
+            cols = (dx.view(n, 1) + torch.arange(w, device=images.device)).view(n, 1, 1, w)
+            batch = torch.arange(n, device=images.device).view(n, 1, 1, 1)
+            channels = torch.arange(images.shape[1], device=images.device).view(1, -1, 1, 1)
+            out = padded[batch, channels, rows, cols]
+        if self.flip:
+            out = torch.where(flipped.view(n, 1, 1, 1).bool(), out.flip(3), out)
+        return out
+
+
+class Batch(NamedTuple):
+    """Normalised inputs, labels, dataset indices and augmentation view ids (or None)."""
+
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor
+    views: torch.Tensor | None
 
 
 class BatchStream:
@@ -137,20 +160,17 @@ class BatchStream:
     def __len__(self) -> int:
         return (len(self.split) + self.batch_size - 1) // self.batch_size
 
-    def epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Yield ``(inputs, labels, indices)`` for one pass; indices are dataset indices."""
-        order = torch.randperm(len(self.split), generator=self.generator).to(self.device)
+    def epoch(self) -> Iterator[Batch]:
+        """One pass over the split in a fresh random order."""
+        order = torch.randperm(len(self.split), generator=self.generator)
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
+            views = self.augment.draw(len(index), self.generator) if self.augment.active else None
+            index = index.to(self.device)
             images = self._images[index]
-            if self.augment.crop_padding or self.augment.flip:
-                images = random_crop_flip(
-                    images,
-                    padding=self.augment.crop_padding,
-                    flip=self.augment.flip,
-                    generator=self.generator,
-                )
-            yield normalize(images, self.mean, self.std), self._labels[index], index
+            if views is not None:
+                images = self.augment.apply(images, views)
+            yield Batch(normalize(images, self.mean, self.std), self._labels[index], index, views)
 
 
 def eval_batches(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from kdbench.data import BatchStream, Split, eval_batches
+from kdbench.data import Batch, BatchStream, Split, eval_batches
 from kdbench.errors import KdbenchError
 from kdbench.features import FeatureTaps
 from kdbench.losses import DistillationLoss, LossInputs, loss_terms
@@ -25,6 +25,24 @@ from kdbench.losses import DistillationLoss, LossInputs, loss_terms
 
 class DivergedError(KdbenchError):
     """The loss became NaN or infinite; the cell is recorded as failed."""
+
+
+TeacherSource = Callable[[Batch], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+"""Gives a batch's teacher logits and features: :class:`OnlineTeacher` or a logit cache."""
+
+
+class OnlineTeacher:
+    """Runs the frozen teacher on each batch (features through its taps, if any)."""
+
+    def __init__(
+        self, model: nn.Module, taps: FeatureTaps | None, amp_dtype: torch.dtype | None
+    ) -> None:
+        self.model, self.taps, self.amp_dtype = model.eval(), taps, amp_dtype
+
+    def __call__(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with torch.no_grad(), _autocast(batch.inputs.device, self.amp_dtype):
+            logits = self.model(batch.inputs).float()
+        return logits, self.taps.pop() if self.taps else {}
 
 
 class RngState:
@@ -110,8 +128,7 @@ def train_epoch(
     *,
     epoch: int,
     epochs: int,
-    teacher: nn.Module | None = None,
-    teacher_taps: FeatureTaps | None = None,
+    teacher: TeacherSource | None = None,
     amp_dtype: torch.dtype | None = None,
     on_step: Callable[[int, float], None] | None = None,
 ) -> None:
@@ -130,12 +147,9 @@ def train_epoch(
     sync_each_step = device.type != "cuda"
     sums: list[dict[str, torch.Tensor]] = [{} for _ in runs]
     steps = 0
-    for step, (inputs, targets, indices) in enumerate(stream.epoch()):
-        teacher_logits, teacher_features = None, {}
-        if teacher is not None:
-            with torch.no_grad(), _autocast(device, amp_dtype):
-                teacher_logits = teacher(inputs).float()
-            teacher_features = teacher_taps.pop() if teacher_taps else {}
+    for step, batch in enumerate(stream.epoch()):
+        inputs, targets, indices = batch.inputs, batch.labels, batch.indices
+        teacher_logits, teacher_features = teacher(batch) if teacher else (None, {})
         steps += 1
         for run, totals in zip(runs, sums, strict=True):
             if run.error is not None:
@@ -274,8 +288,7 @@ def fit(
     runs: list[StudentRun],
     *,
     epochs: int,
-    teacher: nn.Module | None = None,
-    teacher_taps: FeatureTaps | None = None,
+    teacher: TeacherSource | None = None,
     amp_dtype: torch.dtype | None = None,
     progress: Progress | None = None,
 ) -> float:
@@ -290,7 +303,6 @@ def fit(
             epoch=epoch,
             epochs=epochs,
             teacher=teacher,
-            teacher_taps=teacher_taps,
             amp_dtype=amp_dtype,
             on_step=lambda step, loss: progress.step(step, steps, loss),
         )

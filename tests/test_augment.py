@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from kdbench.data import random_crop_flip
+from kdbench.data import Augment
 
 
 def torchvision_views(image: torch.Tensor, padding: int) -> set[bytes]:
@@ -27,12 +27,14 @@ def test_crop_flip_views_are_exactly_torchvisions():
     expected = torchvision_views(image, padding=2)
     assert len(expected) == 5 * 5 * 2
     batch = image.unsqueeze(0).repeat(2000, 1, 1, 1)
-    out = random_crop_flip(batch, padding=2, flip=True, generator=generator)
+    augment = Augment(crop_padding=2, flip=True)
+    assert augment.num_views == 50
+    out = augment.apply(batch, augment.draw(len(batch), generator))
     seen = {view.numpy().tobytes() for view in out}
     assert seen == expected  # every draw is a real view, and all 50 views occur
 
 
 def test_no_padding_and_no_flip_is_identity():
     images = torch.randint(0, 255, (4, 3, 8, 8), dtype=torch.uint8)
-    out = random_crop_flip(images, padding=0, flip=False, generator=torch.Generator())
+    out = Augment().apply(images, torch.zeros(4, dtype=torch.long))
     assert torch.equal(out, images)
