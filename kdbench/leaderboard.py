@@ -197,7 +197,7 @@ def build(collected: Collected, reference: Iterable[Published] = ()) -> Leaderbo
         cross=cross_pair(boards),
         runs=_runs(items),
         provenance=[_provenance_row(i) for i in items],
-        warnings=warnings,
+        warnings=list(dict.fromkeys(warnings)),  # shared baselines would repeat theirs
     )
 
 
@@ -285,9 +285,7 @@ def _measured_row(method: str, items: list[_Item], all_seeds: list[int]) -> Row:
     row.missing_seeds = sorted(set(all_seeds) - {i.seed for i in items})
     row.cells = sorted(i.record["cell_id"] for i in items)
     row.shared = all(i.teacher_id is None for i in items)
-    row.errors = sorted(
-        {f"seed {i.seed}: {(i.record.get('error') or {}).get('message', 'failed')}" for i in failed}
-    )
+    row.errors = sorted({f"seed {i.seed}: {_first_line(i.record)}" for i in failed})
     records = [i.record for i in ok]
     row.top5 = _mean(_values(records, "metrics", "top5"))
     row.p50_ms = _median(_values(records, "latency", "batch1_p50_ms"))
@@ -299,6 +297,11 @@ def _measured_row(method: str, items: list[_Item], all_seeds: list[int]) -> Row:
     row.step_ms = _mean(_values(records, "cost", "step_ms"))
     row.status = _status(row)
     return row
+
+
+def _first_line(record: dict[str, Any]) -> str:
+    message = str((record.get("error") or {}).get("message") or "failed").strip()
+    return message.splitlines()[0] if message else "failed"
 
 
 def _status(row: Row) -> str:

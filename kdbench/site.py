@@ -200,7 +200,7 @@ def _plain_table(rows: list[dict[str, Any]], columns: list[str], table_id: str) 
         tds = "".join(
             f'<td data-sort="{_e(_sort_value(row.get(c)))}">{_e(_show(row.get(c)))}</td>'
             if c in numeric
-            else f"<td>{_e(_show(row.get(c)))}</td>"
+            else f'<td class="text">{_e(_show(row.get(c)))}</td>'
             for c in columns
         )
         body.append(f"<tr>{tds}</tr>")

@@ -10,8 +10,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy import stats as _scipy_stats
-
 CONFIDENCE = 0.95
 
 
@@ -37,7 +35,9 @@ def t_quantile(n: int, confidence: float = CONFIDENCE) -> float:
     """Two-sided Student t quantile for ``n`` samples (n - 1 degrees of freedom)."""
     if n < 2:
         return math.nan
-    return float(_scipy_stats.t.ppf(0.5 + confidence / 2, n - 1))
+    from scipy import stats  # imported here: `kdbench run` loads this module but needs no t
+
+    return float(stats.t.ppf(0.5 + confidence / 2, n - 1))
 
 
 def seed_stats(values: Sequence[float], confidence: float = CONFIDENCE) -> SeedStats:

@@ -200,6 +200,23 @@ def test_cli_warns_about_duplicates_on_stderr():
     assert "duplicate" not in result.stdout
 
 
+def test_one_seed_in_two_different_cells_is_reported(tmp_path: Path):
+    """Not a duplicate (other cell id), but the same seed twice: said, and both count."""
+    source = MACHINES[0] / "records" / "eaa8309a79a5.json"  # resnet8x4 kd, seed 1
+    record = json.loads(source.read_text())
+    record["cell_id"] = "0123456789ab"
+    record["config"]["benchmark"] = "renamed"
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "0123456789ab.json").write_text(json.dumps(record))
+    board_set = build(collect([MACHINES[0], tmp_path]))
+    config = record["config"]
+    (warning,) = [w for w in board_set.warnings if "recorded by more than one cell" in w]
+    assert f"{config['loss']['label']}: seed(s) [{config['seed']}]" in warning
+    assert record["cell_id"] in warning and source.stem in warning
+    rows = [r for b in board_set.boards for r in b.measured if source.stem in r.cells]
+    assert rows and all(r.seeds.count(config["seed"]) == 2 for r in rows)
+
+
 def test_no_records_is_a_usage_error(tmp_path: Path):
     (tmp_path / "records").mkdir()
     result = CliRunner().invoke(cli, ["report", str(tmp_path)])
