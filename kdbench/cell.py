@@ -149,6 +149,8 @@ def _train_group(
     if first.teacher is not None:
         teacher = load_teacher(first.teacher, context, data, Path(jobs[0].teacher_weights), device)
         teacher.requires_grad_(False)
+        if recipe["channels_last"]:
+            teacher = teacher.to(memory_format=torch.channels_last)
         t_taps = context.taps("teachers", first.teacher.model, teacher)
 
     students: list[_Student | BaseException] = []
@@ -168,6 +170,7 @@ def _train_group(
         std=std,
         device=device,
         seed=first.seed,
+        channels_last=recipe["channels_last"],
     )
     source, cached = None, False
     if any(s.run.loss.needs_teacher for s in live):
@@ -234,6 +237,8 @@ def _prepare(
     cell = job.cell
     seed_everything(cell.seed)
     student = context.build_model("students", cell.student, data).to(device)
+    if cell.recipe["channels_last"]:
+        student = student.to(memory_format=torch.channels_last)
     loss = context.plugins.registry.get("losses", cell.loss.name).obj(**cell.loss.params)
     loss.to(device)
     student.eval()
@@ -261,6 +266,8 @@ def _prepare(
     )
     loss.to(device)
     run = make_run(student, loss, cell.recipe, amp_dtype=amp, taps=student_taps)
+    if cell.recipe["compile"]:
+        run.forward = torch.compile(student)
     return _Student(job, run, wanted)
 
 
@@ -306,6 +313,8 @@ def _finish(
             "features": list(student.features),
             "lockstep_group": shared["group_size"],
             "logit_cache": shared["logit_cache"],
+            "channels_last": cell.recipe["channels_last"],
+            "compile": cell.recipe["compile"],
         },
     }
 

@@ -57,6 +57,8 @@ class Recipe(_Strict):
     augment: Augment = Augment()
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     logit_cache: Literal["auto", "on", "off"] = "auto"
+    channels_last: bool = False
+    compile: bool = False
 
 
 class Pair(_Strict):

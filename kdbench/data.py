@@ -146,8 +146,10 @@ class BatchStream:
         std: torch.Tensor,
         device: torch.device,
         seed: int,
+        channels_last: bool = False,
     ) -> None:
         self.split = split
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.batch_size = batch_size
         self.augment = augment
         self.device = device
@@ -170,7 +172,10 @@ class BatchStream:
             images = self._images[index]
             if views is not None:
                 images = self.augment.apply(images, views)
-            yield Batch(normalize(images, self.mean, self.std), self._labels[index], index, views)
+            inputs = normalize(images, self.mean, self.std).contiguous(
+                memory_format=self.memory_format
+            )
+            yield Batch(inputs, self._labels[index], index, views)
 
 
 def eval_batches(

@@ -80,6 +80,7 @@ class StudentRun:
     steps: int = 0
     error: BaseException | None = None
     rng: RngState = field(default_factory=RngState)
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # e.g. torch.compile'd model
 
 
 def build_optimizer(params: list[nn.Parameter], optimizer: dict) -> torch.optim.Optimizer:
@@ -200,7 +201,7 @@ def _step(
 ) -> dict[str, torch.Tensor]:
     """One optimisation step of one student; returns its loss terms."""
     with _autocast(inputs.device, amp_dtype):
-        logits = run.model(inputs)
+        logits = (run.forward or run.model)(inputs)
     batch = LossInputs(
         student_logits=logits.float(),
         teacher_logits=teacher_logits if run.loss.needs_teacher else None,
