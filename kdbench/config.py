@@ -99,9 +99,12 @@ class BenchmarkInfo(_Strict):
 
 
 class Executor(_Strict):
+    """Where cells run; ``lockstep`` trains cells sharing teacher, data and seed together."""
+
     name: str = "local"
     params: dict[str, Any] = {}
     retries: Annotated[int, Field(ge=0)] = 0
+    lockstep: bool = True
 
 
 class BenchmarkConfig(_Strict):

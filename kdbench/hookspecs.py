@@ -66,5 +66,7 @@ def register_datasets(register):
 def register_executors(register):
     """Register executors that run cells: ``register(name, executor_class, *, description=None)``.
 
-    ``executor_class(**params)`` has ``map(run, cells)`` yielding records as cells end.
+    ``executor_class(**params)`` has ``map(jobs, run)``, yielding each job's result
+    (a record) as it ends; optional ``start(out_dir)``, ``cancel()`` and ``close()``
+    bracket a run. See ``kdbench/builtin/executors.py``.
     """

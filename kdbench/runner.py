@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from kdbench.cell import CellJob, run_cell
+from kdbench.cell import CellJob, lockstep_key, run_cell, run_group
 from kdbench.config import BenchmarkConfig, load_config
 from kdbench.context import RunContext, resolve_device
 from kdbench.matrix import Cell, expand, stable_hash, teachers_of
@@ -85,6 +85,10 @@ def run_benchmark(
     executor_entry = context.plugins.registry.get("executors", executor_name, key="--executor")
     params = executor_cfg.params if executor_name == executor_cfg.name else {}
     runner = executor_entry.obj(**params)
+    in_process = getattr(runner, "in_process", False)
+    # Workers elsewhere resolve "auto" themselves: a GPU node picks CUDA even when the
+    # machine running kdbench (a login node) has none.
+    cell_device = str(torch_device) if in_process or device != "auto" else device
 
     store = RecordStore(out_dir)
     _remove_stale_temporaries(out_dir)
@@ -94,13 +98,14 @@ def run_benchmark(
     write_text_atomic(out_dir / "benchmark.toml", the_plan.path.read_text(encoding="utf-8"))
     console.print(
         f"{the_plan.config.benchmark.name}: {len(the_plan.cells)} cells, "
-        f"{result.skipped} already done, {len(pending)} to run on {torch_device} "
+        f"{result.skipped} already done, {len(pending)} to run on {cell_device} "
         f"({executor_name} executor) -> {out_dir}"
     )
 
     display = RichDisplay(len(the_plan.cells), console) if not quiet else None
     try:
-        _call(runner, "start", out_dir)  # before teachers: a broken executor fails fast
+        if pending:  # before teachers: a broken executor setup fails fast
+            _call(runner, "start", out_dir)
         with display or nullcontext():
             if display:
                 display.bars.update(display.matrix, completed=result.skipped)
@@ -108,21 +113,32 @@ def run_benchmark(
             jobs = [
                 CellJob(
                     cell=cell,
-                    device=str(torch_device),
-                    teacher_weights=teachers[cell.teacher.id]["weights"] if cell.teacher else None,
+                    device=cell_device,
+                    teacher_weights=(
+                        # absolute: a worker elsewhere may start in another directory
+                        str(Path(teachers[cell.teacher.id]["weights"]).resolve())
+                        if cell.teacher
+                        else None
+                    ),
                     teacher_info=teachers[cell.teacher.id] if cell.teacher else None,
                     source_dir=str(the_plan.path.parent.resolve()),
                     config_hash=the_plan.config_hash,
                 )
                 for cell in pending
             ]
-            run = (
-                functools.partial(run_cell, context=context, progress=display)
-                if getattr(runner, "in_process", False)
-                else run_cell
-            )
+            # In this process, cells sharing teacher, data and seed train in lockstep.
+            lockstep = in_process and executor_cfg.lockstep
+            run: Callable[..., Any]
+            if lockstep:
+                run = functools.partial(run_group, context=context, progress=display)
+            elif in_process:
+                run = functools.partial(run_cell, context=context, progress=display)
+            else:
+                run = run_cell
             labels = {cell.id: cell.label() for cell in pending}
-            rounds = _with_retries(runner, jobs, run, executor_cfg.retries, labels, console)
+            rounds = _with_retries(
+                runner, jobs, run, executor_cfg.retries, labels, console, lockstep=lockstep
+            )
             for record in rounds:
                 record["executor"] = executor_name
                 store.write(record)
@@ -130,7 +146,10 @@ def run_benchmark(
                 if display:
                     display.advance(record["status"], labels[record["cell_id"]])
     except BaseException:
-        _call(runner, "cancel")
+        try:
+            _call(runner, "cancel")
+        except Exception as exc:  # noqa: BLE001 - the original error is the one to report
+            console.print(f"[red]could not cancel submitted cells:[/red] {exc}")
         raise
     finally:
         _call(runner, "close")
@@ -151,6 +170,8 @@ def _with_retries(
     retries: int,
     labels: dict[str, str],
     console: Console,
+    *,
+    lockstep: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Final records only: a failed cell goes into the next round until its tries run out.
 
@@ -163,23 +184,47 @@ def _with_retries(
     todo = jobs
     while todo:
         again = []
-        for record in runner.map(todo, run):
-            cell_id = record["cell_id"]
-            attempts[cell_id] += 1
-            record["attempts"] = attempts[cell_id]
-            if earlier[cell_id]:
-                record["earlier_errors"] = earlier[cell_id]
-            if record["status"] != "ok" and attempts[cell_id] <= retries:
-                error = record.get("error") or {}
-                earlier[cell_id].append({k: error.get(k) for k in ("type", "message")})
-                console.print(
-                    f"[yellow]retrying[/yellow] {labels[cell_id]} (try {attempts[cell_id]} of "
-                    f"{retries + 1} failed: {error.get('message')})"
-                )
-                again.append(by_id[cell_id])
-                continue
-            yield record
+        units = _lockstep_groups(todo) if lockstep else todo
+        for result in runner.map(units, run):
+            for record in result if isinstance(result, list) else [result]:
+                if _retry(record, attempts, earlier, retries, labels, console):
+                    again.append(by_id[record["cell_id"]])
+                else:
+                    yield record
         todo = again
+
+
+def _retry(
+    record: dict[str, Any],
+    attempts: dict[str, int],
+    earlier: dict[str, list[dict[str, Any]]],
+    retries: int,
+    labels: dict[str, str],
+    console: Console,
+) -> bool:
+    """Count the attempt; True when the cell failed and has tries left."""
+    cell_id = record["cell_id"]
+    attempts[cell_id] += 1
+    record["attempts"] = attempts[cell_id]
+    if earlier[cell_id]:
+        record["earlier_errors"] = earlier[cell_id]
+    if record["status"] == "ok" or attempts[cell_id] > retries:
+        return False
+    error = record.get("error") or {}
+    earlier[cell_id].append({k: error.get(k) for k in ("type", "message")})
+    console.print(
+        f"[yellow]retrying[/yellow] {labels[cell_id]} (try {attempts[cell_id]} of "
+        f"{retries + 1} failed: {error.get('message')})"
+    )
+    return True
+
+
+def _lockstep_groups(jobs: list[CellJob]) -> list[list[CellJob]]:
+    """Jobs grouped by lockstep key, in first-appearance order."""
+    groups: dict[str, list[CellJob]] = {}
+    for job in jobs:
+        groups.setdefault(lockstep_key(job.cell), []).append(job)
+    return list(groups.values())
 
 
 def _call(runner: Any, method: str, *args: Any) -> None:

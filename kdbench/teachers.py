@@ -49,8 +49,10 @@ def provision(
         sha256, cached, seconds = file_sha256(weights), True, 0.0
     else:
         model, seconds = _train(spec, context, data, device, progress)
-        with atomic_path(weights) as tmp:
-            torch.save(model.state_dict(), tmp)
+        # Through a file handle: torch.save names the archive after a path, and the
+        # temporary name would make identical weights hash differently.
+        with atomic_path(weights) as tmp, open(tmp, "wb") as handle:
+            torch.save(model.state_dict(), handle)
         sha256, cached = file_sha256(weights), False
     mean, std = torch.tensor(data.mean), torch.tensor(data.std)
     accuracy = evaluate(model, data.test, mean=mean, std=std, device=device)

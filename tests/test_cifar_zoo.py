@@ -178,8 +178,7 @@ def _zoo_registry() -> Registry:
     pm = make_plugin_manager()
     pm.register(cifar_zoo, name="cifar_zoo")
     registry = Registry()
-    for kind in ("teachers", "students"):
-        getattr(pm.hook, f"register_{kind}")(register=registry.registrar(kind, "cifar_zoo"))
+    pm.hook.register_models(register=registry.model_registrar("cifar_zoo"))
     return registry
 
 

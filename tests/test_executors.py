@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -99,6 +100,7 @@ def test_pool_records_equal_local_records(tmp_path: Path, context: RunContext, o
             assert all(math.isclose(x[k], y[k], rel_tol=0, abs_tol=1e-6) for k in x)
 
 
+@pytest.mark.slow
 def test_slurm_local_cluster_runs_matrix_retries_and_records_failures(tmp_path: Path):
     executor = (
         '[executor]\nname = "slurm"\nretries = 1\n'
@@ -128,6 +130,27 @@ def test_slurm_local_cluster_runs_matrix_retries_and_records_failures(tmp_path: 
     assert "4 cells" in status.output
     for line in ("done     2", "failed   2", "pending  0"):
         assert line in status.output
+
+
+def test_status_lists_jobs_the_slurm_executor_left_behind(tmp_path: Path):
+    # What a killed `kdbench run` leaves: a job list, one job finished, one still alive.
+    path = bench(tmp_path, "", seeds="[0]")
+    out = tmp_path / "out"
+    (out / "slurm").mkdir(parents=True)
+    (out / "benchmark.toml").write_text(path.read_text())
+    alive, gone = str(os.getpid()), "999999999"
+    jobs = {
+        job_id: {"cell_id": f"cell{i}", "label": f"digits cell {i}", "cluster": "local",
+                 "since": "2026-01-01T00:00:00+00:00"}
+        for i, job_id in enumerate((alive, gone))
+    }  # fmt: skip
+    (out / "slurm" / "kdbench-jobs.json").write_text(json.dumps(jobs))
+    (out / "slurm" / f"{gone}_0_result.pkl").write_bytes(b"")
+    result = CliRunner().invoke(cli, ["status", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "2 cells" in result.output and "pending  2" in result.output
+    rows = {line.split()[0]: line.split()[1] for line in result.output.splitlines()[-2:]}
+    assert rows == {alive: "RUNNING", gone: "finished"}
 
 
 def test_slurm_job_that_cannot_see_the_results_dir_stops_the_run(
@@ -214,7 +237,9 @@ def register(context: RunContext, name: str, cls: type) -> None:
 def test_a_lost_try_is_retried_in_a_further_round(tmp_path: Path, context: RunContext):
     register(context, "loses-first-try", LosesFirstTry)
     LosesFirstTry.calls = []
-    path = bench(tmp_path, '[executor]\nname = "loses-first-try"\nretries = 2', seeds="[0]")
+    # lockstep off: this test executor hands out one cell per job
+    text = '[executor]\nname = "loses-first-try"\nretries = 2\nlockstep = false'
+    path = bench(tmp_path, text, seeds="[0]")
     result = run(path, tmp_path / "out", context)
     assert result.failed == []
     attempts = sorted(r["attempts"] for r in records(tmp_path / "out").values())
@@ -227,7 +252,7 @@ def test_a_lost_try_is_retried_in_a_further_round(tmp_path: Path, context: RunCo
 def test_ctrl_c_cancels_the_executor_and_keeps_finished_cells(tmp_path: Path, context: RunContext):
     register(context, "stops-after-first", StopsAfterFirst)
     StopsAfterFirst.calls = []
-    path = bench(tmp_path, '[executor]\nname = "stops-after-first"', seeds="[0]")
+    path = bench(tmp_path, '[executor]\nname = "stops-after-first"\nlockstep = false', seeds="[0]")
     with pytest.raises(KeyboardInterrupt):
         run(path, tmp_path / "out", context)
     assert StopsAfterFirst.calls == ["start", "cancel", "close"]

@@ -76,7 +76,10 @@ def resume(bench: Path, out: Path, done_before: dict[str, int]) -> None:
     assert {name: after[name] for name in done_before} == done_before
 
 
-def test_sigkill_midway_then_resume_runs_every_cell_once(tiny_benchmark: Path, tmp_path: Path):
+def test_sigkill_midway_then_resume_runs_every_cell_once(tmp_path: Path):
+    # Longer cells than the tiny default, so the kill lands while cells remain.
+    tiny_benchmark = write_benchmark(tmp_path, text=TINY.format(extra_pairs="").replace(
+        "[recipe]\nepochs = 2", "[recipe]\nepochs = 12"))  # fmt: skip
     out = tmp_path / "out"
     process = start(tiny_benchmark, out)
     wait_for_first_record(process, out)

@@ -130,6 +130,10 @@ def _visible_gpus() -> list[str]:
     return [str(i) for i in range(count)]
 
 
+def _wants_cuda(device: str) -> bool:
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+
+
 def _init_worker(gpu: str | None, threads: int) -> None:
     """Pin a fresh worker to its GPU and thread count, then load plugins once."""
     # Ctrl-C reaches the whole process group; the parent alone decides what stops.
@@ -156,7 +160,7 @@ def _run_in_worker(run: Callable[..., dict[str, Any]], job: Any) -> dict[str, An
 
 
 class PoolExecutor:
-    """Worker processes on this machine: one per visible GPU, or ``workers`` CPU workers.
+    """Worker processes on this machine: one per visible GPU, or N CPU workers.
 
     Each worker is a fresh (spawned) process pinned to its GPU and to ``threads`` torch
     threads (default: usable cores // workers), and keeps its datasets loaded between
@@ -174,7 +178,8 @@ class PoolExecutor:
 
     def _layout(self, jobs: list[Any]) -> list[tuple[str | None, int]]:
         """(GPU, threads) per worker: GPUs round-robin when cells run on CUDA."""
-        gpus = _visible_gpus() if any(str(j.device).startswith("cuda") for j in jobs) else []
+        on_cuda = any(_wants_cuda(str(job.device)) for job in jobs)
+        gpus = _visible_gpus() if on_cuda else []
         workers = self.workers or len(gpus) or usable_cores()
         threads = self.threads or max(1, usable_cores() // workers)
         return [(gpus[i % len(gpus)] if gpus else None, threads) for i in range(workers)]

@@ -11,6 +11,7 @@ plugins the benchmark uses installed.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,9 @@ def run_ray_cell(run: Callable[..., dict[str, Any]], job: Any, threads: int) -> 
 
 
 class RayExecutor:
-    """Run cells as Ray tasks; ``num_gpus`` defaults to 1 when CUDA is available, else 0.
+    """Run cells as Ray tasks, each reserving its CPUs and GPUs, locally or on a cluster.
 
+    ``num_gpus`` defaults to 1 when this machine or the cluster has a GPU, else 0.
     ``num_cpus`` / ``num_gpus`` are what each cell reserves (fractions share a GPU).
     ``local_cpus`` sizes a Ray started here (default: all cores).
     """
@@ -75,13 +77,19 @@ class RayExecutor:
             if self.address:
                 ray.init(address=self.address, **options)
             else:
-                ray.init(num_cpus=self.local_cpus, include_dashboard=False, **options)
+                ray.init(
+                    num_cpus=self.local_cpus,
+                    include_dashboard=False,
+                    logging_level=logging.WARNING,
+                    **options,
+                )
             self._started_here = True
         num_gpus = self.num_gpus
-        if num_gpus is None:
+        if num_gpus is None:  # the head may have no GPU while the cluster's nodes do
             import torch
 
-            num_gpus = 1 if torch.cuda.is_available() else 0
+            has_gpu = torch.cuda.is_available() or ray.cluster_resources().get("GPU", 0) >= 1
+            num_gpus = 1 if has_gpu else 0
         self._task = ray.remote(run_ray_cell).options(
             num_cpus=self.num_cpus, num_gpus=num_gpus, max_retries=0
         )

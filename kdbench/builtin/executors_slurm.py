@@ -14,11 +14,13 @@ instead of training the whole matrix for nothing.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,6 +121,7 @@ class SlurmExecutor:
         self._out_dir: Path | None = None
         self._jobs_file: Path | None = None
         self._running: dict[str, tuple[Any, Any]] = {}
+        self._since: dict[str, str] = {}  # job id -> when it was submitted
 
     def start(self, out_dir: Path) -> None:
         """Make the submitit executor; check that the folders can be written from here."""
@@ -132,7 +135,19 @@ class SlurmExecutor:
             check_results_dir(str(folder))
         except (OSError, ResultsDirUnreachable) as exc:
             raise KdbenchError(f"slurm executor: {exc}") from None
-        self._executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster)
+        try:
+            self._executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster)
+        except RuntimeError as exc:  # cluster = "slurm" where there is no Slurm
+            raise KdbenchError(
+                f"slurm executor: {exc} (run kdbench on a Slurm login node, or set "
+                "cluster = 'local' to try the jobs on this machine)"
+            ) from None
+        if self.cluster is None and self._executor.cluster != "slurm":
+            warnings.warn(
+                f"kdbench: no Slurm found (srun): the slurm executor runs the jobs as "
+                f"{self._executor.cluster} processes on this machine",
+                stacklevel=2,
+            )
         self._jobs_file = folder / JOBS_FILE
         self._executor.update_parameters(**self._parameters())
 
@@ -191,8 +206,10 @@ class SlurmExecutor:
             [out_dir] * len(cells),
             [threads] * len(cells),
         )
+        now = datetime.now(UTC).isoformat(timespec="seconds")
         for handle, cell_job in zip(handles, cells):
             self._running[handle.job_id] = (handle, cell_job)
+            self._since[handle.job_id] = now
         self._write_jobs_file()
 
     def _collect(self, handle: Any) -> dict[str, Any]:
@@ -217,7 +234,7 @@ class SlurmExecutor:
                 "cell_id": cell_job.cell.id,
                 "label": cell_job.cell.label(),
                 "cluster": self._executor.cluster,
-                "since": datetime.now(UTC).isoformat(),
+                "since": self._since[job_id],
             }
             for job_id, (_, cell_job) in self._running.items()
         }
@@ -238,8 +255,6 @@ class SlurmExecutor:
 
 def job_states(folder: Path) -> list[dict[str, Any]]:
     """Jobs the last ``kdbench run`` left submitted, with their state where it can be had."""
-    import json
-
     path = folder / JOBS_FILE
     if not path.is_file():
         return []
@@ -261,7 +276,7 @@ def _squeue(job_ids: list[str]) -> dict[str, str]:
     if not job_ids or shutil.which("squeue") is None:
         return {}
     done = subprocess.run(
-        ["squeue", "-h", "-o", "%i %T", "-j", ",".join(job_ids)],
+        ["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(job_ids)],
         capture_output=True,
         text=True,
         timeout=30,
