@@ -74,6 +74,14 @@ def lockstep_key(cell: Cell) -> str:
     )
 
 
+def lockstep_groups(jobs: list[CellJob]) -> list[list[CellJob]]:
+    """Jobs grouped by :func:`lockstep_key`, in first-appearance order."""
+    groups: dict[str, list[CellJob]] = {}
+    for job in jobs:
+        groups.setdefault(lockstep_key(job.cell), []).append(job)
+    return list(groups.values())
+
+
 def run_group(
     jobs: list[CellJob], context: RunContext | None = None, progress: Progress | None = None
 ) -> list[dict[str, Any]]:

@@ -91,7 +91,7 @@ def run(
     """Run every cell of the benchmark FILE that has no complete record yet.
 
     Finished cells are skipped (resume); a failed cell is recorded and the rest go
-    on; tables are written as table.md and table.csv beside the records.
+    on; the leaderboard is written as leaderboard.md and .csv beside the records.
     """
     from kdbench.records import RecordStore
     from kdbench.runner import default_out_dir, plan, run_benchmark

@@ -146,6 +146,8 @@ def teacher_line(board: Board) -> str:
         )
     parts.append(f"{BASELINE_LOSS} baseline: {num(board.baseline)} %")
     parts.append(f"seeds: {', '.join(map(str, board.seeds)) or '-'}")
+    if board.teacher_top1 < board.baseline:  # NaN compares False: no flag without numbers
+        parts.append("(!) the teacher is less accurate than the student's baseline")
     return "; ".join(parts)
 
 

@@ -12,13 +12,17 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from kdbench.cell import CellJob, lockstep_key, run_cell, run_group
+from kdbench.cell import CellJob, lockstep_groups, run_cell, run_group
+from kdbench.collect import collect
 from kdbench.config import BenchmarkConfig, load_config
 from kdbench.context import RunContext, resolve_device
+from kdbench.formats import markdown
+from kdbench.leaderboard import build
 from kdbench.matrix import Cell, expand, stable_hash, teachers_of
 from kdbench.progress import RichDisplay
 from kdbench.records import RecordStore, write_text_atomic
-from kdbench.report import records_frame, render, summarize, write_tables
+from kdbench.reference import default_reference_dir, load_reference
+from kdbench.report import publish
 from kdbench.teachers import provision
 from kdbench.training import Progress
 
@@ -154,13 +158,21 @@ def run_benchmark(
     finally:
         _call(runner, "close")
 
-    ids = {cell.id for cell in the_plan.cells}
-    records = [r for r in store if r["cell_id"] in ids]
-    result.failed = [r["cell_id"] for r in records if r["status"] != "ok"]
-    summary = summarize(records_frame(records))
-    write_tables(out_dir, summary)
-    result.table = render(summary)
+    result.table, result.failed = write_leaderboard(out_dir, {cell.id for cell in the_plan.cells})
     return result
+
+
+def write_leaderboard(out_dir: Path, cell_ids: set[str]) -> tuple[str, list[str]]:
+    """The run's leaderboard (Markdown and CSV beside the records) and its failed cells.
+
+    Only this benchmark's cells count: records an earlier version of the file left in
+    the same folder stay on disk but out of the table.
+    """
+    found = collect([out_dir])
+    found.records = [r for r in found.records if r["cell_id"] in cell_ids]
+    board = build(found, load_reference(default_reference_dir()))
+    publish(board, out_dir, ("md", "csv"), plots=False)
+    return markdown(board), [r["cell_id"] for r in found.records if r["status"] != "ok"]
 
 
 def _with_retries(
@@ -184,7 +196,7 @@ def _with_retries(
     todo = jobs
     while todo:
         again = []
-        units = _lockstep_groups(todo) if lockstep else todo
+        units = lockstep_groups(todo) if lockstep else todo
         for result in runner.map(units, run):
             for record in result if isinstance(result, list) else [result]:
                 if _retry(record, attempts, earlier, retries, labels, console):
@@ -217,14 +229,6 @@ def _retry(
         f"{retries + 1} failed: {error.get('message')})"
     )
     return True
-
-
-def _lockstep_groups(jobs: list[CellJob]) -> list[list[CellJob]]:
-    """Jobs grouped by lockstep key, in first-appearance order."""
-    groups: dict[str, list[CellJob]] = {}
-    for job in jobs:
-        groups.setdefault(lockstep_key(job.cell), []).append(job)
-    return list(groups.values())
 
 
 def _call(runner: Any, method: str, *args: Any) -> None:

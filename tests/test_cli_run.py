@@ -42,7 +42,7 @@ def test_run_writes_records_and_table_then_resumes(tiny_benchmark: Path, tmp_pat
         assert r["provenance"]["torch"] and r["provenance"]["kdbench"]
         assert r["size"]["params"] > 0 and r["latency"]["batch1_p50_ms"] > 0
     assert "| kd " in first.stdout and "| ce " in first.stdout
-    assert (out / "table.md").is_file() and (out / "table.csv").is_file()
+    assert (out / "leaderboard.md").is_file() and (out / "leaderboard.csv").is_file()
     assert len(list((out / "teachers").glob("*.pt"))) == 1
 
     before = record_mtimes(out)
@@ -94,5 +94,9 @@ def test_failing_cell_is_recorded_and_the_matrix_goes_on(tmp_path: Path):
     assert len(records) == 8 and len(ok) == 4
     assert {r["config"]["student"]["name"] for r in failed} == {"cnn"}
     assert all(re.match(r"loss is (nan|inf) at epoch", r["error"]["message"]) for r in failed)
-    table = (out / "table.md").read_text()
-    assert "2 failed" in table
+    table = (out / "leaderboard.md").read_text()
+    assert "8 records (4 failed)" in table
+    board = table.split("→ cnn(width=4)")[1].split("## ")[0]
+    failed_rows = [line for line in board.splitlines() if line.rstrip().endswith("| failed   |")]
+    assert len(failed_rows) == 2  # the ce and kd rows of the diverging pair, not dropped
+    assert board.count("loss is") == 4  # each failed seed listed with its reason
