@@ -95,7 +95,13 @@ def run_group(
         raise ValueError("run_group needs cells with one lockstep key")
     context = context or RunContext()
     device = resolve_device(jobs[0].device)
-    records = [_record_head(job, context, device) for job in jobs]
+    versions = context.plugins.versions()
+    records = [
+        record_head(job)
+        | {"provenance": provenance(device=device, plugin_versions=versions,
+                                    source_dir=Path(job.source_dir))}
+        for job in jobs
+    ]  # fmt: skip
     if progress:
         more = f" (+{len(jobs) - 1} in lockstep)" if len(jobs) > 1 else ""
         progress.cell_started(jobs[0].cell.label() + more, jobs[0].cell.recipe["epochs"])
@@ -106,11 +112,7 @@ def run_group(
     for record, result in zip(records, results, strict=True):
         if isinstance(result, BaseException):
             record["status"] = "failed"
-            record["error"] = {
-                "type": type(result).__name__,
-                "message": str(result),
-                "traceback": "".join(traceback.format_exception(result, limit=20)),
-            }
+            record["error"] = error_of(result)
         else:
             record.update(result)
             record["status"] = "ok"
@@ -120,7 +122,8 @@ def run_group(
     return records
 
 
-def _record_head(job: CellJob, context: RunContext, device: torch.device) -> dict[str, Any]:
+def record_head(job: CellJob) -> dict[str, Any]:
+    """What every record of a job starts with, whatever happens to the cell."""
     return {
         "schema_version": SCHEMA_VERSION,
         "cell_id": job.cell.id,
@@ -128,11 +131,15 @@ def _record_head(job: CellJob, context: RunContext, device: torch.device) -> dic
         "benchmark_config_hash": job.config_hash,
         "teacher": job.teacher_info,
         "started_at": datetime.now(UTC).isoformat(),
-        "provenance": provenance(
-            device=device,
-            plugin_versions=context.plugins.versions(),
-            source_dir=Path(job.source_dir),
-        ),
+    }
+
+
+def error_of(exc: BaseException, prefix: str = "") -> dict[str, str]:
+    """An exception as a record's ``error``: type, message and traceback."""
+    return {
+        "type": type(exc).__name__,
+        "message": f"{prefix}{exc}",
+        "traceback": "".join(traceback.format_exception(exc, limit=20)),
     }
 
 
@@ -309,7 +316,9 @@ def _finish(
         "size": _size(run.model, run.loss, sample, cell.measure),
         "latency": _latency(run.model, sample, cell.measure),
         "cost": {
-            "train_seconds": shared["train_seconds"],
+            # The cell's share of its group's wall time; the whole group's is kept too.
+            "train_seconds": shared["train_seconds"] / shared["group_size"],
+            "group_train_seconds": shared["train_seconds"],
             "step_ms": 1e3 * run.step_seconds / max(run.steps, 1),
             "steps": run.steps,
             "lockstep_group": shared["group_size"],

@@ -36,7 +36,7 @@ NOTES = [
     "median over seeds, measured on the device in the provenance.",
     "params: student parameters; MFLOPs: forward FLOPs per image / 1e6 (2 per "
     "multiply-add); extra params: trainable parameters the distiller adds during training.",
-    "train s: mean training wall time per cell.",
+    "train s: mean training wall time per cell (a lockstep group's time shared among its cells).",
     "published rows are figures from the cited source, never part of any mean, rank or "
     "best; vs published = measured mean - published figure.",
     "failed cells are counted in status and never dropped; missing seeds are seeds other "

@@ -25,17 +25,15 @@ import os
 import signal
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from datetime import UTC, datetime
 from typing import Any
 
 import torch
 
 from kdbench import hookimpl
+from kdbench.cell import error_of, record_head
 from kdbench.errors import KdbenchError
-from kdbench.records import SCHEMA_VERSION
 
 _WORKER_CONTEXT = None  # one RunContext per worker process: datasets load once per worker
 
@@ -52,26 +50,12 @@ def worker_context():
 
 def failed_record(job: Any, exc: BaseException | str, *, where: str) -> dict[str, Any]:
     """A ``failed`` record for a cell whose job died before :func:`run_cell` could answer."""
-    now = datetime.now(UTC).isoformat()
     if isinstance(exc, BaseException):
-        error = {
-            "type": type(exc).__name__,
-            "message": f"{where}: {exc}",
-            "traceback": "".join(traceback.format_exception(exc, limit=20)),
-        }
+        error = error_of(exc, prefix=f"{where}: ")
     else:
         error = {"type": "ExecutorError", "message": f"{where}: {exc}", "traceback": ""}
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "cell_id": job.cell.id,
-        "config": job.cell.config(),
-        "benchmark_config_hash": job.config_hash,
-        "teacher": job.teacher_info,
-        "started_at": now,
-        "finished_at": now,
-        "status": "failed",
-        "error": error,
-    }
+    head = record_head(job)
+    return head | {"finished_at": head["started_at"], "status": "failed", "error": error}
 
 
 def usable_cores() -> int:

@@ -1,0 +1,29 @@
+"""The repository's own published results are a function of its committed records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kdbench.formats import leaderboard_csv, markdown
+from kdbench.report import build_leaderboard
+
+REPO = Path(__file__).resolve().parents[1]
+PUBLISHED = ["results/fashion_mnist"]
+
+
+@pytest.mark.parametrize("folder", PUBLISHED)
+def test_committed_leaderboard_regenerates_byte_for_byte(folder, monkeypatch):
+    monkeypatch.chdir(REPO)  # the leaderboard names its folder as given, relative to here
+    board = build_leaderboard([Path(folder)])
+    assert board.warnings == []
+    assert markdown(board) == (REPO / folder / "leaderboard.md").read_text(encoding="utf-8")
+    assert leaderboard_csv(board) == (REPO / folder / "leaderboard.csv").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("folder", PUBLISHED)
+def test_published_run_is_complete(folder):
+    records = list((REPO / folder / "records").glob("*.json"))
+    assert len(records) == 24  # 8 losses x 3 seeds
+    assert all('"status": "ok"' in path.read_text(encoding="utf-8") for path in records)
