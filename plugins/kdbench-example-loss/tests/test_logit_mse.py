@@ -1,7 +1,7 @@
 import torch
+from kdbench_example_loss.plugin import LogitMSE
 
 from kdbench import LossInputs
-from kdbench_example_loss.plugin import LogitMSE
 
 
 def test_logit_mse_matches_hand_computed_value():
