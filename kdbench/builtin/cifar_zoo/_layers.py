@@ -68,3 +68,26 @@ def stage_taps(
         taps[f"stage{k}_pre"] = pre
     taps["pool"] = pool
     return taps
+
+
+class StagedResNet(nn.Module):
+    """Shared body of the CIFAR ResNets: ``stem``, ``layer1..N``, pooled linear head.
+
+    Subclasses build the modules and set ``num_stages``; each stage's last block ends in
+    an ``out_relu`` module, whose input is the stage's pre-activation.
+    """
+
+    num_stages: int
+
+    def forward(self, x):
+        x = self.stem(x)
+        for k in range(1, self.num_stages + 1):
+            x = getattr(self, f"layer{k}")(x)
+        return self.fc(self.flatten(self.avgpool(x)))
+
+    def feature_taps(self) -> dict[str, str]:
+        stages = []
+        for k in range(1, self.num_stages + 1):
+            last = len(getattr(self, f"layer{k}")) - 1
+            stages.append((f"layer{k}", f"layer{k}.{last}.out_relu:in"))
+        return stage_taps("stem", stages)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from kdbench.builtin.cifar_zoo._layers import conv1x1, conv3x3, init_weights, stage_taps
+from kdbench.builtin.cifar_zoo._layers import StagedResNet, conv1x1, conv3x3, init_weights
 
 __all__ = ["Bottleneck", "BottleneckResNet", "resnet50"]
 
@@ -49,7 +49,7 @@ class Bottleneck(nn.Module):
         return self.out_relu(out + self.shortcut(x))
 
 
-class BottleneckResNet(nn.Module):
+class BottleneckResNet(StagedResNet):
     """3x3 stem, four bottleneck stages of 64/128/256/512 (x4 out) channels, linear head."""
 
     def __init__(self, blocks: Sequence[int], num_classes: int, in_channels: int) -> None:
@@ -69,19 +69,6 @@ class BottleneckResNet(nn.Module):
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(channels, num_classes)
         init_weights(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for k in range(1, self.num_stages + 1):
-            x = getattr(self, f"layer{k}")(x)
-        return self.fc(self.flatten(self.avgpool(x)))
-
-    def feature_taps(self) -> dict[str, str]:
-        stages = []
-        for k in range(1, self.num_stages + 1):
-            last = len(getattr(self, f"layer{k}")) - 1
-            stages.append((f"layer{k}", f"layer{k}.{last}.out_relu:in"))
-        return stage_taps("stem", stages)
 
 
 def resnet50(num_classes: int, in_channels: int) -> BottleneckResNet:
