@@ -477,18 +477,7 @@ def _latex_board(board: Board) -> str:
             values[0] = f"\\textit{{{values[0]}}}$^{{{mark}}}$"
         lines.append(" & ".join(values) + r" \\")
     spec = "l" + "r" * (len(columns) - 2) + "l"
-    body = "\n".join(
-        [
-            f"\\begin{{tabular}}{{{spec}}}",
-            r"\toprule",
-            " & ".join(tex(c) for c in columns) + r" \\",
-            r"\midrule",
-            *lines,
-            r"\bottomrule",
-            r"\end{tabular}",
-            "",
-        ]
-    )
+    body = _tabular(spec, columns, lines)
     notes = [tex(teacher_line(board))]
     notes += [f"$^{{{i}}}$ {tex(s)}" for i, s in enumerate(sources, start=1)]
     notes += [tex(f) for f in failures(board)]
@@ -505,6 +494,13 @@ def _latex_board(board: Board) -> str:
             "",
         ]
     )
+
+
+def _tabular(spec: str, columns: list[str], lines: list[str]) -> str:
+    """A booktabs tabular: header row, rules, body lines."""
+    header = " & ".join(tex(c) for c in columns) + r" \\"
+    rows = [f"\\begin{{tabular}}{{{spec}}}", r"\toprule", header, r"\midrule", *lines]
+    return "\n".join([*rows, r"\bottomrule", r"\end{tabular}", ""])
 
 
 def _latex_cross(cross: CrossPair) -> str:
@@ -526,18 +522,7 @@ def _latex_cross(cross: CrossPair) -> str:
         row += [num(values.get(c)) for c in cross.columns]
         lines.append(" & ".join([*row, "-"]) + r" \\")
     spec = "l" + "r" * (len(columns) - 1)
-    body = "\n".join(
-        [
-            f"\\begin{{tabular}}{{{spec}}}",
-            r"\toprule",
-            " & ".join(tex(c) for c in columns) + r" \\",
-            r"\midrule",
-            *lines,
-            r"\bottomrule",
-            r"\end{tabular}",
-            "",
-        ]
-    )
+    body = _tabular(spec, columns, lines)
     return "\n".join(
         [
             r"\begin{table}[htbp]",

@@ -8,7 +8,6 @@ them. Whatever the source, the teacher's test accuracy is measured on load.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -182,8 +181,3 @@ def _listed(items: list[str], limit: int = 5) -> str:
     return "; ".join(items[:limit]) + (
         f" (+{len(items) - limit} more)" if len(items) > limit else ""
     )
-
-
-def read_teacher_info(out_dir: Path, teacher_id: str) -> dict[str, Any] | None:
-    path = out_dir / "teachers" / f"{teacher_id}.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

@@ -86,8 +86,14 @@ class StagedResNet(nn.Module):
         return self.fc(self.flatten(self.avgpool(x)))
 
     def feature_taps(self) -> dict[str, str]:
-        stages = []
-        for k in range(1, self.num_stages + 1):
-            last = len(getattr(self, f"layer{k}")) - 1
-            stages.append((f"layer{k}", f"layer{k}.{last}.out_relu:in"))
-        return stage_taps("stem", stages)
+        return last_block_taps(self, "layer", self.num_stages)
+
+
+def last_block_taps(model: nn.Module, prefix: str, num_stages: int) -> dict[str, str]:
+    """Taps of ``stem`` + stages ``<prefix>1..N``, each ending in a block whose ``out_relu``
+    input is the stage's pre-activation."""
+    stages = []
+    for k in range(1, num_stages + 1):
+        last = len(getattr(model, f"{prefix}{k}")) - 1
+        stages.append((f"{prefix}{k}", f"{prefix}{k}.{last}.out_relu:in"))
+    return stage_taps("stem", stages)

@@ -16,7 +16,7 @@ from kdbench.builtin.cifar_zoo._layers import (
     ChannelShuffle,
     conv1x1,
     conv3x3,
-    stage_taps,
+    last_block_taps,
 )
 
 __all__ = ["ShuffleNetV1", "ShuffleUnit", "shufflenet_v1"]
@@ -95,11 +95,7 @@ class ShuffleNetV1(nn.Module):
         return self.fc(self.flatten(self.avgpool(x)))
 
     def feature_taps(self) -> dict[str, str]:
-        stages = []
-        for k in range(1, self.num_stages + 1):
-            last = len(getattr(self, f"stage{k}")) - 1
-            stages.append((f"stage{k}", f"stage{k}.{last}.out_relu:in"))
-        return stage_taps("stem", stages)
+        return last_block_taps(self, "stage", self.num_stages)
 
 
 def shufflenet_v1(num_classes: int, in_channels: int) -> ShuffleNetV1:

@@ -12,7 +12,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from kdbench.builtin.cifar_zoo._layers import ChannelShuffle, conv1x1, conv3x3, stage_taps
+from kdbench.builtin.cifar_zoo._layers import (
+    ChannelShuffle,
+    conv1x1,
+    conv3x3,
+    last_block_taps,
+)
 
 __all__ = ["BasicUnit", "DownUnit", "ShuffleNetV2", "shufflenet_v2"]
 
@@ -109,11 +114,7 @@ class ShuffleNetV2(nn.Module):
         return self.fc(self.flatten(self.avgpool(self.head(x))))
 
     def feature_taps(self) -> dict[str, str]:
-        stages = []
-        for k in range(1, self.num_stages + 1):
-            last = len(getattr(self, f"stage{k}")) - 1
-            stages.append((f"stage{k}", f"stage{k}.{last}.out_relu:in"))
-        return stage_taps("stem", stages)
+        return last_block_taps(self, "stage", self.num_stages)
 
 
 def shufflenet_v2(num_classes: int, in_channels: int) -> ShuffleNetV2:
