@@ -69,12 +69,3 @@ class RecordStore:
         path = self.path(record["cell_id"])
         write_json_atomic(path, record)
         return path
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        if not self.folder.is_dir():
-            return
-        for path in sorted(self.folder.glob("*.json")):
-            record = json.loads(path.read_text(encoding="utf-8"))
-            if record.get("schema_version") != SCHEMA_VERSION:
-                continue
-            yield record

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kdbench.collect import collect
 from kdbench.context import RunContext
 from kdbench.errors import ConfigError, KdbenchError
-from kdbench.records import RecordStore
 
 
 @dataclass
@@ -39,7 +39,7 @@ def status(out_dir: Path, file: Path | None = None, context: RunContext | None =
     benchmark = file or out_dir / "benchmark.toml"
     if file is None and not benchmark.is_file():
         benchmark = None
-    records = {record["cell_id"]: record for record in RecordStore(out_dir)}
+    records = {record["cell_id"]: record for record in collect([out_dir]).records}
     result = Status(out_dir, benchmark)
     executor_params: dict[str, Any] = {}
     if benchmark is None:
