@@ -19,6 +19,7 @@ import torch
 from kdbench.context import RunContext, resolve_device
 from kdbench.data import Augment, BatchStream, DatasetSplits, sample_inputs
 from kdbench.features import FeatureTaps
+from kdbench.folding import fold_batchnorm
 from kdbench.logit_cache import CachedTeacher, build_logit_cache, worth_caching
 from kdbench.losses import LossContext
 from kdbench.matrix import Cell, stable_hash
@@ -32,6 +33,8 @@ from kdbench.training import (
     Progress,
     StudentRun,
     autocast_dtype,
+    compile_mode,
+    compiled,
     evaluate,
     fit,
     make_run,
@@ -159,14 +162,19 @@ def _train_group(
     mean, std = torch.tensor(data.mean), torch.tensor(data.std)
     sample = sample_inputs(data.train, 2, mean=mean, std=std, device=device)
     amp = autocast_dtype(recipe["amp"], device)
+    mode = compile_mode(recipe["compile"])
 
     teacher = t_taps = None
+    folded = 0
     if first.teacher is not None:
         teacher = load_teacher(first.teacher, context, data, Path(jobs[0].teacher_weights), device)
         teacher.requires_grad_(False)
+        t_taps = context.taps("teachers", first.teacher.model, teacher)
+        # Inference mode, BatchNorms folded where no declared tap could see the difference
+        # (all taps, not just the wanted ones: a cell's numbers must not depend on its group).
+        folded = fold_batchnorm(teacher, keep=[path.partition(":")[0] for path in t_taps.values()])
         if recipe["channels_last"]:
             teacher = teacher.to(memory_format=torch.channels_last)
-        t_taps = context.taps("teachers", first.teacher.model, teacher)
 
     students: list[_Student | BaseException] = []
     for job in jobs:
@@ -189,9 +197,10 @@ def _train_group(
     )
     source, cached = None, False
     if any(s.run.loss.needs_teacher for s in live):
-        source = OnlineTeacher(teacher, teacher_taps, amp)
+        forward = compiled(teacher, mode) if mode else None
+        source = OnlineTeacher(teacher, teacher_taps, amp, forward=forward)
         if not wanted and _use_cache(recipe):
-            key = f"{first.teacher.id}-{stable_hash(recipe['augment'])}-{device}"
+            key = f"{first.teacher.id}-{stable_hash(recipe['augment'])}-{device}-{folded}"
             source = CachedTeacher(
                 context.cached(
                     key,
@@ -225,6 +234,8 @@ def _train_group(
         "train_seconds": seconds,
         "group_size": len(live),
         "logit_cache": cached,
+        "teacher_bn_folded": folded,
+        "compile": mode or False,
     }
     return [
         s if isinstance(s, BaseException) else s.run.error or _finish(s, data, sample, shared)
@@ -281,8 +292,9 @@ def _prepare(
     )
     loss.to(device)
     run = make_run(student, loss, cell.recipe, amp_dtype=amp, taps=student_taps)
-    if cell.recipe["compile"]:
-        run.forward = torch.compile(student)
+    mode = compile_mode(cell.recipe["compile"])
+    if mode:
+        run.forward = compiled(student, mode)
     return _Student(job, run, wanted)
 
 
@@ -331,7 +343,8 @@ def _finish(
             "lockstep_group": shared["group_size"],
             "logit_cache": shared["logit_cache"],
             "channels_last": cell.recipe["channels_last"],
-            "compile": cell.recipe["compile"],
+            "compile": shared["compile"],
+            "teacher_bn_folded": shared["teacher_bn_folded"],
         },
     }
 

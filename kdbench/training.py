@@ -35,13 +35,18 @@ class OnlineTeacher:
     """Runs the frozen teacher on each batch (features through its taps, if any)."""
 
     def __init__(
-        self, model: nn.Module, taps: FeatureTaps | None, amp_dtype: torch.dtype | None
+        self,
+        model: nn.Module,
+        taps: FeatureTaps | None,
+        amp_dtype: torch.dtype | None,
+        forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self.model, self.taps, self.amp_dtype = model.eval(), taps, amp_dtype
+        self.forward = self.model if forward is None else forward  # e.g. torch.compile(model)
 
     def __call__(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         with torch.no_grad(), _autocast(batch.inputs.device, self.amp_dtype):
-            logits = self.model(batch.inputs).float()
+            logits = self.forward(batch.inputs).float()
         return logits, self.taps.pop() if self.taps else {}
 
 
@@ -115,6 +120,23 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "fp16" or (amp == "auto" and not torch.cuda.is_bf16_supported()):
         return torch.float16
     return torch.bfloat16
+
+
+def compile_mode(setting: bool | str) -> str | None:
+    """The ``torch.compile`` mode a recipe's ``compile`` asks for (None: eager)."""
+    if setting is False:
+        return None
+    return "default" if setting is True else setting
+
+
+def compiled(model: nn.Module, mode: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``torch.compile(model)`` that keeps feature taps (forward hooks) working.
+
+    By default Dynamo does not guard on module hooks, so two students of one class, one
+    with taps and one without, would share one graph and the taps would stay empty.
+    """
+    torch._dynamo.config.skip_nnmodule_hook_guards = False
+    return torch.compile(model, mode=mode)
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
@@ -201,7 +223,7 @@ def _step(
 ) -> dict[str, torch.Tensor]:
     """One optimisation step of one student; returns its loss terms."""
     with _autocast(inputs.device, amp_dtype):
-        logits = (run.forward or run.model)(inputs)
+        logits = (run.model if run.forward is None else run.forward)(inputs)
     batch = LossInputs(
         student_logits=logits.float(),
         teacher_logits=teacher_logits if run.loss.needs_teacher else None,

@@ -1,0 +1,72 @@
+"""Channels-last and ``torch.compile`` change how a cell is computed, not what."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from conftest import write_benchmark
+from kdbench.cell import CellJob, run_cell, run_group
+from kdbench.context import RunContext
+from kdbench.runner import plan, provision_teachers
+
+
+def test_channels_last_trains_the_same_student(tmp_path):
+    bench = write_benchmark(tmp_path)
+    bench.write_text(
+        bench.read_text()
+        .replace("seeds = [0, 1]", "seeds = [0]")
+        .replace('student = "mlp"\nstudent_params = { hidden = 16 }',
+                 'student = "cnn"\nstudent_params = { width = 4 }')
+    )  # fmt: skip
+    context = RunContext()
+    [cell] = [c for c in plan(bench, context).cells if c.loss.label == "ce"]
+    channels_last = replace(cell, recipe={**cell.recipe, "channels_last": True})
+    default = run_cell(CellJob(cell=cell, device="cpu"), context)
+    changed = run_cell(CellJob(cell=channels_last, device="cpu"), context)
+    assert default["status"] == changed["status"] == "ok"
+    assert changed["protocol"]["channels_last"] is True
+    for a, b in zip(default["history"], changed["history"]):
+        assert a["total"] == pytest.approx(b["total"], rel=1e-4)
+    assert changed["metrics"]["top1"] == pytest.approx(default["metrics"]["top1"], abs=0.5)
+
+
+def test_compiled_group_trains_like_eager_and_keeps_feature_taps(tmp_path):
+    """Compiled teacher and students, one of them tapped (FitNets), match eager training.
+
+    Two students of one class, one with taps and one without, once shared a compiled
+    graph and the taps stayed empty; FitNets would then fail on a missing feature.
+    """
+    bench = write_benchmark(tmp_path)
+    bench.write_text(
+        bench.read_text()
+        .replace("seeds = [0, 1]", "seeds = [0]")
+        .replace("[losses.kd]\ntemperature = 4.0", "[losses.kd]\n[losses.fitnets]")
+        .replace('student = "mlp"\nstudent_params = { hidden = 16 }',
+                 'student = "cnn"\nstudent_params = { width = 4 }')
+    )  # fmt: skip
+    context = RunContext()
+    cells = [c for c in plan(bench, context).cells if c.teacher is not None]
+    assert sorted(c.loss.label for c in cells) == ["fitnets", "kd"]
+    teachers = provision_teachers(cells, context, tmp_path, torch.device("cpu"))
+    weights = teachers[cells[0].teacher.id]["weights"]
+
+    def group(setting):
+        return [
+            CellJob(cell=replace(c, recipe={**c.recipe, "compile": setting}), device="cpu",
+                    teacher_weights=weights)
+            for c in cells
+        ]  # fmt: skip
+
+    eager = run_group(group(False), context)
+    fast = run_group(group("default"), context)
+    for a, b in zip(eager, fast):
+        assert a["status"] == b["status"] == "ok", b.get("error")
+        assert b["protocol"]["compile"] == "default" and a["protocol"]["compile"] is False
+        for x, y in zip(a["history"], b["history"]):
+            assert x.keys() == y.keys()
+            assert y["total"] == pytest.approx(x["total"], rel=1e-4)
+        # fused kernels round differently; at most one of the 450 test images may flip
+        assert b["metrics"]["top1"] == pytest.approx(a["metrics"]["top1"], abs=0.3)
