@@ -292,8 +292,9 @@ def status(directory: Path, file: Path | None) -> None:
         message = (record.get("error") or {}).get("message", "")
         click.echo(f"failed: {record['cell_id']}: {message.splitlines()[0] if message else ''}")
     if state.jobs:
-        rows = [[j["job_id"], j["state"], j["label"], j["since"]] for j in state.jobs]
-        click.echo(tabulate(rows, headers=["slurm job", "state", "cell", "submitted"]))
+        # A lockstep group's job lists its cells one per line.
+        rows = [[j["job_id"], j["state"], "\n".join(j["labels"]), j["since"]] for j in state.jobs]
+        click.echo(tabulate(rows, headers=["slurm job", "state", "cells", "submitted"]))
 
 
 def main() -> None:

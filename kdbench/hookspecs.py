@@ -66,7 +66,8 @@ def register_datasets(register):
 def register_executors(register):
     """Register executors that run cells: ``register(name, executor_class, *, description=None)``.
 
-    ``executor_class(**params)`` has ``map(jobs, run)``, yielding each job's result
-    (a record) as it ends; optional ``start(out_dir)``, ``cancel()`` and ``close()``
-    bracket a run. See ``kdbench/builtin/executors.py``.
+    ``executor_class(**params)`` has ``map(units, run)``, yielding ``run(unit)`` as each
+    unit ends. A unit is a job, whose result is a record, or a list of jobs (a lockstep
+    group), whose result is a list of records. Optional ``start(out_dir)``, ``cancel()``
+    and ``close()`` bracket a run. See ``kdbench/builtin/executors.py``.
     """

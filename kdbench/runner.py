@@ -130,15 +130,12 @@ def run_benchmark(
                 )
                 for cell in pending
             ]
-            # In this process, cells sharing teacher, data and seed train in lockstep.
-            lockstep = in_process and executor_cfg.lockstep
-            run: Callable[..., Any]
-            if lockstep:
-                run = functools.partial(run_group, context=context, progress=display)
-            elif in_process:
-                run = functools.partial(run_cell, context=context, progress=display)
-            else:
-                run = run_cell
+            # With lockstep, a unit is a group of cells sharing teacher, data and seed;
+            # out of process, the bare function goes: it pickles, workers add a context.
+            lockstep = executor_cfg.lockstep
+            run: Callable[..., Any] = run_group if lockstep else run_cell
+            if in_process:
+                run = functools.partial(run, context=context, progress=display)
             labels = {cell.id: cell.label() for cell in pending}
             rounds = _with_retries(
                 runner, jobs, run, executor_cfg.retries, labels, console, lockstep=lockstep
@@ -178,7 +175,7 @@ def write_leaderboard(out_dir: Path, cell_ids: set[str]) -> tuple[str, list[str]
 def _with_retries(
     runner: Any,
     jobs: list[CellJob],
-    run: Callable[..., dict[str, Any]],
+    run: Callable[..., Any],
     retries: int,
     labels: dict[str, str],
     console: Console,
@@ -187,6 +184,8 @@ def _with_retries(
 ) -> Iterator[dict[str, Any]]:
     """Final records only: a failed cell goes into the next round until its tries run out.
 
+    With ``lockstep`` a round's units are the lockstep groups of its cells (a retry round
+    regroups the failed ones); an executor may answer a unit with a list of records.
     Each record says how many times its cell ran (``attempts``) and keeps the errors of
     the tries before the last (``earlier_errors``).
     """

@@ -69,9 +69,9 @@ def status(out_dir: Path, file: Path | None = None, context: RunContext | None =
 def _slurm_jobs(
     out_dir: Path, params: dict[str, Any], records: dict[str, dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Submitted jobs whose cell is not done yet, from the Slurm executor's folder."""
+    """Submitted jobs with a cell not done yet (a job runs a cell or a lockstep group)."""
     from kdbench.builtin.executors_slurm import job_states
 
     folder = Path(params["folder"]).expanduser() if params.get("folder") else out_dir / "slurm"
     done = {cell_id for cell_id, record in records.items() if record.get("status") == "ok"}
-    return [job for job in job_states(folder) if job["cell_id"] not in done]
+    return [job for job in job_states(folder) if not done.issuperset(job["cell_ids"])]

@@ -1,10 +1,18 @@
 """The ``local`` and ``pool`` executors, and what every executor promises.
 
 An executor class is built with its TOML parameters (``[executor] params = {...}``) and
-has ``map(jobs, run)``, yielding each cell's record as soon as the cell ends, in any
-order. Executors that set ``in_process = True`` receive a ``run`` that shows progress and
-reuses loaded datasets; others receive :func:`kdbench.cell.run_cell` itself, which
-pickles, and may call it as ``run(job, context=...)`` with a context kept per worker.
+has ``map(units, run)``, yielding ``run(unit)`` for each unit as soon as it ends, in any
+order. A unit is one :class:`~kdbench.cell.CellJob`, whose result is a record, or, with
+``[executor] lockstep = true`` (the default), a lockstep group: a list of jobs that
+:func:`~kdbench.cell.run_group` trains together, whose result is a list of records. The
+runner takes a list of records for any unit. An executor that only passes units to
+``run`` and yields what comes back needs to know neither; :func:`jobs_of` gives the jobs
+of a unit to one that looks inside.
+
+Executors that set ``in_process = True`` receive a ``run`` that shows progress and
+reuses loaded datasets; others receive :func:`~kdbench.cell.run_group` or
+:func:`~kdbench.cell.run_cell` itself, which pickles, and may call it as
+``run(unit, context=...)`` with a context kept per worker.
 
 Three optional methods let the runner drive an executor's lifetime, which may span
 several ``map`` calls (retries run as further rounds):
@@ -13,9 +21,9 @@ several ``map`` calls (retries run as further rounds):
 - ``cancel()``: on Ctrl-C or an error while cells run: stop submitted work now;
 - ``close()``: once at the end, always: release workers, clusters, connections.
 
-A cell whose job dies outside :func:`~kdbench.cell.run_cell` (a killed worker, a
-cancelled cluster job) comes back as a ``failed`` record made by :func:`failed_record`,
-so the runner can retry it and the matrix goes on.
+A unit whose job dies outside ``run`` (a killed worker, a cancelled cluster job) comes
+back as one ``failed`` record per cell, made by :func:`failed_records`, so the runner
+can retry those cells and the matrix goes on.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ from kdbench import hookimpl
 from kdbench.cell import error_of, record_head
 from kdbench.errors import KdbenchError
 
+Result = dict[str, Any] | list[dict[str, Any]]  # what run(unit) answers: record or records
+
 _WORKER_CONTEXT = None  # one RunContext per worker process: datasets load once per worker
 
 
@@ -48,6 +58,11 @@ def worker_context():
     return _WORKER_CONTEXT
 
 
+def jobs_of(unit: Any) -> list[Any]:
+    """The jobs of a unit: a lockstep group is a list of jobs; anything else is one job."""
+    return unit if isinstance(unit, list) else [unit]
+
+
 def failed_record(job: Any, exc: BaseException | str, *, where: str) -> dict[str, Any]:
     """A ``failed`` record for a cell whose job died before :func:`run_cell` could answer."""
     if isinstance(exc, BaseException):
@@ -56,6 +71,11 @@ def failed_record(job: Any, exc: BaseException | str, *, where: str) -> dict[str
         error = {"type": "ExecutorError", "message": f"{where}: {exc}", "traceback": ""}
     head = record_head(job)
     return head | {"finished_at": head["started_at"], "status": "failed", "error": error}
+
+
+def failed_records(unit: Any, exc: BaseException | str, *, where: str) -> list[dict[str, Any]]:
+    """A ``failed`` record for every cell of a unit that died: a group's cells all die."""
+    return [failed_record(job, exc, where=where) for job in jobs_of(unit)]
 
 
 def usable_cores() -> int:
@@ -95,11 +115,9 @@ class LocalExecutor:
             torch.set_num_threads(self._saved_threads)
             self._saved_threads = None
 
-    def map(
-        self, jobs: Iterable[Any], run: Callable[[Any], dict[str, Any]]
-    ) -> Iterator[dict[str, Any]]:
-        for job in jobs:
-            yield run(job)
+    def map(self, units: Iterable[Any], run: Callable[[Any], Result]) -> Iterator[Result]:
+        for unit in units:
+            yield run(unit)
 
 
 def _visible_gpus() -> list[str]:
@@ -139,8 +157,8 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _run_in_worker(run: Callable[..., dict[str, Any]], job: Any) -> dict[str, Any]:
-    return run(job, context=worker_context())
+def _run_in_worker(run: Callable[..., Result], unit: Any) -> Result:
+    return run(unit, context=worker_context())
 
 
 class PoolExecutor:
@@ -149,7 +167,7 @@ class PoolExecutor:
     Each worker is a fresh (spawned) process pinned to its GPU and to ``threads`` torch
     threads (default: usable cores // workers), and keeps its datasets loaded between
     cells. Each worker is its own single-process pool, so a worker that dies takes only
-    its own cell with it and is replaced.
+    its own unit (a cell or a lockstep group) with it and is replaced.
     """
 
     in_process = False
@@ -160,9 +178,9 @@ class PoolExecutor:
         self._pools: list[ProcessPoolExecutor | None] = []
         self._slots: list[tuple[str | None, int]] = []
 
-    def _layout(self, jobs: list[Any]) -> list[tuple[str | None, int]]:
+    def _layout(self, units: list[Any]) -> list[tuple[str | None, int]]:
         """(GPU, threads) per worker: GPUs round-robin when cells run on CUDA."""
-        on_cuda = any(_wants_cuda(str(job.device)) for job in jobs)
+        on_cuda = any(_wants_cuda(str(job.device)) for unit in units for job in jobs_of(unit))
         gpus = _visible_gpus() if on_cuda else []
         workers = self.workers or len(gpus) or usable_cores()
         threads = self.threads or max(1, usable_cores() // workers)
@@ -181,10 +199,8 @@ class PoolExecutor:
             self._pools[slot] = pool
         return pool
 
-    def map(
-        self, jobs: Iterable[Any], run: Callable[..., dict[str, Any]]
-    ) -> Iterator[dict[str, Any]]:
-        queue = list(jobs)
+    def map(self, units: Iterable[Any], run: Callable[..., Result]) -> Iterator[Result]:
+        queue = list(units)
         if not queue:
             return
         if not self._slots:
@@ -195,18 +211,18 @@ class PoolExecutor:
         idle = list(range(len(self._slots)))
         while queue or running:
             while queue and idle:
-                slot, job = idle.pop(0), queue.pop()
-                running[self._pool(slot).submit(_run_in_worker, run, job)] = (slot, job)
+                slot, unit = idle.pop(0), queue.pop()
+                running[self._pool(slot).submit(_run_in_worker, run, unit)] = (slot, unit)
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                slot, job = running.pop(future)
+                slot, unit = running.pop(future)
                 idle.append(slot)
                 try:
-                    record = future.result()
-                except Exception as exc:  # noqa: BLE001 - a dead worker fails its cell only
+                    result = future.result()
+                except Exception as exc:  # noqa: BLE001 - a dead worker fails its unit only
                     self._discard(slot)
-                    record = failed_record(job, exc, where=f"pool worker {slot}")
-                yield record
+                    result = failed_records(unit, exc, where=f"pool worker {slot}")
+                yield result
 
     def _discard(self, slot: int) -> None:
         pool, self._pools[slot] = self._pools[slot], None

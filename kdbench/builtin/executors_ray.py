@@ -1,4 +1,5 @@
-"""The ``ray`` executor: each cell is one Ray task, scheduled by its CPU and GPU needs.
+"""The ``ray`` executor: each unit (a cell or a lockstep group) is one Ray task, scheduled
+by its CPU and GPU needs.
 
 With ``address`` the executor joins a running cluster (``"auto"`` finds the one this
 machine belongs to); without it, it uses the Ray instance this process already started
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kdbench import hookimpl
-from kdbench.builtin.executors import failed_record, worker_context
+from kdbench.builtin.executors import Result, failed_records, worker_context
 from kdbench.errors import KdbenchError
 
 INSTALL_HINT = "the ray executor needs Ray: pip install 'kdbench[ray]'"
@@ -31,19 +32,20 @@ def _import_ray():
     return ray
 
 
-def run_ray_cell(run: Callable[..., dict[str, Any]], job: Any, threads: int) -> dict[str, Any]:
-    """The task body: as many torch threads as CPUs reserved, then the cell."""
+def run_ray_cell(run: Callable[..., Result], unit: Any, threads: int) -> Result:
+    """The task body: as many torch threads as CPUs reserved, then the cell or group."""
     import torch
 
     torch.set_num_threads(threads)
-    return run(job, context=worker_context())
+    return run(unit, context=worker_context())
 
 
 class RayExecutor:
-    """Run cells as Ray tasks, each reserving its CPUs and GPUs, locally or on a cluster.
+    """Run units as Ray tasks, each reserving its CPUs and GPUs, locally or on a cluster.
 
     ``num_gpus`` defaults to 1 when this machine or the cluster has a GPU, else 0.
-    ``num_cpus`` / ``num_gpus`` are what each cell reserves (fractions share a GPU).
+    ``num_cpus`` / ``num_gpus`` are what each task (a cell or a lockstep group) reserves
+    (fractions share a GPU).
     ``local_cpus`` sizes a Ray started here (default: all cores).
     """
 
@@ -94,25 +96,23 @@ class RayExecutor:
             num_cpus=self.num_cpus, num_gpus=num_gpus, max_retries=0
         )
 
-    def map(
-        self, jobs: Iterable[Any], run: Callable[..., dict[str, Any]]
-    ) -> Iterator[dict[str, Any]]:
+    def map(self, units: Iterable[Any], run: Callable[..., Result]) -> Iterator[Result]:
         if self._task is None:
             raise KdbenchError("ray executor used before start(out_dir)")
         ray = self._ray
         threads = max(1, int(self.num_cpus))
         run_ref = ray.put(run)
-        for job in jobs:
-            self._pending[self._task.remote(run_ref, job, threads)] = job
+        for unit in units:
+            self._pending[self._task.remote(run_ref, unit, threads)] = unit
         while self._pending:
             done, _ = ray.wait(list(self._pending), num_returns=1)
             for ref in done:
-                job = self._pending.pop(ref)
+                unit = self._pending.pop(ref)
                 try:
-                    record = ray.get(ref)
+                    result = ray.get(ref)
                 except ray.exceptions.RayError as exc:
-                    record = failed_record(job, exc, where="ray task")
-                yield record
+                    result = failed_records(unit, exc, where="ray task")
+                yield result
 
     def cancel(self) -> None:
         """Cancel every task not yet finished (force: running ones are killed)."""

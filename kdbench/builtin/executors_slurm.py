@@ -1,4 +1,5 @@
-"""The ``slurm`` executor: each cell is one task of a Slurm job array, through submitit.
+"""The ``slurm`` executor: each unit (a cell or a lockstep group) is one task of a Slurm
+job array, through submitit.
 
 submitit pickles every job into ``folder`` and the compute node unpickles it from
 there, so ``folder`` and the results directory must be on a filesystem that this
@@ -27,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from kdbench import hookimpl
-from kdbench.builtin.executors import failed_record, worker_context
+from kdbench.builtin.executors import Result, failed_records, jobs_of, worker_context
 from kdbench.errors import KdbenchError
 from kdbench.records import write_json_atomic
 
 INSTALL_HINT = "the slurm executor needs submitit: pip install 'kdbench[slurm]'"
-JOBS_FILE = "kdbench-jobs.json"  # job id -> cell, for `kdbench status`
+JOBS_FILE = "kdbench-jobs.json"  # job id -> its cells, for `kdbench status`
 _UNREACHABLE = "ResultsDirUnreachable"
 
 
@@ -67,23 +68,24 @@ def check_results_dir(out_dir: str) -> None:
 
 
 def run_slurm_cell(
-    run: Callable[..., dict[str, Any]], job: Any, out_dir: str, threads: int | None
-) -> dict[str, Any]:
-    """The job body: check the shared results directory, then run the cell."""
+    run: Callable[..., Result], unit: Any, out_dir: str, threads: int | None
+) -> Result:
+    """The job body: check the shared results directory, then run the cell or group."""
     check_results_dir(out_dir)
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    return run(job, context=worker_context())
+    return run(unit, context=worker_context())
 
 
 class SlurmExecutor:
-    """Submit cells as a Slurm job array with submitit; records stream back as tasks end.
+    """Submit units as a Slurm job array with submitit; records stream back as tasks end.
 
-    ``time`` is the per-cell limit in minutes. ``setup`` lines run in the job's shell
-    before Python starts (``module load``, ``source venv/bin/activate``). ``extra``
-    passes further submitit parameters (``slurm_account``, ``slurm_qos``, ...).
+    ``time`` is the limit per task (one cell, or a whole lockstep group) in minutes.
+    ``setup`` lines run in the job's shell before Python starts (``module load``,
+    ``source venv/bin/activate``). ``extra`` passes further submitit parameters
+    (``slurm_account``, ``slurm_qos``, ...).
     """
 
     in_process = False
@@ -176,13 +178,11 @@ class SlurmExecutor:
             return None
         return self.array_parallelism or 1
 
-    def map(
-        self, jobs: Iterable[Any], run: Callable[..., dict[str, Any]]
-    ) -> Iterator[dict[str, Any]]:
+    def map(self, units: Iterable[Any], run: Callable[..., Result]) -> Iterator[Result]:
         if self._executor is None:
             raise KdbenchError("slurm executor used before start(out_dir)")
         submitit = _import_submitit()
-        queue = list(jobs)
+        queue = list(units)
         poll = self.poll_s or (10.0 if self._executor.cluster == "slurm" else 0.5)
         while queue or self._running:
             room = len(queue) if self._limit is None else self._limit - len(self._running)
@@ -196,47 +196,50 @@ class SlurmExecutor:
                 if queue:
                     break  # a slot is free: submit more before waiting again
 
-    def _submit(self, cells: list[Any], run: Callable[..., dict[str, Any]]) -> None:
+    def _submit(self, units: list[Any], run: Callable[..., Result]) -> None:
         threads = self.cpus_per_task
         out_dir = str(self._out_dir)
         handles = self._executor.map_array(
             run_slurm_cell,
-            [run] * len(cells),
-            cells,
-            [out_dir] * len(cells),
-            [threads] * len(cells),
+            [run] * len(units),
+            units,
+            [out_dir] * len(units),
+            [threads] * len(units),
         )
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        for handle, cell_job in zip(handles, cells):
-            self._running[handle.job_id] = (handle, cell_job)
+        for handle, unit in zip(handles, units):
+            self._running[handle.job_id] = (handle, unit)
             self._since[handle.job_id] = now
         self._write_jobs_file()
 
-    def _collect(self, handle: Any) -> dict[str, Any]:
-        _, cell_job = self._running.pop(handle.job_id)
+    def _collect(self, handle: Any) -> list[dict[str, Any]]:
+        """The records of a finished task, each naming its job (a group's share one)."""
+        _, unit = self._running.pop(handle.job_id)
         self._write_jobs_file()
         try:
-            record = handle.result()
-        except Exception as exc:  # noqa: BLE001 - a lost job fails its cell; retries may help
+            result = handle.result()
+        except Exception as exc:  # noqa: BLE001 - a lost job fails its cells; retries may help
             if _UNREACHABLE in str(exc):
                 self.cancel()
                 message = str(exc).split(f"{_UNREACHABLE}: ", 1)[-1].strip().splitlines()[0]
                 raise KdbenchError(f"slurm job {handle.job_id}: {message}") from None
-            return failed_record(cell_job, exc, where=f"slurm job {handle.job_id}")
-        record["slurm_job_id"] = handle.job_id
-        return record
+            result = failed_records(unit, exc, where=f"slurm job {handle.job_id}")
+        records = result if isinstance(result, list) else [result]
+        for record in records:
+            record["slurm_job_id"] = handle.job_id
+        return records
 
     def _write_jobs_file(self) -> None:
         if self._jobs_file is None:
             return
         jobs = {
             job_id: {
-                "cell_id": cell_job.cell.id,
-                "label": cell_job.cell.label(),
+                "cell_ids": [job.cell.id for job in jobs_of(unit)],
+                "labels": [job.cell.label() for job in jobs_of(unit)],
                 "cluster": self._executor.cluster,
                 "since": self._since[job_id],
             }
-            for job_id, (_, cell_job) in self._running.items()
+            for job_id, (_, unit) in self._running.items()
         }
         write_json_atomic(self._jobs_file, jobs)
 
@@ -254,7 +257,10 @@ class SlurmExecutor:
 
 
 def job_states(folder: Path) -> list[dict[str, Any]]:
-    """Jobs the last ``kdbench run`` left submitted, with their state where it can be had."""
+    """Jobs the last ``kdbench run`` left submitted, with their state where it can be had.
+
+    Each job lists its ``cell_ids`` and ``labels``: one cell, or a lockstep group's cells.
+    """
     path = folder / JOBS_FILE
     if not path.is_file():
         return []
@@ -263,6 +269,8 @@ def job_states(folder: Path) -> list[dict[str, Any]]:
     states = _squeue(slurm_ids)
     rows = []
     for job_id, info in jobs.items():
+        if "cell_id" in info:  # an older kdbench wrote one cell per job
+            info = {"cell_ids": [info.pop("cell_id")], "labels": [info.pop("label", "")], **info}
         finished = (folder / f"{job_id}_0_result.pkl").is_file()
         if info.get("cluster") == "slurm":
             state = states.get(job_id, "finished" if finished else "not in squeue")
