@@ -236,6 +236,7 @@ def _train_group(
         "logit_cache": cached,
         "teacher_bn_folded": folded,
         "compile": mode or False,
+        "data_on_device": stream.on_device,
     }
     return [
         s if isinstance(s, BaseException) else s.run.error or _finish(s, data, sample, shared)
@@ -345,6 +346,7 @@ def _finish(
             "channels_last": cell.recipe["channels_last"],
             "compile": shared["compile"],
             "teacher_bn_folded": shared["teacher_bn_folded"],
+            "data_on_device": shared["data_on_device"],
         },
     }
 

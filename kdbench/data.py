@@ -156,8 +156,10 @@ class BatchStream:
         self.mean = mean.to(device)
         self.std = std.to(device)
         self.generator = torch.Generator().manual_seed(seed)
-        self._images = split.images.to(device)
-        self._labels = split.labels.to(device)
+        self.on_device = fits_on(device, split)
+        store = device if self.on_device else torch.device("cpu")
+        self._images = split.images.to(store)
+        self._labels = split.labels.to(store)
 
     def __len__(self) -> int:
         return (len(self.split) + self.batch_size - 1) // self.batch_size
@@ -168,14 +170,28 @@ class BatchStream:
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             views = self.augment.draw(len(index), self.generator) if self.augment.active else None
-            index = index.to(self.device)
-            images = self._images[index]
+            index = index.to(self._images.device)
+            images = self._images[index].to(self.device)
+            labels = self._labels[index].to(self.device)
             if views is not None:
                 images = self.augment.apply(images, views)
             inputs = normalize(images, self.mean, self.std).contiguous(
                 memory_format=self.memory_format
             )
-            yield Batch(inputs, self._labels[index], index, views)
+            yield Batch(inputs, labels, index.to(self.device), views)
+
+
+def fits_on(device: torch.device, split: Split) -> bool:
+    """Whether a split can live on the device: there, batches are cut without copies.
+
+    A GPU keeps it when it takes at most a quarter of the free memory (the rest is for
+    models, activations and a logit cache); otherwise it stays in host memory and each
+    batch is copied over.
+    """
+    if device.type != "cuda":
+        return True
+    size = split.images.nbytes + split.labels.nbytes
+    return size <= torch.cuda.mem_get_info(device)[0] // 4
 
 
 def eval_batches(

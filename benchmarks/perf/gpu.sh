@@ -1,31 +1,49 @@
 #!/usr/bin/env bash
-# The GPU measurements in one run (about 5 minutes on one H100/H200):
+# The GPU measurements in one run, about 7 minutes on one H100/H200 (each stage has a
+# time limit, so one that overruns or fails costs only itself):
 #   1. KD step throughput, resnet32x4 -> resnet8x4 on CIFAR-shaped data, batch 64 and 512:
-#      the RepDistiller-style reference loop (8 DataLoader workers, fp32) against kdbench's
-#      loop (device-side augmentation, bf16) and with the exact teacher-logit cache;
-#   2. the projected time of a 240-epoch CIFAR-100 KD cell from those numbers;
-#   3. the CUDA-only tests (synchronised latency);
-#   4. benchmarks/fashion_mnist.toml on CUDA, if the Fashion-MNIST files are at hand
-#      (Debian's /usr/share/datasets/fashion-mnist, or data/fashion-mnist in this tree).
-# Results are written under results/perf/ and results/fashion_mnist_cuda/.
-set -euo pipefail
+#      the RepDistiller-style reference loop (8 DataLoader workers, fp32) against a
+#      minimal loop and kdbench's loop (device-side augmentation, bf16, channels-last,
+#      folded teacher), with the exact teacher-logit cache, and the projected time of a
+#      240-epoch CIFAR-100 KD cell from those rates;
+#   2. the CUDA-only tests (autocast, grad scaler, lockstep on CUDA, fp16 logit cache,
+#      CUDA graphs, synchronised latency);
+#   3. benchmarks/fashion_mnist.toml on CUDA, if the Fashion-MNIST files are at hand
+#      (Debian's /usr/share/datasets/fashion-mnist, or data/fashion-mnist in this tree);
+#   4. kdbench with compile = "reduce-overhead" (CUDA graphs) at batch 64.
+# Results go to results/perf/ (and results/fashion_mnist_cuda/).
+#
+# On a machine without network access, put wheels of missing dependencies (e.g.
+# pydantic, pydantic-core, annotated-types, typing-inspection) in a folder and set
+# KDBENCH_WHEELS to it; kdbench itself runs from this tree.
+set -uo pipefail
 cd "$(dirname "$0")/../.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+out=results/perf
+mkdir -p "$out"
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
-python benchmarks/perf/kd_step.py --device cuda --batch 64 512 --steps 300 --workers 8 \
-  --out results/perf | tee results/perf/kd_step_cuda.txt
+if [ -n "${KDBENCH_WHEELS:-}" ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/kdbench-site \
+    "$KDBENCH_WHEELS"/*.whl || exit 1
+  export PYTHONPATH="$PYTHONPATH:/tmp/kdbench-site"
+fi
+python3 -c "import kdbench.cli" || { echo "kdbench cannot be imported: see KDBENCH_WHEELS above"; exit 1; }
 
-python - <<'PY' | tee -a results/perf/kd_step_cuda.txt
-import json
-rows = json.load(open("results/perf/kd_step_cuda.json"))["rows"]
-print("projected 240-epoch CIFAR-100 KD cell (50,000 images per epoch), minutes:")
-for r in rows:
-    cells = {k: 240 * 50_000 / r[f"{k}_img_s"] / 60 for k in ("reference", "kdbench", "kdbench+cache")}
-    print(f"  batch {r['batch']:>4}: " + ", ".join(f"{k} {v:.1f}" for k, v in cells.items()))
-PY
+stage() {  # stage SECONDS COMMAND...: run with a time limit, report, never abort the script
+  local limit=$1 started=$SECONDS
+  shift
+  echo "== $* (limit ${limit} s)"
+  timeout "$limit" "$@"
+  echo "== exit $? after $((SECONDS - started)) s"
+}
 
-python -m pytest tests/test_measure.py -q
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu_machine.txt"
+
+stage 200 python3 benchmarks/perf/kd_step.py --device cuda --batch 64 512 --images 8192 \
+  --workers 8 --out "$out" 2>&1 | tee "$out/kd_step_cuda.txt"
+
+stage 150 python3 -m pytest tests/test_cuda.py tests/test_measure.py -q -p no:cacheprovider 2>&1 \
+  | tee "$out/cuda_tests.txt"
 
 root=""
 for candidate in /usr/share/datasets/fashion-mnist data/fashion-mnist; do
@@ -34,8 +52,11 @@ done
 if [ -n "$root" ]; then
   sed "s|^\[datasets.fashion_mnist\]|[datasets.fashion_mnist]\nroot = \"$root\"|" \
     benchmarks/fashion_mnist.toml > /tmp/fashion_mnist_cuda.toml
-  python -m kdbench run /tmp/fashion_mnist_cuda.toml --device cuda --out results/fashion_mnist_cuda -q \
-    | tee results/perf/fashion_mnist_cuda.txt
+  stage 150 python3 -m kdbench run /tmp/fashion_mnist_cuda.toml --device cuda \
+    --out results/fashion_mnist_cuda -q 2>&1 | tee "$out/fashion_mnist_cuda.txt"
 else
   echo "Fashion-MNIST files not found; skipped the CUDA run of benchmarks/fashion_mnist.toml"
 fi
+
+stage 150 python3 benchmarks/perf/kd_step.py --device cuda --batch 64 --images 8192 \
+  --workers 8 --compile --tag _graphs --out "$out" 2>&1 | tee "$out/kd_step_cuda_graphs.txt"

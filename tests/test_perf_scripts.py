@@ -1,0 +1,45 @@
+"""The performance scripts still run end to end (their numbers are not checked here).
+
+``benchmarks/perf/gpu.sh`` is run where a GPU is lent, rarely; these keep its pieces
+from rotting in between, on a few images on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def test_gpu_script_is_valid_bash():
+    done = subprocess.run(["bash", "-n", str(REPO / "benchmarks/perf/gpu.sh")],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="dataset-fashion-mnist not installed")
+def test_kd_step_runs_every_variant_and_projects_a_cell(tmp_path: Path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "benchmarks/perf/kd_step.py", "--device", "cpu", "--pair", "fashion",
+         "--batch", "8", "16", "--images", "32", "--workers", "0", "--out", str(tmp_path),
+         "--tag", "_smoke"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "kd_step_cpu_smoke.json").read_text())
+    variants = {"reference", "minimal", "kdbench", "kdbench+cache"}
+    assert [row["batch"] for row in result["rows"]] == [8, 16]
+    for row in result["rows"]:
+        assert row["images"] == 32 and row["steps"] == 32 // row["batch"]
+        assert all(row[f"{v}_img_s"] > 0 for v in variants)
+        assert set(row["projected_240_epoch_cifar100_minutes"]) == variants
+        assert row["teacher_bn_folded"] == 4  # cnn: two conv-BatchNorm pairs in each of 2 stages
+    assert "projected 240 epochs x 50,000 images" in done.stdout
