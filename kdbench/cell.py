@@ -73,6 +73,10 @@ def lockstep_key(cell: Cell) -> str:
             recipe["batch_size"],
             recipe["augment"],
             recipe["amp"],
+            # shared by the group through its stream and teacher: must agree too
+            recipe["channels_last"],
+            recipe["compile"],
+            recipe["logit_cache"],
         ]
     )
 

@@ -78,3 +78,25 @@ def test_a_failing_student_does_not_stop_its_group(setup):
     assert records[0]["status"] == "failed"
     assert "loss is" in records[0]["error"]["message"]
     assert all(r["status"] == "ok" for r in records[1:])
+
+
+def test_groups_agree_on_what_students_share_and_only_that(setup):
+    """Stream and teacher settings split groups; a student's own optimizer does not."""
+    _, jobs = setup
+    cell = next(job.cell for job in jobs if job.cell.teacher is not None)
+
+    def changed(**recipe):
+        return lockstep_key(replace(cell, recipe={**cell.recipe, **recipe}))
+
+    shared = [
+        {"channels_last": True},
+        {"compile": "default"},
+        {"logit_cache": "off"},
+        {"amp": "off"},
+        {"batch_size": 7},
+        {"augment": {"crop_padding": 1}},
+    ]
+    for setting in shared:
+        assert changed(**setting) != lockstep_key(cell), setting
+    own_lr = {**cell.recipe["optimizer"], "lr": cell.recipe["optimizer"]["lr"] / 2}
+    assert changed(optimizer=own_lr) == lockstep_key(cell)
