@@ -58,7 +58,7 @@ class Recipe(_Strict):
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     logit_cache: Literal["auto", "on", "off"] = "auto"
     channels_last: bool = False
-    compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = False
+    compile: Literal[False, True, "default", "reduce-overhead", "max-autotune"] = False
 
 
 class Pair(_Strict):

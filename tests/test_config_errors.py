@@ -33,6 +33,10 @@ def run_bad(tmp_path: Path, text: str) -> tuple[int, str, Path]:
             ["recipe.optimizer.lr", "valid number", "'fast'"],
         ),
         (
+            GOOD.replace("batch_size = 128\noptimizer", "compile = 'fast'\noptimizer", 1),
+            ["recipe.compile", "'reduce-overhead'", "'max-autotune'", "(got 'fast')"],
+        ),
+        (
             GOOD.replace("[losses.kd]", "[losses.kdd]"),
             ["losses.kdd", "unknown loss 'kdd'", "did you mean 'kd'"],
         ),
@@ -54,7 +58,7 @@ def run_bad(tmp_path: Path, text: str) -> tuple[int, str, Path]:
         ),
         (GOOD.replace("[benchmark]", "[benchmark"), ["not valid TOML"]),
     ],
-    ids=["unknown-key", "wrong-type", "unknown-loss", "loss-param", "unknown-model",
+    ids=["unknown-key", "wrong-type", "wrong-choice", "unknown-loss", "loss-param", "unknown-model",
          "unknown-dataset", "unsafe-name", "toml-syntax"],
 )  # fmt: skip
 def test_bad_config_exits_2_and_names_file_and_key(tmp_path, text, expected):
