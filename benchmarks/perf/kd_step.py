@@ -240,7 +240,8 @@ def main() -> None:
         common = dict(batch=batch, augment=augment, amp=amp, device=device, data=data,
                       layout=layout)  # fmt: skip
         loops = {
-            "reference": reference_loop(student(), teacher, replace(data, train=part),
+            "reference": reference_loop(build("students", s_name, s_params), teacher,
+                                        replace(data, train=part),
                                         batch=batch, steps=steps, padding=padding, flip=flip,
                                         workers=args.workers, device=device),
             "minimal": minimal_loop(student(), fast_teacher, part, steps=steps, **common),
