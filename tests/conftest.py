@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny real benchmark files on scikit-learn's digits."""
+"""Shared fixtures: tiny real benchmark files and a few real distillation steps, on
+scikit-learn's digits."""
 
 from __future__ import annotations
 
@@ -6,6 +7,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from kdbench import DistillationLoss, LossContext, LossInputs
+from kdbench.builtin.models_small import _cnn_taps, cnn
+from kdbench.features import FeatureTaps
 
 TINY = """
 [benchmark]
@@ -54,3 +61,68 @@ def write_benchmark(folder: Path, extra_pairs: str = "", text: str | None = None
 @pytest.fixture
 def tiny_benchmark(tmp_path: Path) -> Path:
     return write_benchmark(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """128 standardised digits images and their labels, as tensors."""
+    x, y = load_digits(return_X_y=True)
+    x = torch.tensor(x[:128], dtype=torch.float32).view(-1, 1, 8, 8)
+    return (x - x.mean()) / x.std(), torch.tensor(y[:128])
+
+
+def distil_steps(
+    loss: DistillationLoss,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    steps: int = 10,
+    batch: int | None = None,
+    epoch: int = 30,
+) -> tuple[list[float], list[bool]]:
+    """Distil a width-16 CNN into a width-8 one for a few SGD steps, through real taps.
+
+    ``batch=None`` repeats the whole of ``x`` every step; otherwise mini-batches cycle
+    through it. Returns the total loss per step and, per student and loss parameter,
+    whether it moved.
+    """
+    torch.manual_seed(0)
+    student, teacher = cnn(10, 1, width=8), cnn(10, 1, width=16).eval()
+    s_taps, t_taps = _cnn_taps(len(student.stages)), _cnn_taps(len(teacher.stages))
+    wanted = loss.required_features([name for name in s_taps if name in t_taps])
+    student_taps = FeatureTaps(student, s_taps, wanted)
+    teacher_taps = FeatureTaps(teacher, t_taps, wanted)
+    with student_taps, teacher_taps, torch.no_grad():
+        student.eval()
+        student(x[:2])
+        teacher(x[:2])
+        loss.setup(
+            LossContext(
+                num_classes=10,
+                num_train=len(x),
+                student_feature_shapes={k: v.shape[1:] for k, v in student_taps.pop().items()},
+                teacher_feature_shapes={k: v.shape[1:] for k, v in teacher_taps.pop().items()},
+            )
+        )
+    before = [p.detach().clone() for p in (*student.parameters(), *loss.parameters())]
+    optimizer = torch.optim.SGD([*student.parameters(), *loss.parameters()], lr=0.05, momentum=0.9)
+    student.train()
+    batch = batch or len(x)
+    totals = []
+    with student_taps, teacher_taps:
+        for step in range(steps):
+            idx = torch.arange(step * batch, (step + 1) * batch) % len(x)
+            with torch.no_grad():
+                zt = teacher(x[idx])
+            zs = student(x[idx])
+            inputs = LossInputs(
+                zs, zt, y[idx], idx, epoch, 240, student_taps.pop(), teacher_taps.pop()
+            )
+            total = sum(loss(inputs).values())
+            assert torch.isfinite(total)
+            optimizer.zero_grad()
+            total.backward()
+            optimizer.step()
+            totals.append(total.item())
+    after = [*student.parameters(), *loss.parameters()]
+    return totals, [not torch.equal(b, a) for b, a in zip(before, after, strict=True)]

@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 
+from conftest import distil_steps
 from kdbench import LossContext, LossInputs
 from kdbench.builtin.losses_crd import CRD
 from kdbench.builtin.losses_reviewkd import ABF, ReviewKD, hcl
-from kdbench.builtin.models_small import _cnn_taps, cnn
-from kdbench.features import FeatureTaps
 
 
 def _rand(seed: int, *shape: int) -> torch.Tensor:
@@ -279,66 +277,15 @@ def test_reviewkd_gradients_reach_student_and_fusion_not_teacher():
 # --- a few real training steps -----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def digits():
-    x, y = load_digits(return_X_y=True)
-    x = torch.tensor(x[:128], dtype=torch.float32).view(-1, 1, 8, 8)
-    return (x - x.mean()) / x.std(), torch.tensor(y[:128])
-
-
-def _train(loss, x, y, *, steps=10, batch=32):
-    """Distil a width-16 CNN into a width-8 one over mini-batches; returns losses, models."""
-    torch.manual_seed(0)
-    student, teacher = cnn(10, 1, width=8), cnn(10, 1, width=16).eval()
-    s_taps, t_taps = _cnn_taps(len(student.stages)), _cnn_taps(len(teacher.stages))
-    wanted = loss.required_features([name for name in s_taps if name in t_taps])
-    student_taps = FeatureTaps(student, s_taps, wanted)
-    teacher_taps = FeatureTaps(teacher, t_taps, wanted)
-    with student_taps, teacher_taps, torch.no_grad():
-        student.eval()
-        student(x[:2])
-        teacher(x[:2])
-        loss.setup(
-            LossContext(
-                num_classes=10,
-                num_train=len(x),
-                student_feature_shapes={k: v.shape[1:] for k, v in student_taps.pop().items()},
-                teacher_feature_shapes={k: v.shape[1:] for k, v in teacher_taps.pop().items()},
-            )
-        )
-    before = [p.detach().clone() for p in (*student.parameters(), *loss.parameters())]
-    optimizer = torch.optim.SGD([*student.parameters(), *loss.parameters()], lr=0.05, momentum=0.9)
-    student.train()
-    totals = []
-    with student_taps, teacher_taps:
-        for step in range(steps):
-            idx = torch.arange(step * batch, (step + 1) * batch) % len(x)
-            with torch.no_grad():
-                zt = teacher(x[idx])
-            zs = student(x[idx])
-            inputs = LossInputs(
-                zs, zt, y[idx], idx, 30, 240, student_taps.pop(), teacher_taps.pop()
-            )
-            total = sum(loss(inputs).values())
-            assert torch.isfinite(total)
-            optimizer.zero_grad()
-            total.backward()
-            optimizer.step()
-            totals.append(total.item())
-    after = [*student.parameters(), *loss.parameters()]
-    changed = [not torch.equal(b, a) for b, a in zip(before, after, strict=True)]
-    return totals, changed
-
-
 def test_reviewkd_trains_a_small_student(digits):
-    totals, changed = _train(ReviewKD(), *digits, steps=12)
+    totals, changed = distil_steps(ReviewKD(), *digits, steps=12, batch=32)
     assert all(changed)  # student and every fusion parameter moved
     # Mini-batches differ, so compare the first and last epoch (4 batches) on average.
     assert np.mean(totals[-4:]) < np.mean(totals[:4])
 
 
 def test_crd_trains_a_small_student(digits):
-    totals, changed = _train(CRD(), *digits, steps=8)
+    totals, changed = distil_steps(CRD(), *digits, steps=8, batch=32)
     assert all(changed)  # student and both embedding heads moved
     # No decrease is asserted: Z is fixed on the first batch while the memory bank still
     # holds its random start, so the loss first rises as real embeddings fill the bank

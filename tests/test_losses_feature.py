@@ -12,12 +12,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 
+from conftest import distil_steps
 from kdbench import ConfigError, LossContext, LossInputs
 from kdbench.builtin.losses_feature import AT, PKT, RKD, SP, FitNets
-from kdbench.builtin.models_small import _cnn_taps, cnn
-from kdbench.features import FeatureTaps
 
 
 def _rand(seed: int, *shape: int) -> torch.Tensor:
@@ -255,56 +253,8 @@ def test_gradients_reach_student_and_loss_parameters_not_teacher(loss_cls):
 # --- a few real training steps -----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def digits():
-    x, y = load_digits(return_X_y=True)
-    x = torch.tensor(x[:128], dtype=torch.float32).view(-1, 1, 8, 8)
-    return (x - x.mean()) / x.std(), torch.tensor(y[:128])
-
-
-def train_steps(loss, x, y, *, steps: int = 10, epoch: int = 100) -> list[float]:
-    """Distil a width-16 CNN into a width-8 one on one fixed batch; the loss per step."""
-    torch.manual_seed(0)
-    student, teacher = cnn(10, 1, width=8), cnn(10, 1, width=16).eval()
-    s_taps, t_taps = _cnn_taps(len(student.stages)), _cnn_taps(len(teacher.stages))
-    wanted = loss.required_features([name for name in s_taps if name in t_taps])
-    student_taps = FeatureTaps(student, s_taps, wanted)
-    teacher_taps = FeatureTaps(teacher, t_taps, wanted)
-    with student_taps, teacher_taps:
-        with torch.no_grad():
-            zt = teacher(x)
-            student.eval()
-            student(x[:2])
-            student.train()
-        teacher_feats = teacher_taps.pop()
-        shapes = {k: tuple(v.shape[1:]) for k, v in student_taps.pop().items()}
-        loss.setup(
-            LossContext(
-                num_classes=10,
-                num_train=len(x),
-                student_feature_shapes=shapes,
-                teacher_feature_shapes={k: tuple(v.shape[1:]) for k, v in teacher_feats.items()},
-            )
-        )
-        params = [*student.parameters(), *loss.parameters()]
-        optimizer = torch.optim.SGD(params, lr=0.05, momentum=0.9)
-        totals = []
-        for _ in range(steps):
-            zs = student(x)
-            inputs = LossInputs(
-                zs, zt, y, torch.arange(len(x)), epoch, 240, student_taps.pop(), teacher_feats
-            )
-            total = sum(loss(inputs).values())
-            assert torch.isfinite(total)
-            optimizer.zero_grad()
-            total.backward()
-            optimizer.step()
-            totals.append(total.item())
-    return totals
-
-
 @pytest.mark.parametrize("loss_cls", FEATURE_LOSSES)
 def test_feature_loss_trains_a_small_student(loss_cls, digits):
     loss = loss_cls()
-    totals = train_steps(loss, *digits)
+    totals, _ = distil_steps(loss, *digits, epoch=100)
     assert totals[-1] < totals[0]
