@@ -39,10 +39,10 @@ stage() {  # stage SECONDS COMMAND...: run with a time limit, report, never abor
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu_machine.txt"
 
-stage 200 python3 benchmarks/perf/kd_step.py --device cuda --batch 64 512 --images 8192 \
+stage 180 python3 benchmarks/perf/kd_step.py --device cuda --batch 64 512 --images 8192 \
   --workers 8 --out "$out" 2>&1 | tee "$out/kd_step_cuda.txt"
 
-stage 150 python3 -m pytest tests/test_cuda.py tests/test_measure.py -q -p no:cacheprovider 2>&1 \
+stage 180 python3 -m pytest tests/test_cuda.py tests/test_measure.py -q -p no:cacheprovider 2>&1 \
   | tee "$out/cuda_tests.txt"
 
 root=""
