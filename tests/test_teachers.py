@@ -17,6 +17,18 @@ def run(*args: str):
     return CliRunner().invoke(cli, [*args, "--quiet"])
 
 
+def with_checkpoint(folder: Path, name: str) -> Path:
+    """The tiny benchmark in ``folder``, its teacher loaded from ``folder/name``."""
+    bench = write_benchmark(folder)
+    bench.write_text(
+        bench.read_text().replace(
+            "teacher_params = { width = 8 }",
+            f'teacher_params = {{ width = 8 }}\nteacher_checkpoint = "{name}"',
+        )
+    )
+    return bench
+
+
 def teacher_of(out: Path) -> dict:
     records = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
     infos = [r["teacher"] for r in records if r["teacher"]]
@@ -49,11 +61,7 @@ def test_checkpoint_round_trip_gives_the_same_accuracy(tiny_benchmark, tmp_path)
     state = torch.load(trained["weights"], weights_only=True)
     torch.save({"epoch": 3, "state_dict": state}, checkpoint)  # a full-checkpoint wrapper
 
-    bench = tiny_benchmark.read_text().replace(
-        "teacher_params = { width = 8 }",
-        'teacher_params = { width = 8 }\nteacher_checkpoint = "teacher.pt"',
-    )
-    tiny_benchmark.write_text(bench)
+    tiny_benchmark = with_checkpoint(tmp_path, "teacher.pt")
     out2 = tmp_path / "loaded"
     result = run("run", str(tiny_benchmark), "--out", str(out2))
     assert result.exit_code == 0, result.output
@@ -68,13 +76,7 @@ def test_mismatched_checkpoint_is_a_clear_error(tmp_path):
     from kdbench.builtin.models_small import cnn
 
     torch.save(cnn(10, 1, width=4).state_dict(), tmp_path / "small.pt")
-    bench = write_benchmark(tmp_path)
-    bench.write_text(
-        bench.read_text().replace(
-            "teacher_params = { width = 8 }",
-            'teacher_params = { width = 8 }\nteacher_checkpoint = "small.pt"',
-        )
-    )
+    bench = with_checkpoint(tmp_path, "small.pt")
     result = run("run", str(bench), "--out", str(tmp_path / "out"))
     assert result.exit_code == 2
     assert "does not fit model 'cnn'" in result.output
@@ -83,26 +85,14 @@ def test_mismatched_checkpoint_is_a_clear_error(tmp_path):
 
 def test_checkpoint_with_code_in_it_is_refused(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(1)}, "hook": Path("x")}, tmp_path / "evil.pt")
-    bench = write_benchmark(tmp_path)
-    bench.write_text(
-        bench.read_text().replace(
-            "teacher_params = { width = 8 }",
-            'teacher_params = { width = 8 }\nteacher_checkpoint = "evil.pt"',
-        )
-    )
+    bench = with_checkpoint(tmp_path, "evil.pt")
     result = run("run", str(bench), "--out", str(tmp_path / "out"))
     assert result.exit_code == 2
     assert "cannot read teacher checkpoint" in result.output
 
 
 def test_missing_checkpoint_names_the_key(tmp_path):
-    bench = write_benchmark(tmp_path)
-    bench.write_text(
-        bench.read_text().replace(
-            "teacher_params = { width = 8 }",
-            'teacher_params = { width = 8 }\nteacher_checkpoint = "gone.pt"',
-        )
-    )
+    bench = with_checkpoint(tmp_path, "gone.pt")
     result = CliRunner().invoke(cli, ["validate", str(bench)])
     assert result.exit_code == 2
     assert "pairs[0].teacher_checkpoint" in result.output and "does not exist" in result.output
