@@ -132,8 +132,8 @@ class Batch(NamedTuple):
 class BatchStream:
     """Seeded, shuffled, augmented training batches from an in-memory split.
 
-    One stream can feed several students at once (they see identical batches), which
-    is how cells sharing a teacher and seed can later train in lockstep.
+    One stream feeds every student of a lockstep group (they see identical batches).
+    The split stays on the device when it fits there (:func:`fits_on`).
     """
 
     def __init__(

@@ -1,9 +1,9 @@
 """The training loop: students driven by one stream of batches, and evaluation.
 
 A step runs the teacher once (when any loss needs it) and then every student in the
-group on the same batch, each with its own loss and optimizer. Today a cell is a group
-of one; cells sharing a teacher, dataset and seed can become one group later without
-changing this loop.
+group on the same batch, each with its own loss and optimizer: a lockstep group of
+cells sharing teacher, dataset, seed and data order (:func:`kdbench.cell.run_group`),
+or a single cell, which is a group of one.
 """
 
 from __future__ import annotations
