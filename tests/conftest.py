@@ -6,6 +6,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
@@ -63,6 +64,47 @@ def tiny_benchmark(tmp_path: Path) -> Path:
     return write_benchmark(tmp_path)
 
 
+# --- loss tests: inputs, contexts and an independent reference -------------------------
+
+
+def rand(seed: int, *shape: int) -> torch.Tensor:
+    """A seeded standard-normal tensor."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def feature_context(fs: dict, ft: dict, num_train: int = 100) -> LossContext:
+    """The setup context for student features ``fs`` and teacher features ``ft``."""
+    return LossContext(
+        num_classes=10,
+        num_train=num_train,
+        student_feature_shapes={k: tuple(v.shape[1:]) for k, v in fs.items()},
+        teacher_feature_shapes={k: tuple(v.shape[1:]) for k, v in ft.items()},
+    )
+
+
+def loss_inputs(fs, ft, *, indices, epoch=100, seed=0, teacher_logits=None) -> LossInputs:
+    """One batch for a loss: random logits (seeded), targets 0..9 cycling, given features."""
+    batch = len(indices)
+    return LossInputs(
+        student_logits=rand(seed, batch, 10),
+        teacher_logits=rand(seed + 1, batch, 10) if teacher_logits is None else teacher_logits,
+        targets=torch.arange(batch) % 10,
+        indices=torch.as_tensor(indices),
+        epoch=epoch,
+        epochs=240,
+        student_features=fs,
+        teacher_features=ft,
+    )
+
+
+def np_ce(logits: np.ndarray, targets: np.ndarray) -> float:
+    """Cross-entropy written out with a stable log-sum-exp, in plain NumPy."""
+    total = 0.0
+    for z, t in zip(logits, targets, strict=True):
+        total += np.log(np.exp(z - z.max()).sum()) + z.max() - z[t]
+    return total / len(targets)
+
+
 @pytest.fixture(scope="module")
 def digits() -> tuple[torch.Tensor, torch.Tensor]:
     """128 standardised digits images and their labels, as tensors."""
@@ -96,14 +138,7 @@ def distil_steps(
         student.eval()
         student(x[:2])
         teacher(x[:2])
-        loss.setup(
-            LossContext(
-                num_classes=10,
-                num_train=len(x),
-                student_feature_shapes={k: v.shape[1:] for k, v in student_taps.pop().items()},
-                teacher_feature_shapes={k: v.shape[1:] for k, v in teacher_taps.pop().items()},
-            )
-        )
+        loss.setup(feature_context(student_taps.pop(), teacher_taps.pop(), num_train=len(x)))
     before = [p.detach().clone() for p in (*student.parameters(), *loss.parameters())]
     optimizer = torch.optim.SGD([*student.parameters(), *loss.parameters()], lr=0.05, momentum=0.9)
     student.train()

@@ -11,54 +11,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import distil_steps
-from kdbench import LossContext, LossInputs
+from conftest import distil_steps, feature_context, loss_inputs, np_ce, rand
 from kdbench.builtin.losses_crd import CRD
 from kdbench.builtin.losses_reviewkd import ABF, ReviewKD, hcl
-
-
-def _rand(seed: int, *shape: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
-
-
-def _inputs(fs, ft, *, indices, epoch=100, seed=0, teacher_logits=None) -> LossInputs:
-    batch = len(indices)
-    return LossInputs(
-        student_logits=_rand(seed, batch, 10),
-        teacher_logits=_rand(seed + 1, batch, 10) if teacher_logits is None else teacher_logits,
-        targets=torch.arange(batch) % 10,
-        indices=torch.as_tensor(indices),
-        epoch=epoch,
-        epochs=240,
-        student_features=fs,
-        teacher_features=ft,
-    )
-
-
-def _context(fs, ft, num_train=100) -> LossContext:
-    return LossContext(
-        num_classes=10,
-        num_train=num_train,
-        student_feature_shapes={k: tuple(v.shape[1:]) for k, v in fs.items()},
-        teacher_feature_shapes={k: tuple(v.shape[1:]) for k, v in ft.items()},
-    )
-
-
-def np_ce(logits: np.ndarray, targets: np.ndarray) -> float:
-    total = 0.0
-    for z, t in zip(logits, targets, strict=True):
-        total += np.log(np.exp(z - z.max()).sum()) + z.max() - z[t]
-    return total / len(targets)
-
 
 # --- CRD ---------------------------------------------------------------------------------
 
 
 def _crd_setup(num_train=12, negatives=4):
-    fs, ft = {"pool": _rand(1, 3, 5)}, {"pool": _rand(2, 3, 6)}
+    fs, ft = {"pool": rand(1, 3, 5)}, {"pool": rand(2, 3, 6)}
     torch.manual_seed(0)
     loss = CRD(negatives=negatives, feature_dim=8)
-    loss.setup(_context(fs, ft, num_train=num_train))
+    loss.setup(feature_context(fs, ft, num_train=num_train))
     return loss, fs, ft
 
 
@@ -83,7 +47,7 @@ def test_crd_matches_nce_objective_and_updates_memory_with_momentum(monkeypatch)
     negatives = torch.tensor([[1, 2, 4, 5], [0, 11, 6, 3], [9, 8, 10, 7]])
     monkeypatch.setattr(loss, "sample_negatives", lambda idx: negatives)
     bank_s, bank_t = loss.memory_student.numpy().copy(), loss.memory_teacher.numpy().copy()
-    inputs = _inputs(fs, ft, indices=indices)
+    inputs = loss_inputs(fs, ft, indices=indices)
     terms = loss(inputs)
 
     vs = _np_embed(loss.embed_student, fs["pool"].numpy())
@@ -127,10 +91,10 @@ def test_crd_negatives_exclude_the_sample_and_are_capped_at_n_minus_1():
 
 
 def test_crd_kd_weight_adds_hintons_kd_term():
-    fs, ft = {"pool": _rand(1, 3, 5)}, {"pool": _rand(2, 3, 6)}
+    fs, ft = {"pool": rand(1, 3, 5)}, {"pool": rand(2, 3, 6)}
     loss = CRD(kd_weight=1.0, negatives=4)
-    loss.setup(_context(fs, ft, num_train=12))
-    inputs = _inputs(fs, ft, indices=[0, 1, 2])
+    loss.setup(feature_context(fs, ft, num_train=12))
+    inputs = loss_inputs(fs, ft, indices=[0, 1, 2])
     kd = loss(inputs)["kd"].item()
     t = 4.0
     expected = 0.0
@@ -141,11 +105,11 @@ def test_crd_kd_weight_adds_hintons_kd_term():
 
 
 def test_crd_gradients_reach_student_and_both_embeddings_not_teacher():
-    fs = {"pool": _rand(1, 4, 5).requires_grad_(True)}
-    ft = {"pool": _rand(2, 4, 6).requires_grad_(True)}
+    fs = {"pool": rand(1, 4, 5).requires_grad_(True)}
+    ft = {"pool": rand(2, 4, 6).requires_grad_(True)}
     loss = CRD(negatives=8)
-    loss.setup(_context(fs, ft, num_train=20))
-    sum(loss(_inputs(fs, ft, indices=[4, 9, 1, 17])).values()).backward()
+    loss.setup(feature_context(fs, ft, num_train=20))
+    sum(loss(loss_inputs(fs, ft, indices=[4, 9, 1, 17])).values()).backward()
     assert fs["pool"].grad.abs().sum() > 0
     assert ft["pool"].grad is None or torch.count_nonzero(ft["pool"].grad) == 0
     for name, p in loss.named_parameters():
@@ -182,14 +146,14 @@ def np_hcl(fs: np.ndarray, ft: np.ndarray) -> float:
 
 @pytest.mark.parametrize("size", [8, 4, 2, 1])
 def test_hcl_matches_paper_pyramid(size):
-    fs, ft = _rand(3, 2, 3, size, size), _rand(4, 2, 3, size, size)
+    fs, ft = rand(3, 2, 3, size, size), rand(4, 2, 3, size, size)
     assert hcl(fs, ft).item() == pytest.approx(np_hcl(fs.numpy(), ft.numpy()), rel=1e-5)
 
 
 def test_abf_fuses_with_attention_over_own_and_residual_features():
     torch.manual_seed(0)
     abf = ABF(3, 4, 5, fuse=True)
-    x, residual = _rand(5, 2, 3, 4, 4), _rand(6, 2, 4, 2, 2)
+    x, residual = rand(5, 2, 3, 4, 4), rand(6, 2, 4, 2, 2)
     out, passed_on = abf(x, residual, (8, 8))
 
     def bn(y):
@@ -207,18 +171,18 @@ def test_abf_fuses_with_attention_over_own_and_residual_features():
 
 def _review_features(requires_grad=False):
     fs = {
-        "stage1": _rand(10, 4, 8, 4, 4),
-        "stage2": _rand(11, 4, 16, 4, 4),
-        "stage1_pre": _rand(12, 4, 8, 8, 8),
-        "stage2_pre": _rand(13, 4, 16, 4, 4),
-        "pool": _rand(14, 4, 16),
+        "stage1": rand(10, 4, 8, 4, 4),
+        "stage2": rand(11, 4, 16, 4, 4),
+        "stage1_pre": rand(12, 4, 8, 8, 8),
+        "stage2_pre": rand(13, 4, 16, 4, 4),
+        "pool": rand(14, 4, 16),
     }
     ft = {
-        "stage1": _rand(20, 4, 16, 4, 4),
-        "stage2": _rand(21, 4, 32, 4, 4),
-        "stage1_pre": _rand(22, 4, 16, 8, 8),
-        "stage2_pre": _rand(23, 4, 32, 4, 4),
-        "pool": _rand(24, 4, 32),
+        "stage1": rand(20, 4, 16, 4, 4),
+        "stage2": rand(21, 4, 32, 4, 4),
+        "stage1_pre": rand(22, 4, 16, 8, 8),
+        "stage2_pre": rand(23, 4, 32, 4, 4),
+        "pool": rand(24, 4, 32),
     }
     for t in (*fs.values(), *ft.values()):
         t.requires_grad_(requires_grad)
@@ -229,11 +193,11 @@ def test_reviewkd_reviews_deep_to_shallow_and_matches_teacher_preactivations():
     fs, ft = _review_features()
     loss = ReviewKD()
     assert set(loss.required_features(list(fs))) == set(fs)
-    loss.setup(_context(fs, ft))
+    loss.setup(feature_context(fs, ft))
     assert loss.student_taps == ["stage1", "stage2", "pool"]
     assert loss.teacher_taps == ["stage1_pre", "stage2_pre", "pool"]
     assert [abf.attention is not None for abf in loss.abfs] == [True, True, False]
-    inputs = _inputs(fs, ft, indices=range(4))
+    inputs = loss_inputs(fs, ft, indices=range(4))
     reviewed = loss.reviewed_features(fs)
     assert [tuple(r.shape) for r in reviewed] == [(4, 16, 8, 8), (4, 32, 4, 4), (4, 32, 1, 1)]
     teacher = [ft["stage1_pre"], ft["stage2_pre"], ft["pool"][:, :, None, None]]
@@ -249,11 +213,11 @@ def test_reviewkd_reviews_deep_to_shallow_and_matches_teacher_preactivations():
 def test_reviewkd_warms_up_linearly_from_zero():
     fs, ft = _review_features()
     loss = ReviewKD()
-    loss.setup(_context(fs, ft))
+    loss.setup(feature_context(fs, ft))
     loss.eval()  # BN on running statistics, so repeated calls see the same function
 
     def term(epoch):
-        return loss(_inputs(fs, ft, indices=range(4), epoch=epoch))["reviewkd"].item()
+        return loss(loss_inputs(fs, ft, indices=range(4), epoch=epoch))["reviewkd"].item()
 
     full = term(20)
     assert term(0) == 0.0
@@ -264,8 +228,8 @@ def test_reviewkd_warms_up_linearly_from_zero():
 def test_reviewkd_gradients_reach_student_and_fusion_not_teacher():
     fs, ft = _review_features(requires_grad=True)
     loss = ReviewKD()
-    loss.setup(_context(fs, ft))
-    sum(loss(_inputs(fs, ft, indices=range(4), epoch=30)).values()).backward()
+    loss.setup(feature_context(fs, ft))
+    sum(loss(loss_inputs(fs, ft, indices=range(4), epoch=30)).values()).backward()
     for name in loss.student_taps:
         assert fs[name].grad.abs().sum() > 0, name
     for name, t in ft.items():

@@ -13,42 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import distil_steps
-from kdbench import ConfigError, LossContext, LossInputs
+from conftest import distil_steps, feature_context, loss_inputs, np_ce, rand
+from kdbench import ConfigError
 from kdbench.builtin.losses_feature import AT, PKT, RKD, SP, FitNets
-
-
-def _rand(seed: int, *shape: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
-
-
-def _inputs(student_feats, teacher_feats, *, batch: int, seed: int = 0) -> LossInputs:
-    return LossInputs(
-        student_logits=_rand(seed, batch, 10),
-        teacher_logits=_rand(seed + 1, batch, 10),
-        targets=torch.arange(batch) % 10,
-        indices=torch.arange(batch),
-        epoch=100,
-        epochs=240,
-        student_features=student_feats,
-        teacher_features=teacher_feats,
-    )
-
-
-def _context(student_feats, teacher_feats) -> LossContext:
-    return LossContext(
-        num_classes=10,
-        num_train=100,
-        student_feature_shapes={k: tuple(v.shape[1:]) for k, v in student_feats.items()},
-        teacher_feature_shapes={k: tuple(v.shape[1:]) for k, v in teacher_feats.items()},
-    )
-
-
-def np_ce(logits: np.ndarray, targets: np.ndarray) -> float:
-    total = 0.0
-    for z, t in zip(logits, targets, strict=True):
-        total += np.log(np.exp(z - z.max()).sum()) + z.max() - z[t]
-    return total / len(targets)
 
 
 def np_huber(x: float) -> float:
@@ -59,10 +26,10 @@ def np_huber(x: float) -> float:
 
 
 def test_fitnets_matches_hint_loss_with_its_regressor():
-    fs, ft = {"stage1": _rand(1, 4, 3, 5, 5)}, {"stage1": _rand(2, 4, 6, 5, 5)}
+    fs, ft = {"stage1": rand(1, 4, 3, 5, 5)}, {"stage1": rand(2, 4, 6, 5, 5)}
     loss = FitNets(hint="stage1")
-    loss.setup(_context(fs, ft))
-    inputs = _inputs(fs, ft, batch=4)
+    loss.setup(feature_context(fs, ft))
+    inputs = loss_inputs(fs, ft, indices=range(4))
     terms = loss(inputs)
     # The regressor r: 1x1 conv (same size maps) + BN in training mode + ReLU.
     conv = loss.regressor[0]
@@ -90,16 +57,16 @@ def test_fitnets_matches_hint_loss_with_its_regressor():
     ],
 )
 def test_fitnets_regressor_maps_student_hint_onto_teacher_shape(student, teacher):
-    fs, ft = {"stage2": _rand(3, 2, *student)}, {"stage2": _rand(4, 2, *teacher)}
+    fs, ft = {"stage2": rand(3, 2, *student)}, {"stage2": rand(4, 2, *teacher)}
     loss = FitNets()
-    loss.setup(_context(fs, ft))
+    loss.setup(feature_context(fs, ft))
     assert loss.regressor(fs["stage2"]).shape == ft["stage2"].shape
 
 
 def test_fitnets_rejects_an_unmappable_hint():
-    fs, ft = {"stage1": _rand(3, 2, 3, 3, 3)}, {"stage1": _rand(4, 2, 5, 5, 5)}
+    fs, ft = {"stage1": rand(3, 2, 3, 3, 3)}, {"stage1": rand(4, 2, 5, 5, 5)}
     with pytest.raises(ConfigError, match="cannot map"):
-        FitNets().setup(_context(fs, ft))
+        FitNets().setup(feature_context(fs, ft))
 
 
 def np_attention(a: np.ndarray) -> np.ndarray:
@@ -109,9 +76,9 @@ def np_attention(a: np.ndarray) -> np.ndarray:
 
 
 def test_at_matches_paper_equations():
-    fs = {"stage1": _rand(5, 3, 4, 6, 6), "stage2": _rand(6, 3, 8, 3, 3)}
-    ft = {"stage1": _rand(7, 3, 5, 6, 6), "stage2": _rand(8, 3, 2, 3, 3)}
-    terms = AT()(_inputs(fs, ft, batch=3))
+    fs = {"stage1": rand(5, 3, 4, 6, 6), "stage2": rand(6, 3, 8, 3, 3)}
+    ft = {"stage1": rand(7, 3, 5, 6, 6), "stage2": rand(8, 3, 2, 3, 3)}
+    terms = AT()(loss_inputs(fs, ft, indices=range(3)))
     expected = 0.0
     for name in ("stage1", "stage2"):
         s, t = fs[name].numpy(), ft[name].numpy()
@@ -121,16 +88,16 @@ def test_at_matches_paper_equations():
 
 
 def test_at_pools_the_larger_map_to_the_smaller():
-    fs, ft = {"stage1": _rand(9, 2, 3, 8, 8)}, {"stage1": _rand(10, 2, 4, 4, 4)}
+    fs, ft = {"stage1": rand(9, 2, 3, 8, 8)}, {"stage1": rand(10, 2, 4, 4, 4)}
     pooled = {"stage1": F.avg_pool2d(fs["stage1"], 2)}
-    a = AT()(_inputs(fs, ft, batch=2))["at"]
-    b = AT()(_inputs(pooled, ft, batch=2))["at"]
+    a = AT()(loss_inputs(fs, ft, indices=range(2)))["at"]
+    b = AT()(loss_inputs(pooled, ft, indices=range(2)))["at"]
     assert a.item() == pytest.approx(b.item(), rel=1e-6)
 
 
 def test_sp_matches_paper_equations():
-    fs, ft = {"stage2": _rand(11, 5, 3, 2, 2)}, {"stage2": _rand(12, 5, 7, 2, 2)}
-    terms = SP()(_inputs(fs, ft, batch=5))
+    fs, ft = {"stage2": rand(11, 5, 3, 2, 2)}, {"stage2": rand(12, 5, 7, 2, 2)}
+    terms = SP()(loss_inputs(fs, ft, indices=range(5)))
 
     def normalised_similarity(a):
         q = a.reshape(len(a), -1)
@@ -146,8 +113,8 @@ def test_sp_matches_paper_equations():
 
 
 def test_rkd_matches_paper_equations():
-    s, t = _rand(13, 5, 4), _rand(14, 5, 6)
-    terms = RKD()(_inputs({"pool": s}, {"pool": t}, batch=5))
+    s, t = rand(13, 5, 4), rand(14, 5, 6)
+    terms = RKD()(loss_inputs({"pool": s}, {"pool": t}, indices=range(5)))
     s, t = s.numpy().astype(np.float64), t.numpy().astype(np.float64)
     n = len(s)
 
@@ -177,8 +144,8 @@ def test_rkd_matches_paper_equations():
 
 
 def test_pkt_matches_paper_equations():
-    s, t = _rand(15, 6, 4), _rand(16, 6, 5)
-    terms = PKT()(_inputs({"pool": s}, {"pool": t}, batch=6))
+    s, t = rand(15, 6, 4), rand(16, 6, 5)
+    terms = PKT()(loss_inputs({"pool": s}, {"pool": t}, indices=range(6)))
     eps = 1e-7
 
     def conditional(x):
@@ -229,7 +196,7 @@ FEATURE_LOSSES = [FitNets, AT, SP, RKD, PKT]
 def _feature_set(seed: int, channels: int, requires_grad: bool) -> dict[str, torch.Tensor]:
     shapes = {"stage1": (channels, 8, 8), "stage2": (2 * channels, 4, 4), "pool": (2 * channels,)}
     return {
-        name: _rand(seed + i, 6, *shape).relu().requires_grad_(requires_grad)
+        name: rand(seed + i, 6, *shape).relu().requires_grad_(requires_grad)
         for i, (name, shape) in enumerate(shapes.items())
     }
 
@@ -241,8 +208,8 @@ def test_gradients_reach_student_and_loss_parameters_not_teacher(loss_cls):
     wanted = loss.required_features(list(fs))
     fs_used = {k: fs[k] for k in wanted}
     ft_used = {k: ft[k] for k in wanted}
-    loss.setup(_context(fs_used, ft_used))
-    sum(loss(_inputs(fs_used, ft_used, batch=6)).values()).backward()
+    loss.setup(feature_context(fs_used, ft_used))
+    sum(loss(loss_inputs(fs_used, ft_used, indices=range(6))).values()).backward()
     for name in wanted:
         assert fs[name].grad is not None and fs[name].grad.abs().sum() > 0, name
         assert ft[name].grad is None or torch.count_nonzero(ft[name].grad) == 0, name
