@@ -50,6 +50,16 @@ throughput_batch = 16
 throughput_iters = 1
 """
 
+# A pair whose students diverge (NaN loss) under a learning rate of 1e8: failing cells.
+DIVERGING_PAIR = """
+[[pairs]]
+teacher = "cnn"
+teacher_params = { width = 8 }
+student = "cnn"
+student_params = { width = 4 }
+recipe = { optimizer = { lr = 1e8 } }
+"""
+
 
 def write_benchmark(folder: Path, extra_pairs: str = "", text: str | None = None) -> Path:
     """A small real benchmark file (digits, two seeds, ce + kd) in ``folder``."""

@@ -71,20 +71,9 @@ def test_dry_run_lists_cells_and_writes_nothing(tiny_benchmark: Path, tmp_path: 
 
 
 def test_failing_cell_is_recorded_and_the_matrix_goes_on(tmp_path: Path):
-    from conftest import write_benchmark
+    from conftest import DIVERGING_PAIR, write_benchmark
 
-    # A learning rate of 1e8 makes this pair's students diverge (NaN loss).
-    bench = write_benchmark(
-        tmp_path,
-        extra_pairs="""
-        [[pairs]]
-        teacher = "cnn"
-        teacher_params = { width = 8 }
-        student = "cnn"
-        student_params = { width = 4 }
-        recipe = { optimizer = { lr = 1e8 } }
-        """,
-    )
+    bench = write_benchmark(tmp_path, extra_pairs=DIVERGING_PAIR)
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["run", str(bench), "--out", str(out), "--quiet"])
     assert result.exit_code == 1, result.output

@@ -22,7 +22,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import TINY, write_benchmark
+from conftest import DIVERGING_PAIR, TINY, write_benchmark
 from kdbench.builtin.executors import LocalExecutor, PoolExecutor, failed_record, failed_records
 from kdbench.cell import CellJob, lockstep_groups, run_cell, run_group
 from kdbench.cli import cli
@@ -30,16 +30,6 @@ from kdbench.context import RunContext
 from kdbench.errors import KdbenchError
 from kdbench.registry import Entry
 from kdbench.runner import plan, run_benchmark
-
-DIVERGING_PAIR = """
-[[pairs]]
-teacher = "cnn"
-teacher_params = { width = 8 }
-student = "cnn"
-student_params = { width = 4 }
-recipe = { optimizer = { lr = 1e8 } }
-"""
-
 
 SOFT_CE = "\n[losses.soft_ce]\n"  # with kd, a lockstep group of two cells per seed
 
