@@ -22,9 +22,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from kd_step import _TensorImages, kd_loss
-from torch.utils.data import DataLoader
-from torchvision.transforms import v2 as T
+from kd_step import reference_loader, reference_step
 
 from kdbench.cell import CellJob, run_cell
 from kdbench.context import RunContext
@@ -68,25 +66,14 @@ def reference_accuracy(job: CellJob, context: RunContext, epochs: int) -> float:
     teacher = load_teacher(cell.teacher, context, data, Path(job.teacher_weights), device)
     torch.manual_seed(cell.seed)
     student = context.build_model("students", cell.student, data)
-    transform = T.Compose([
-        T.RandomCrop(data.image_size, padding=2),
-        T.ToDtype(torch.float32, scale=True),
-        T.Normalize(data.mean, data.std),
-    ])  # fmt: skip
-    loader = DataLoader(_TensorImages(data.train, transform), batch_size=64, shuffle=True,
-                        num_workers=2, persistent_workers=True,
-                        generator=torch.Generator().manual_seed(cell.seed))  # fmt: skip
+    loader = reference_loader(data, batch=64, padding=2, flip=False, workers=2,
+                              generator=torch.Generator().manual_seed(cell.seed))  # fmt: skip
     optimizer = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     for _ in range(epochs):
         student.train()
         for x, y in loader:
-            with torch.no_grad():
-                t = teacher(x)
-            loss = kd_loss(student(x), t, y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            reference_step(student, teacher, optimizer, x, y)
         schedule.step()
     mean, std = torch.tensor(data.mean), torch.tensor(data.std)
     return evaluate(student, data.test, mean=mean, std=std, device=device)["top1"]

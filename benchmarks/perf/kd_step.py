@@ -111,17 +111,33 @@ def kd_loss(s: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 0.1 * F.cross_entropy(s, y) + 0.9 * 16 * soft
 
 
-def reference_loop(student, teacher, data, *, batch, steps, padding, flip, workers, device):
-    """DataLoader workers, per-image CPU transforms, fp32, teacher every step."""
+def reference_loader(data, *, batch, padding, flip, workers, drop_last=False, generator=None):
+    """Per-image torchvision transforms in DataLoader worker processes, as the scripts do."""
     transform = T.Compose([
         T.RandomCrop(data.image_size, padding=padding),
         *([T.RandomHorizontalFlip()] if flip else []),
         T.ToDtype(torch.float32, scale=True),
         T.Normalize(data.mean, data.std),
     ])  # fmt: skip
-    loader = DataLoader(_TensorImages(data.train, transform), batch_size=batch, shuffle=True,
-                        num_workers=workers, drop_last=True,
-                        persistent_workers=workers > 0)  # fmt: skip
+    return DataLoader(_TensorImages(data.train, transform), batch_size=batch, shuffle=True,
+                      num_workers=workers, drop_last=drop_last, persistent_workers=workers > 0,
+                      generator=generator)  # fmt: skip
+
+
+def reference_step(student, teacher, optimizer, x, y) -> None:
+    """One fp32 KD step with the teacher run on the batch."""
+    with torch.no_grad():
+        t = teacher(x)
+    loss = kd_loss(student(x), t, y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def reference_loop(student, teacher, data, *, batch, steps, padding, flip, workers, device):
+    """DataLoader workers, per-image CPU transforms, fp32, teacher every step."""
+    loader = reference_loader(data, batch=batch, padding=padding, flip=flip, workers=workers,
+                              drop_last=True)  # fmt: skip
     optimizer = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9)
 
     def loop() -> None:
@@ -129,12 +145,7 @@ def reference_loop(student, teacher, data, *, batch, steps, padding, flip, worke
             if i == steps:
                 break
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.no_grad():
-                t = teacher(x)
-            loss = kd_loss(student(x), t, y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            reference_step(student, teacher, optimizer, x, y)
 
     return loop
 
