@@ -27,6 +27,7 @@ import torch
 
 from kdbench import hookimpl
 from kdbench.builtin._subsets import subset
+from kdbench.builtin._torchvision_download import torchvision_download
 from kdbench.data import DatasetSplits, Split
 from kdbench.errors import DatasetNotFoundError, KdbenchError
 
@@ -134,19 +135,6 @@ def _missing(folder: Path, layout: _Layout) -> list[str]:
     return [name for name in names if not (folder / name).is_file()]
 
 
-def _download(root: Path, layout: _Layout) -> None:
-    import torchvision.datasets
-
-    dataset_class = getattr(torchvision.datasets, layout.torchvision_class)
-    try:
-        dataset_class(str(root), train=True, download=True)
-    except (OSError, RuntimeError) as exc:
-        raise DatasetNotFoundError(
-            f"{layout.name}: download into {root} failed "
-            f"(is `root` writable and the network reachable?): {exc}"
-        ) from exc
-
-
 def _load(
     layout: _Layout,
     root: str,
@@ -158,7 +146,7 @@ def _load(
     folder = base / layout.folder
     missing = _missing(folder, layout)
     if missing and download:
-        _download(base, layout)
+        torchvision_download(layout.torchvision_class, base, dataset=layout.name, into=base)
         missing = _missing(folder, layout)
     if missing:
         where = "the folder does not exist" if not folder.is_dir() else f"missing {missing}"

@@ -20,6 +20,7 @@ import torch
 
 from kdbench import hookimpl
 from kdbench.builtin._subsets import subset
+from kdbench.builtin._torchvision_download import torchvision_download
 from kdbench.data import DatasetSplits, Split
 from kdbench.errors import DatasetNotFoundError, KdbenchError
 
@@ -153,18 +154,6 @@ def _locate(root: Path) -> tuple[dict[str, tuple[Path, Path]], str]:
     return {}, "; ".join(report)
 
 
-def _download(root: Path) -> None:
-    from torchvision.datasets import FashionMNIST
-
-    try:
-        FashionMNIST(str(root), train=True, download=True)
-    except (OSError, RuntimeError) as exc:
-        raise DatasetNotFoundError(
-            f"fashion_mnist: download into {root / 'FashionMNIST' / 'raw'} failed "
-            f"(is `root` writable and the network reachable?): {exc}"
-        ) from exc
-
-
 def fashion_mnist(
     *,
     root: str = DEFAULT_ROOT,
@@ -184,7 +173,9 @@ def fashion_mnist(
     folder = Path(root).expanduser()
     files, report = _locate(folder)
     if not files and download:
-        _download(folder)
+        torchvision_download(
+            "FashionMNIST", folder, dataset="fashion_mnist", into=folder / "FashionMNIST" / "raw"
+        )
         files, report = _locate(folder)
     if not files:
         raise DatasetNotFoundError(
