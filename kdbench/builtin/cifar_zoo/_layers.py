@@ -70,23 +70,28 @@ def stage_taps(
     return taps
 
 
-class StagedResNet(nn.Module):
-    """Shared body of the CIFAR ResNets: ``stem``, ``layer1..N``, pooled linear head.
+class StagedNet(nn.Module):
+    """Shared body of the zoo's staged networks: ``stem``, ``<stage_prefix>1..N``, an
+    optional ``head`` (``has_head``), average pool and linear classifier.
 
-    Subclasses build the modules and set ``num_stages``; each stage's last block ends in
-    an ``out_relu`` module, whose input is the stage's pre-activation.
+    Subclasses build the modules and set ``num_stages``. By default each stage's last
+    block ends in an ``out_relu`` module, whose input is the stage's pre-activation.
     """
 
     num_stages: int
+    stage_prefix = "stage"
+    has_head = False
 
     def forward(self, x):
         x = self.stem(x)
         for k in range(1, self.num_stages + 1):
-            x = getattr(self, f"layer{k}")(x)
+            x = getattr(self, f"{self.stage_prefix}{k}")(x)
+        if self.has_head:
+            x = self.head(x)
         return self.fc(self.flatten(self.avgpool(x)))
 
     def feature_taps(self) -> dict[str, str]:
-        return last_block_taps(self, "layer", self.num_stages)
+        return last_block_taps(self, self.stage_prefix, self.num_stages)
 
 
 def last_block_taps(model: nn.Module, prefix: str, num_stages: int) -> dict[str, str]:

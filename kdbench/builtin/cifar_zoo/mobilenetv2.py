@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from kdbench.builtin.cifar_zoo._layers import conv1x1, conv3x3, init_weights, stage_taps
+from kdbench.builtin.cifar_zoo._layers import StagedNet, conv1x1, conv3x3, init_weights, stage_taps
 
 __all__ = ["InvertedResidual", "MobileNetV2", "mobilenetv2_half"]
 
@@ -55,8 +55,10 @@ class InvertedResidual(nn.Module):
         return x + out if self.residual else out
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(StagedNet):
     """Stride-2 stem, four stages of inverted residuals, 1x1 head conv, linear classifier."""
+
+    has_head = True
 
     def __init__(
         self,
@@ -92,12 +94,6 @@ class MobileNetV2(nn.Module):
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(head, num_classes)
         init_weights(self, linear_std=0.01)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for k in range(1, self.num_stages + 1):
-            x = getattr(self, f"stage{k}")(x)
-        return self.fc(self.flatten(self.avgpool(self.head(x))))
 
     def feature_taps(self) -> dict[str, str]:
         # Stages end in a linear projection: there is no ReLU, so the output already is

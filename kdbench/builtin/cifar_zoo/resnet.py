@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from kdbench.builtin.cifar_zoo._layers import StagedResNet, conv1x1, conv3x3, init_weights
+from kdbench.builtin.cifar_zoo._layers import StagedNet, conv1x1, conv3x3, init_weights
 
 __all__ = [
     "BasicBlock",
@@ -54,8 +54,10 @@ class BasicBlock(nn.Module):
         return self.out_relu(out + self.shortcut(x))
 
 
-class CifarResNet(StagedResNet):
+class CifarResNet(StagedNet):
     """3x3 stem, three stages of basic blocks (the last two halve the resolution), linear head."""
+
+    stage_prefix = "layer"
 
     def __init__(
         self, depth: int, widths: Sequence[int], num_classes: int, in_channels: int

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from kdbench.builtin.cifar_zoo._layers import StagedResNet, conv1x1, conv3x3, init_weights
+from kdbench.builtin.cifar_zoo._layers import StagedNet, conv1x1, conv3x3, init_weights
 
 __all__ = ["Bottleneck", "BottleneckResNet", "resnet50"]
 
@@ -49,8 +49,10 @@ class Bottleneck(nn.Module):
         return self.out_relu(out + self.shortcut(x))
 
 
-class BottleneckResNet(StagedResNet):
+class BottleneckResNet(StagedNet):
     """3x3 stem, four bottleneck stages of 64/128/256/512 (x4 out) channels, linear head."""
+
+    stage_prefix = "layer"
 
     def __init__(self, blocks: Sequence[int], num_classes: int, in_channels: int) -> None:
         super().__init__()

@@ -14,9 +14,9 @@ from torch import nn
 
 from kdbench.builtin.cifar_zoo._layers import (
     ChannelShuffle,
+    StagedNet,
     conv1x1,
     conv3x3,
-    last_block_taps,
 )
 
 __all__ = ["ShuffleNetV1", "ShuffleUnit", "shufflenet_v1"]
@@ -57,7 +57,7 @@ class ShuffleUnit(nn.Module):
         return self.out_relu(torch.cat([out, res], 1) if self.concat else out + res)
 
 
-class ShuffleNetV1(nn.Module):
+class ShuffleNetV1(StagedNet):
     """1x1 stem, three stages of shuffle units, average pool, linear head."""
 
     def __init__(
@@ -87,15 +87,6 @@ class ShuffleNetV1(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(channels, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for k in range(1, self.num_stages + 1):
-            x = getattr(self, f"stage{k}")(x)
-        return self.fc(self.flatten(self.avgpool(x)))
-
-    def feature_taps(self) -> dict[str, str]:
-        return last_block_taps(self, "stage", self.num_stages)
 
 
 def shufflenet_v1(num_classes: int, in_channels: int) -> ShuffleNetV1:

@@ -14,9 +14,9 @@ from torch import nn
 
 from kdbench.builtin.cifar_zoo._layers import (
     ChannelShuffle,
+    StagedNet,
     conv1x1,
     conv3x3,
-    last_block_taps,
 )
 
 __all__ = ["BasicUnit", "DownUnit", "ShuffleNetV2", "shufflenet_v2"]
@@ -78,8 +78,10 @@ class DownUnit(nn.Module):
         return self.shuffle(torch.cat([self.left(x), self.right(x)], 1))
 
 
-class ShuffleNetV2(nn.Module):
+class ShuffleNetV2(StagedNet):
     """1x1 stem, three stages (down unit + basic units), 1x1 head conv, linear classifier."""
+
+    has_head = True
 
     def __init__(
         self,
@@ -106,15 +108,6 @@ class ShuffleNetV2(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(head, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for k in range(1, self.num_stages + 1):
-            x = getattr(self, f"stage{k}")(x)
-        return self.fc(self.flatten(self.avgpool(self.head(x))))
-
-    def feature_taps(self) -> dict[str, str]:
-        return last_block_taps(self, "stage", self.num_stages)
 
 
 def shufflenet_v2(num_classes: int, in_channels: int) -> ShuffleNetV2:
