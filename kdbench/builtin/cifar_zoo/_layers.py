@@ -24,6 +24,11 @@ def conv1x1(in_channels: int, out_channels: int, stride: int = 1, *, groups: int
     return nn.Conv2d(in_channels, out_channels, 1, stride=stride, groups=groups, bias=False)
 
 
+def conv_bn_relu(conv: nn.Conv2d) -> nn.Sequential:
+    """``conv`` -> BatchNorm -> ReLU: the zoo's stems and head convolutions."""
+    return nn.Sequential(conv, nn.BatchNorm2d(conv.out_channels), nn.ReLU(inplace=True))
+
+
 class ChannelShuffle(nn.Module):
     """Interleave channel groups so the next grouped convolution mixes all of them."""
 

@@ -13,7 +13,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from kdbench.builtin.cifar_zoo._layers import StagedNet, conv1x1, conv3x3, init_weights, stage_taps
+from kdbench.builtin.cifar_zoo._layers import (
+    StagedNet,
+    conv1x1,
+    conv3x3,
+    conv_bn_relu,
+    init_weights,
+    stage_taps,
+)
 
 __all__ = ["InvertedResidual", "MobileNetV2", "mobilenetv2_half"]
 
@@ -71,9 +78,7 @@ class MobileNetV2(StagedNet):
     ) -> None:
         super().__init__()
         channels = int(32 * width)
-        self.stem = nn.Sequential(
-            conv3x3(in_channels, channels, 2), nn.BatchNorm2d(channels), nn.ReLU(inplace=True)
-        )
+        self.stem = conv_bn_relu(conv3x3(in_channels, channels, 2))
         for k, rows in enumerate(stages, start=1):
             blocks = []
             for row in rows:
@@ -87,9 +92,7 @@ class MobileNetV2(StagedNet):
             self.add_module(f"stage{k}", nn.Sequential(*blocks))
         self.num_stages = len(stages)
         head = int(1280 * width) if width > 1.0 else 1280
-        self.head = nn.Sequential(
-            conv1x1(channels, head), nn.BatchNorm2d(head), nn.ReLU(inplace=True)
-        )
+        self.head = conv_bn_relu(conv1x1(channels, head))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(head, num_classes)

@@ -12,7 +12,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from kdbench.builtin.cifar_zoo._layers import StagedNet, conv1x1, conv3x3, init_weights
+from kdbench.builtin.cifar_zoo._layers import (
+    StagedNet,
+    conv1x1,
+    conv3x3,
+    conv_bn_relu,
+    init_weights,
+)
 
 __all__ = [
     "BasicBlock",
@@ -67,9 +73,7 @@ class CifarResNet(StagedNet):
             raise ValueError(f"a CIFAR ResNet has depth 6n + 2, not {depth}")
         blocks = (depth - 2) // 6
         stem_width, *stage_widths = widths
-        self.stem = nn.Sequential(
-            conv3x3(in_channels, stem_width), nn.BatchNorm2d(stem_width), nn.ReLU(inplace=True)
-        )
+        self.stem = conv_bn_relu(conv3x3(in_channels, stem_width))
         channels = stem_width
         for k, width in enumerate(stage_widths, start=1):
             stride = 1 if k == 1 else 2

@@ -12,7 +12,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from kdbench.builtin.cifar_zoo._layers import StagedNet, conv1x1, conv3x3, init_weights
+from kdbench.builtin.cifar_zoo._layers import (
+    StagedNet,
+    conv1x1,
+    conv3x3,
+    conv_bn_relu,
+    init_weights,
+)
 
 __all__ = ["Bottleneck", "BottleneckResNet", "resnet50"]
 
@@ -56,9 +62,7 @@ class BottleneckResNet(StagedNet):
 
     def __init__(self, blocks: Sequence[int], num_classes: int, in_channels: int) -> None:
         super().__init__()
-        self.stem = nn.Sequential(
-            conv3x3(in_channels, 64), nn.BatchNorm2d(64), nn.ReLU(inplace=True)
-        )
+        self.stem = conv_bn_relu(conv3x3(in_channels, 64))
         channels = 64
         for k, count in enumerate(blocks, start=1):
             width = 64 * 2 ** (k - 1)

@@ -17,6 +17,7 @@ from kdbench.builtin.cifar_zoo._layers import (
     StagedNet,
     conv1x1,
     conv3x3,
+    conv_bn_relu,
 )
 
 __all__ = ["ShuffleNetV1", "ShuffleUnit", "shufflenet_v1"]
@@ -70,9 +71,7 @@ class ShuffleNetV1(StagedNet):
     ) -> None:
         super().__init__()
         channels = 24
-        self.stem = nn.Sequential(
-            conv1x1(in_channels, channels), nn.BatchNorm2d(channels), nn.ReLU(inplace=True)
-        )
+        self.stem = conv_bn_relu(conv1x1(in_channels, channels))
         for k, (width, count) in enumerate(zip(widths, units, strict=True), start=1):
             blocks = []
             for i in range(count):

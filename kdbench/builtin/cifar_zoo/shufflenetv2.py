@@ -17,6 +17,7 @@ from kdbench.builtin.cifar_zoo._layers import (
     StagedNet,
     conv1x1,
     conv3x3,
+    conv_bn_relu,
 )
 
 __all__ = ["BasicUnit", "DownUnit", "ShuffleNetV2", "shufflenet_v2"]
@@ -93,18 +94,14 @@ class ShuffleNetV2(StagedNet):
     ) -> None:
         super().__init__()
         channels = 24
-        self.stem = nn.Sequential(
-            conv1x1(in_channels, channels), nn.BatchNorm2d(channels), nn.ReLU(inplace=True)
-        )
+        self.stem = conv_bn_relu(conv1x1(in_channels, channels))
         for k, (width, count) in enumerate(zip(widths, units, strict=True), start=1):
             blocks: list[nn.Module] = [DownUnit(channels, width)]
             blocks += [BasicUnit(width) for _ in range(count)]
             self.add_module(f"stage{k}", nn.Sequential(*blocks))
             channels = width
         self.num_stages = len(widths)
-        self.head = nn.Sequential(
-            conv1x1(channels, head), nn.BatchNorm2d(head), nn.ReLU(inplace=True)
-        )
+        self.head = conv_bn_relu(conv1x1(channels, head))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(head, num_classes)
