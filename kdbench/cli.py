@@ -1,7 +1,8 @@
 """The ``kdbench`` command line.
 
-User errors (:class:`KdbenchError`) print one line and exit 2; failed cells make ``run``
-exit 1; Ctrl-C exits 130 with every finished cell saved. ``--debug`` shows tracebacks.
+User errors (:class:`KdbenchError`) and files that cannot be read or written print one
+line and exit 2; failed cells make ``run`` exit 1; Ctrl-C exits 130 with every finished
+cell saved. ``--debug`` shows tracebacks.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from kdbench.registry import KINDS
 EXIT_FAILED_CELLS = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+INTERRUPTED = "kdbench: interrupted; finished cells are saved - run the same command to resume"
 
 
 # OS errors about the machine rather than the code, even when no path is attached.
@@ -63,10 +65,7 @@ def _fail(message: object) -> NoReturn:
 
 
 def _interrupted() -> NoReturn:
-    click.echo(
-        "kdbench: interrupted; finished cells are saved - run the same command to resume",
-        err=True,
-    )
+    click.echo(INTERRUPTED, err=True)
     sys.exit(EXIT_INTERRUPTED)
 
 
@@ -82,8 +81,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     size, writes one JSON record per cell and prints mean ± std tables over seeds.
 
     \b
-    Exit codes: 0 success, 1 some cells failed, 2 usage or config error,
-    130 interrupted (run again to resume).
+    Exit codes: 0 success, 1 some cells failed, 2 usage, config or file error
+    (or the results folder is in use), 130 interrupted (run again to resume).
     """
     ctx.ensure_object(dict)["debug"] = debug
 

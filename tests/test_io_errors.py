@@ -16,12 +16,10 @@ import pytest
 from click.testing import CliRunner
 from test_resume_kill import finished, longer_benchmark, resume, start, wait_for_first_record
 
-from kdbench.cli import cli
+from kdbench.cli import INTERRUPTED, cli
 from kdbench.errors import StorageError
 from kdbench.provenance import git_state
 from kdbench.records import write_text_atomic
-
-INTERRUPTED = "kdbench: interrupted; finished cells are saved - run the same command to resume"
 
 
 def run(bench: Path, out: Path):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from kdbench.cli import cli
+from kdbench.cli import INTERRUPTED, cli
 from kdbench.lock import HOLDER_NAME, describe_holder, holder, results_lock
 
 # Holds the folder's lock with a record and a leaderboard half written (their temporaries
@@ -59,6 +59,15 @@ def run(bench: Path, out: Path, *extra: str):
     return CliRunner().invoke(cli, ["run", str(bench), "--out", str(out), "--quiet", *extra])
 
 
+def start_waiting(bench: Path, out: Path) -> subprocess.Popen:
+    """``kdbench run --wait``; its first stderr line says whom it waits for."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "kdbench", "run", str(bench), "--out", str(out), "--quiet",
+         "--wait"],
+        cwd=bench.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
 def records(out: Path) -> list[Path]:
     return sorted((out / "records").glob("*.json"))
 
@@ -88,11 +97,7 @@ def test_second_process_leaves_the_holders_temporaries_alone(tiny_benchmark: Pat
 def test_wait_queues_behind_the_holder_then_runs(tiny_benchmark: Path, tmp_path: Path):
     out = tmp_path / "out"
     with holding(out) as (holder_process, _):
-        waiting = subprocess.Popen(
-            [sys.executable, "-m", "kdbench", "run", str(tiny_benchmark), "--out", str(out),
-             "--quiet", "--wait"],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        waiting = start_waiting(tiny_benchmark, out)
         notice = waiting.stderr.readline()
         assert f"in use by pid {holder_process.pid}" in notice and "waiting" in notice
         assert waiting.poll() is None
@@ -101,6 +106,29 @@ def test_wait_queues_behind_the_holder_then_runs(tiny_benchmark: Path, tmp_path:
     _, stderr = waiting.communicate(timeout=600)
     assert waiting.returncode == 0, stderr
     assert len(records(out)) == 4
+
+
+def test_teachers_train_refuses_a_folder_in_use(tiny_benchmark: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    with holding(out) as (process, _):
+        result = CliRunner().invoke(
+            cli, ["teachers", "train", str(tiny_benchmark), "--out", str(out), "--quiet"]
+        )
+        assert result.exit_code == 2, result.output
+        assert f"in use by pid {process.pid}" in result.output
+        assert not (out / "teachers").exists()
+
+
+def test_ctrl_c_while_waiting_exits_130(tiny_benchmark: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    with holding(out):
+        waiting = start_waiting(tiny_benchmark, out)
+        assert "waiting" in waiting.stderr.readline()
+        waiting.send_signal(signal.SIGINT)
+        _, stderr = waiting.communicate(timeout=60)
+        assert waiting.returncode == 130, stderr
+        assert stderr.strip().splitlines() == [INTERRUPTED]
+    assert records(out) == []
 
 
 def test_sigkilled_holder_leaves_a_lock_the_next_run_takes(tiny_benchmark: Path, tmp_path):
