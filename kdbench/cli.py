@@ -28,14 +28,9 @@ INTERRUPTED = "kdbench: interrupted; finished cells are saved - run the same com
 
 
 # OS errors about the machine rather than the code, even when no path is attached.
-_ENVIRONMENT_ERRNOS = {
-    errno.ENOSPC,
-    errno.EDQUOT,
-    errno.EROFS,
-    errno.EACCES,
-    errno.EPERM,
-    errno.EIO,
-}
+_ENVIRONMENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+)
 
 
 class _Group(click.Group):

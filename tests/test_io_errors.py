@@ -116,6 +116,24 @@ def test_disk_full_while_writing_keeps_the_old_file_whole(
     assert sorted(tmp_path.iterdir()) == [path]
 
 
+def test_any_os_error_about_a_file_is_one_line_and_exit_2(tmp_path: Path, monkeypatch):
+    def unreadable(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), "/data/cifar/x.bin")
+
+    monkeypatch.setattr("kdbench.runner.plan", unreadable)
+    line = one_line_error(CliRunner().invoke(cli, ["validate", str(tmp_path / "b.toml")]))
+    assert line == "kdbench: error: cannot access /data/cifar/x.bin: Permission denied"
+
+
+def test_an_os_error_about_no_file_keeps_its_traceback(tmp_path: Path, monkeypatch):
+    def bug(*args, **kwargs):
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+    monkeypatch.setattr("kdbench.runner.plan", bug)
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path / "b.toml")])
+    assert isinstance(result.exception, OSError) and result.exit_code == 1
+
+
 @pytest.fixture
 def umask():
     """``os.umask``, with the process's own umask put back after the test."""
