@@ -215,6 +215,7 @@ def test_ctrl_c_while_starting_up_exits_130_with_one_line(tiny_benchmark: Path, 
     assert list(out.glob("records/*.json")) == []
 
 
+@pytest.mark.slow  # trains twelve epochs per cell, then resumes: over 10 s
 def test_ctrl_c_while_training_exits_130_with_one_line_then_resumes(tmp_path: Path):
     bench = longer_benchmark(tmp_path)
     out = tmp_path / "out"
