@@ -14,10 +14,14 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import chisquare
 
-from conftest import distil_steps, feature_context, loss_inputs, np_ce, rand
+from conftest import distil_steps, feature_context, loss_inputs, np_ce, rand, write_benchmark
 from kdbench import ConfigError
+from kdbench.builtin.datasets_digits import digits as digits_dataset
 from kdbench.builtin.losses_crd import CRD
 from kdbench.builtin.losses_reviewkd import ABF, ReviewKD, hcl
+from kdbench.cell import CellJob, run_cell
+from kdbench.context import RunContext
+from kdbench.runner import plan, provision_teachers
 
 # --- CRD ---------------------------------------------------------------------------------
 
@@ -162,6 +166,43 @@ def test_crd_other_class_sampling_needs_the_training_labels():
     with pytest.raises(ConfigError, match="two classes"):
         CRD().setup(_labelled_context(fs, ft, torch.zeros(12, dtype=torch.long)))
     CRD(negative_sampling="uniform").setup(feature_context(fs, ft, num_train=12))
+
+
+def test_harness_hands_crd_the_training_labels_and_it_draws_other_classes(tmp_path, monkeypatch):
+    bench = write_benchmark(tmp_path)
+    bench.write_text(
+        bench.read_text()
+        .replace("seeds = [0, 1]", "seeds = [0]")
+        .replace("[losses.kd]\ntemperature = 4.0", "[losses.crd]\nnegatives = 64")
+        .replace('student = "mlp"\nstudent_params = { hidden = 16 }',
+                 'student = "cnn"\nstudent_params = { width = 4 }')
+    )  # fmt: skip
+    labels_seen, draws = [], []
+    setup, sample = CRD.setup, CRD.sample_negatives
+
+    def spy_setup(self, context):
+        labels_seen.append(context.train_labels)
+        setup(self, context)
+
+    def spy_sample(self, indices):
+        drawn = sample(self, indices)
+        draws.append((indices.clone(), drawn.clone()))
+        return drawn
+
+    monkeypatch.setattr(CRD, "setup", spy_setup)
+    monkeypatch.setattr(CRD, "sample_negatives", spy_sample)
+    context = RunContext()
+    [cell] = [c for c in plan(bench, context).cells if c.loss.label == "crd"]
+    weights = provision_teachers([cell], context, tmp_path, torch.device("cpu"))
+    job = CellJob(cell=cell, device="cpu", teacher_weights=weights[cell.teacher.id]["weights"])
+    assert run_cell(job, context)["status"] == "ok"
+
+    train_labels = digits_dataset().train.labels
+    [labels] = labels_seen
+    assert torch.equal(labels, train_labels)
+    assert draws
+    for indices, drawn in draws:
+        assert not (train_labels[drawn] == train_labels[indices].unsqueeze(1)).any()
 
 
 def test_crd_rejects_an_unknown_negative_sampling():
