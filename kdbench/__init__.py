@@ -8,6 +8,16 @@ from kdbench.data import DatasetSplits, Split
 from kdbench.errors import ConfigError, DatasetNotFoundError, KdbenchError, PluginError
 from kdbench.hookspecs import hookimpl
 from kdbench.losses import DistillationLoss, LossContext, LossInputs
+from kdbench.params import (
+    Fraction,
+    Momentum,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    Temperature,
+    Weight,
+)
 
 __version__ = "0.1.0"
 
@@ -16,11 +26,19 @@ __all__ = [
     "DatasetNotFoundError",
     "DatasetSplits",
     "DistillationLoss",
+    "Fraction",
     "KdbenchError",
     "LossContext",
     "LossInputs",
+    "Momentum",
+    "NonNegativeInt",
     "PluginError",
+    "PositiveFloat",
+    "PositiveInt",
+    "Probability",
     "Split",
+    "Temperature",
+    "Weight",
     "__version__",
     "hookimpl",
 ]
