@@ -96,6 +96,9 @@ def run_benchmark(
 
     store = RecordStore(out_dir)
     _remove_stale_temporaries(out_dir)
+    for bad in store.quarantine():  # unusable records: moved aside, their cells rerun
+        console.print(f"kdbench: warning: {bad}, moved to records/.quarantine/",
+                      markup=False, highlight=False, soft_wrap=True)  # fmt: skip
     pending = [cell for cell in the_plan.cells if not store.is_done(cell.id)]
     result = RunResult(out_dir, skipped=len(the_plan.cells) - len(pending))
     out_dir.mkdir(parents=True, exist_ok=True)
