@@ -147,5 +147,6 @@ def collect_or_fail(locations: Iterable[Path]) -> Collected:
     found = collect(locations)
     if not found.records:
         where = ", ".join(str(p) for p in locations)
-        raise KdbenchError(f"no records found under {where}")
+        skipped = f" ({len(found.bad)} unusable skipped, e.g. {found.bad[0]})" if found.bad else ""
+        raise KdbenchError(f"no records found under {where}{skipped}")
     return found

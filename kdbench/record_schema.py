@@ -22,7 +22,7 @@ MIGRATABLE = frozenset({1, SCHEMA_VERSION})
 class _Open(BaseModel):
     """A section that keeps keys this schema does not name (new measurements)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
 
 class ModelConfig(_Open):
@@ -60,7 +60,7 @@ class CellConfig(_Open):
 class HistoryEntry(BaseModel):
     """One training epoch: its learning rate, test accuracy and mean loss terms."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     epoch: int = Field(ge=1, description="1-based")
     lr: float | None = None
@@ -153,3 +153,7 @@ def dump(record: Record) -> dict[str, Any]:
 def json_schema() -> str:
     """The JSON Schema of a record, as committed in ``docs/record.schema.json``."""
     return json.dumps(Record.model_json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":  # python -m kdbench.record_schema > docs/record.schema.json
+    print(json_schema(), end="")
