@@ -295,9 +295,11 @@ def status(directory: Path, file: Path | None) -> None:
     click.echo(f"  done     {state.done}")
     click.echo(f"  failed   {len(state.failed)}")
     click.echo(f"  pending  {pending}")
-    if state.bad:
-        click.echo(f"  quarantined {len(state.bad)} (run again: they are rerun)")
-    for bad in state.bad:
+    if state.unusable:
+        click.echo(f"  unusable {len(state.unusable)} (the next run quarantines and reruns them)")
+    if state.quarantined:
+        click.echo(f"  quarantined {len(state.quarantined)} (in records/.quarantine/)")
+    for bad in state.unusable:
         click.echo(f"kdbench: warning: {bad}", err=True)
     if state.other_records:
         click.echo(f"  ({state.other_records} record(s) of cells not in the benchmark)")

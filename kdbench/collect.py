@@ -45,8 +45,9 @@ def record_files(location: Path) -> list[Path]:
     return sorted(folder.glob("*.json"))
 
 
-def collect(locations: Iterable[Path]) -> Collected:
-    """Read every record under ``locations``, dropping duplicate cells with a warning."""
+def collect(locations: Iterable[Path], cells: set[str] | None = None) -> Collected:
+    """Read every record under ``locations``, dropping duplicate experiments with a
+    warning; with ``cells``, only the records of those cell ids count."""
     found = Collected()
     seen: set[Path] = set()
     for location in locations:
@@ -62,7 +63,7 @@ def collect(locations: Iterable[Path]) -> Collected:
             if isinstance(record, BadRecord):
                 found.bad.append(record)
                 found.warnings.append(f"{record}, skipped")
-            else:
+            elif cells is None or record.cell_id in cells:
                 _add(found, dump(record), path)
     return found
 

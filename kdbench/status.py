@@ -29,7 +29,8 @@ class Status:
     failed: list[dict[str, Any]] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
     other_records: int = 0  # records of cells the benchmark no longer has
-    bad: list[BadRecord] = field(default_factory=list)  # quarantined or to be
+    unusable: list[BadRecord] = field(default_factory=list)  # the next run moves them
+    quarantined: list[BadRecord] = field(default_factory=list)  # moved by earlier runs
     jobs: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -46,7 +47,7 @@ def status(out_dir: Path, file: Path | None = None, context: RunContext | None =
     store = RecordStore(out_dir)
     valid, bad = store.scan()
     records = {cell_id: dump(record) for cell_id, record in valid.items()}
-    result = Status(out_dir, benchmark, bad=store.quarantined() + bad)
+    result = Status(out_dir, benchmark, unusable=bad, quarantined=store.quarantined())
     executor_params: dict[str, Any] = {}
     if benchmark is None:
         cells = None

@@ -103,7 +103,7 @@ def test_readers_never_crash_and_skip_exactly_the_unusable_files(good, broken):
         runner = CliRunner()
         state = runner.invoke(cli, ["status", str(out)])
         assert state.exit_code == 0, state.output
-        assert (f"quarantined {len(unusable)}" in state.stdout) == bool(unusable)
+        assert (f"unusable {len(unusable)} " in state.stdout) == bool(unusable)
         report = runner.invoke(cli, ["report", str(out), "--format", "csv", "--no-reference"])
         assert report.exit_code == (0 if len(read) > len(unusable) else 2), report.output
         if report.exit_code == 2:  # nothing usable: one line says so, naming a bad file
@@ -118,4 +118,6 @@ def test_readers_never_crash_and_skip_exactly_the_unusable_files(good, broken):
             assert store.is_done(Path(name).stem) is done
         assert {bad.path.name for bad in store.quarantine()} == unusable
         assert store.scan()[1] == [] and len(store.quarantined()) == len(unusable)
+        again = runner.invoke(cli, ["status", str(out)])
+        assert (f"quarantined {len(unusable)} " in again.stdout) == bool(unusable)
         assert {p.name for p in folder.glob("*.json")} == set(read) - unusable

@@ -85,7 +85,7 @@ def test_run_quarantines_corrupt_records_and_reruns_exactly_their_cells(tmp_path
 
     state = runner.invoke(cli, ["status", str(out)])
     assert state.exit_code == 0, state.output
-    assert f"quarantined {len(kinds)}" in state.stdout
+    assert f"unusable {len(kinds)} " in state.stdout and "quarantined" not in state.stdout
     assert "done     1\n" in state.stdout and f"pending  {len(kinds)}\n" in state.stdout
     report = runner.invoke(cli, ["report", str(out), "--format", "csv"])
     assert report.exit_code == 0, report.output
@@ -107,3 +107,4 @@ def test_run_quarantines_corrupt_records_and_reruns_exactly_their_cells(tmp_path
     assert all(record.status == "ok" for record in valid.values())
     final = runner.invoke(cli, ["status", str(out)])
     assert "done     8\n" in final.stdout and "pending  0\n" in final.stdout
+    assert f"quarantined {len(kinds)} " in final.stdout and "unusable" not in final.stdout
