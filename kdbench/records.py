@@ -83,7 +83,7 @@ def read_record(path: Path) -> Record | BadRecord:
     if not isinstance(data, dict):
         return BadRecord(path, "unreadable", f"a JSON {type(data).__name__}, not an object")
     version = data.get("schema_version")
-    if isinstance(version, bool) or version not in MIGRATABLE:
+    if type(version) is not int or version not in MIGRATABLE:  # not 1.0, not true
         return BadRecord(
             path, "foreign", f"schema_version {version!r}, expected one of {sorted(MIGRATABLE)}"
         )
