@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -77,6 +78,7 @@ def broken_files(draw: st.DrawFn) -> tuple[str, bytes, bool]:
     return name, draw(st.binary(max_size=40)), True
 
 
+@pytest.mark.slow  # 50 generated folders, each through status, report and the store
 @settings(
     max_examples=50, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
 )
