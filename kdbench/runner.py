@@ -96,6 +96,9 @@ def run_benchmark(
 
     store = RecordStore(out_dir)
     _remove_stale_temporaries(out_dir)
+    for bad in store.quarantine():  # unusable records: moved aside, their cells rerun
+        console.print(f"kdbench: warning: {bad}, moved to records/.quarantine/",
+                      markup=False, highlight=False, soft_wrap=True)  # fmt: skip
     pending = [cell for cell in the_plan.cells if not store.is_done(cell.id)]
     result = RunResult(out_dir, skipped=len(the_plan.cells) - len(pending))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -165,8 +168,7 @@ def write_leaderboard(out_dir: Path, cell_ids: set[str]) -> tuple[str, list[str]
     Only this benchmark's cells count: records an earlier version of the file left in
     the same folder stay on disk but out of the table.
     """
-    found = collect([out_dir])
-    found.records = [r for r in found.records if r["cell_id"] in cell_ids]
+    found = collect([out_dir], cells=cell_ids)
     board = build(found, load_reference(default_reference_dir()))
     publish(board, out_dir, ("md", "csv"), plots=False)
     return markdown(board), [r["cell_id"] for r in found.records if r["status"] != "ok"]
