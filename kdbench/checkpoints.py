@@ -1,4 +1,4 @@
-"""Reading weight files safely: tensors and plain containers only, never code.
+"""Weight files: read safely (tensors and plain containers, never code), fitted to a model.
 
 Every file goes through ``torch.load(..., weights_only=True)``, which refuses any
 pickled class or function outside PyTorch's allowlist. The one addition is
@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from kdbench.errors import KdbenchError
 
-__all__ = ["SAFE_GLOBALS", "WRAPPER_KEYS", "read_state_dict"]
+__all__ = ["SAFE_GLOBALS", "WRAPPER_KEYS", "load_weights", "read_state_dict"]
 
 # Classes a weight file may pickle besides PyTorch's own allowlist.
 SAFE_GLOBALS = (argparse.Namespace,)
@@ -88,3 +89,52 @@ def _first_line(exc: BaseException) -> str:
     """The first line of an exception's message, or its type when it has none."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path, name: str) -> None:
+    """Load ``state`` strictly, or say in one line why it does not fit.
+
+    Keys the model lacks are given one chance through the model's own
+    ``load_state_dict`` pre-hooks, where a model renames the keys of its older layouts.
+    """
+    problems = _incompatibilities(model, state)
+    if not problems:
+        model.load_state_dict(state)
+        return
+    if not any(label.startswith("shape") for label, _ in problems):
+        try:
+            result = model.load_state_dict(state, strict=False)
+        except RuntimeError:  # a renamed key's shape does not fit either
+            result = None
+        if result is not None and not result.missing_keys and not result.unexpected_keys:
+            return
+    raise KdbenchError(
+        f"checkpoint '{path}' does not fit model '{name}' on this dataset: "
+        + " | ".join(f"{label}: {_listed(items)}" for label, items in problems)
+    )
+
+
+def _incompatibilities(
+    model: nn.Module, state: dict[str, torch.Tensor]
+) -> list[tuple[str, list[str]]]:
+    """(what, keys) for each kind of difference between the model's keys and ``state``."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [
+        f"{key} {tuple(state[key].shape)} vs {tuple(expected[key].shape)}"
+        for key in expected
+        if key in state and state[key].shape != expected[key].shape
+    ]
+    kinds = (
+        ("missing keys", missing),
+        ("unexpected keys", unexpected),
+        ("shape mismatches (checkpoint vs model)", mismatched),
+    )
+    return [(label, items) for label, items in kinds if items]
+
+
+def _listed(items: list[str], limit: int = 5) -> str:
+    return "; ".join(items[:limit]) + (
+        f" (+{len(items) - limit} more)" if len(items) > limit else ""
+    )

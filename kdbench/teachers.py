@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdbench.checkpoints import read_state_dict
+from kdbench.checkpoints import load_weights, read_state_dict
 from kdbench.context import RunContext
 from kdbench.data import Augment, BatchStream, DatasetSplits, sample_inputs
 from kdbench.errors import KdbenchError
@@ -124,55 +124,6 @@ def load_teacher(
     """Build the teacher and load weights from ``path`` (a state_dict or a full checkpoint)."""
     state = read_state_dict(path)
     model = _build(spec, context, data, device)
-    _load_weights(model, state, path, spec.model.name)
+    load_weights(model, state, path, spec.model.name)
     model.eval()
     return model
-
-
-def _load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path, name: str) -> None:
-    """Load ``state`` strictly, or say in one line why it does not fit.
-
-    Keys the model lacks are given one chance through the model's own
-    ``load_state_dict`` pre-hooks, where a model renames the keys of its older layouts.
-    """
-    problems = _incompatibilities(model, state)
-    if not problems:
-        model.load_state_dict(state)
-        return
-    if not any(label.startswith("shape") for label, _ in problems):
-        try:
-            result = model.load_state_dict(state, strict=False)
-        except RuntimeError:  # a renamed key's shape does not fit either
-            result = None
-        if result is not None and not result.missing_keys and not result.unexpected_keys:
-            return
-    raise KdbenchError(
-        f"teacher checkpoint '{path}' does not fit model '{name}' on this dataset: "
-        + " | ".join(f"{label}: {_listed(items)}" for label, items in problems)
-    )
-
-
-def _incompatibilities(
-    model: nn.Module, state: dict[str, torch.Tensor]
-) -> list[tuple[str, list[str]]]:
-    """(what, keys) for each kind of difference between the model's keys and ``state``."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = [
-        f"{key} {tuple(state[key].shape)} vs {tuple(expected[key].shape)}"
-        for key in expected
-        if key in state and state[key].shape != expected[key].shape
-    ]
-    kinds = (
-        ("missing keys", missing),
-        ("unexpected keys", unexpected),
-        ("shape mismatches (checkpoint vs model)", mismatched),
-    )
-    return [(label, items) for label, items in kinds if items]
-
-
-def _listed(items: list[str], limit: int = 5) -> str:
-    return "; ".join(items[:limit]) + (
-        f" (+{len(items) - limit} more)" if len(items) > limit else ""
-    )
