@@ -91,15 +91,21 @@ class StagedNet(nn.Module):
 
     ``conv1``-``bn1``-``relu`` stem, stages ``layer1..N``, an optional ``conv2``-``bn2``-
     ``relu2`` head (``has_head``), average pool and the linear classifier, named
-    ``classifier_name`` (``fc`` or ``linear``, as the reference names it). Subclasses build the
-    stages with :meth:`_build_stem`, :meth:`_build_head` and :meth:`_build_classifier`
-    in that order (it is the state-dict order) and set ``num_stages``. Each stage's last
-    block ends in an ``out_relu`` module, whose input is the stage's pre-activation.
+    ``classifier_name`` (``fc`` or ``linear``, as the reference names it). Subclasses
+    call :meth:`_build_stem`, add the stages, call :meth:`_build_head` (if any) and
+    :meth:`_build_classifier` in that order (it is the state-dict order), and set
+    ``num_stages``. Each stage's last block ends in an ``out_relu`` module, whose input
+    is the stage's pre-activation. Files of the first zoo layout load through the
+    subclass's ``LEGACY_RENAMES``.
     """
 
     num_stages: int
     classifier_name = "fc"
     has_head = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        accept_legacy_layout(self)
 
     def _build_stem(self, conv: nn.Conv2d) -> None:
         self.conv1 = conv
@@ -115,7 +121,6 @@ class StagedNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.add_module(self.classifier_name, nn.Linear(in_features, num_classes))
-        accept_legacy_layout(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
