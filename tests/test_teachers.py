@@ -18,15 +18,13 @@ def run(*args: str):
     return CliRunner().invoke(cli, [*args, "--quiet"])
 
 
-def with_checkpoint(folder: Path, name: str) -> Path:
-    """The tiny benchmark in ``folder``, its teacher loaded from ``folder/name``."""
+def with_checkpoint(folder: Path, name: str, model: str | None = None) -> Path:
+    """The tiny benchmark in ``folder``, its teacher (the small cnn, or ``model``)
+    loaded from ``folder/name``."""
     bench = write_benchmark(folder)
-    bench.write_text(
-        bench.read_text().replace(
-            "teacher_params = { width = 8 }",
-            f'teacher_params = {{ width = 8 }}\nteacher_checkpoint = "{name}"',
-        )
-    )
+    teacher = 'teacher = "cnn"\nteacher_params = { width = 8 }'
+    loaded = f'teacher = "{model}"' if model else teacher
+    bench.write_text(bench.read_text().replace(teacher, f'{loaded}\nteacher_checkpoint = "{name}"'))
     return bench
 
 
@@ -100,18 +98,6 @@ def test_missing_checkpoint_names_the_key(tmp_path):
     assert "pairs[0].teacher_checkpoint" in result.output and "does not exist" in result.output
 
 
-def zoo_teacher_benchmark(folder: Path, model: str, checkpoint: str) -> Path:
-    """The tiny benchmark with a CIFAR zoo teacher loaded from ``folder/checkpoint``."""
-    bench = write_benchmark(folder)
-    bench.write_text(
-        bench.read_text().replace(
-            'teacher = "cnn"\nteacher_params = { width = 8 }',
-            f'teacher = "{model}"\nteacher_checkpoint = "{checkpoint}"',
-        )
-    )
-    return bench
-
-
 def test_a_reference_training_file_is_a_teacher_checkpoint(tmp_path):
     """RepDistiller's last-epoch file - options as an argparse.Namespace, weights under
     'model' - provisions a zoo teacher unchanged, and its accuracy is measured."""
@@ -124,7 +110,7 @@ def test_a_reference_training_file_is_a_teacher_checkpoint(tmp_path):
     torch.save(
         {"opt": options, "model": teacher.state_dict(), "optimizer": {"state": {}}}, checkpoint
     )
-    bench = zoo_teacher_benchmark(tmp_path, "resnet8", "resnet8_last.pth")
+    bench = with_checkpoint(tmp_path, "resnet8_last.pth", "resnet8")
     out = tmp_path / "out"
     result = run("teachers", "train", str(bench), "--out", str(out))
     assert result.exit_code == 0, result.output
@@ -141,7 +127,7 @@ def test_a_reference_file_of_another_zoo_model_is_one_clear_line(tmp_path):
 
     weights = MODELS["resnet8"](num_classes=10, in_channels=1).state_dict()
     torch.save({"model": weights}, tmp_path / "resnet8.pth")
-    bench = zoo_teacher_benchmark(tmp_path, "resnet14", "resnet8.pth")
+    bench = with_checkpoint(tmp_path, "resnet8.pth", "resnet14")
     result = run("teachers", "train", str(bench), "--out", str(tmp_path / "out"))
     assert result.exit_code == 2
     [line] = [line for line in result.output.splitlines() if "resnet8.pth" in line]
