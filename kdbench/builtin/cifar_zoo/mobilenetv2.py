@@ -95,7 +95,7 @@ class MobileNetV2(nn.Module):
                 channels = out
             rows.append(nn.Sequential(*blocks))
         self.blocks = nn.ModuleList(rows)
-        self.stages = tuple(tuple(rows) for rows in stages)
+        self.stages = tuple(tuple(group) for group in stages)
         head = int(1280 * width) if width > 1.0 else 1280
         self.conv2 = conv_bn_relu(conv1x1(channels, head))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
