@@ -5,6 +5,7 @@ one clear line."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 from functools import cache
@@ -84,6 +85,8 @@ WRAPPERS = {
     },
     "data_parallel": lambda state: {"model": {f"module.{k}": v for k, v in state.items()}},
 }
+# The published teachers predate PyTorch 1.6's zip format: files in the old format too.
+FORMATS = {"zip": True, "pre-1.6": False}
 
 
 def _build(name: str) -> nn.Module:
@@ -94,16 +97,16 @@ def _build(name: str) -> nn.Module:
 def test_every_zoo_model_loads_reference_files_in_every_wrapper(name, tmp_path):
     state = peer_state(name)
     model = _build(name)
-    for wrapper, wrap in WRAPPERS.items():
-        path = tmp_path / f"{wrapper}.pth"
-        torch.save(wrap(state), path)
+    for (wrapper, wrap), (layout, zipped) in itertools.product(WRAPPERS.items(), FORMATS.items()):
+        path = tmp_path / f"{wrapper}-{layout}.pth"
+        torch.save(wrap(state), path, _use_new_zipfile_serialization=zipped)
         with torch.no_grad():  # forget the previous wrapper's weights
             for tensor in model.state_dict().values():
                 tensor.zero_()
         load_weights(model, read_state_dict(path), path, name)
         loaded = model.state_dict()
-        assert list(loaded) == list(state), wrapper
-        assert all(torch.equal(loaded[k], v) for k, v in state.items()), wrapper
+        assert list(loaded) == list(state), path.name
+        assert all(torch.equal(loaded[k], v) for k, v in state.items()), path.name
 
 
 @pytest.mark.parametrize("name", list(MODELS))
