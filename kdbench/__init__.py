@@ -10,6 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 from kdbench.errors import ConfigError, DatasetNotFoundError, KdbenchError, PluginError
 from kdbench.hookspecs import hookimpl
+from kdbench.params import (
+    Fraction,
+    Momentum,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    Temperature,
+    Weight,
+)
 
 if TYPE_CHECKING:
     from kdbench.data import DatasetSplits, Split
@@ -43,11 +53,19 @@ __all__ = [
     "DatasetNotFoundError",
     "DatasetSplits",
     "DistillationLoss",
+    "Fraction",
     "KdbenchError",
     "LossContext",
     "LossInputs",
+    "Momentum",
+    "NonNegativeInt",
     "PluginError",
+    "PositiveFloat",
+    "PositiveInt",
+    "Probability",
     "Split",
+    "Temperature",
+    "Weight",
     "__version__",
     "hookimpl",
 ]

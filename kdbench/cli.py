@@ -275,6 +275,11 @@ def _param(name: str, default: object) -> str:
 )
 @click.option("--no-reference", is_flag=True, help="Show measured rows only.")
 @click.option("--no-plots", is_flag=True, help="With --out: skip the figures.")
+@click.option(
+    "--pool",
+    is_flag=True,
+    help="One row per method even where its records come from different configurations.",
+)
 def report(
     results: tuple[Path, ...],
     formats: tuple[str, ...],
@@ -282,6 +287,7 @@ def report(
     reference: Path | None,
     no_reference: bool,
     no_plots: bool,
+    pool: bool,
 ) -> None:
     """Leaderboards from the records in RESULTS (results folders, records/ folders or
     record files; several runs or machines at once).
@@ -289,11 +295,14 @@ def report(
     One table per (dataset, teacher -> student) pair, methods sorted by top-1 with
     mean ± std, 95% CI, gain over the ce baseline and cost; a methods x pairs matrix
     with average ranks; published reference numbers beside measured ones; the
-    provenance of every record. A cell found twice is counted once, with a warning.
+    provenance of every record. An experiment found twice (another folder, another
+    benchmark name) is counted once, with a warning; a method run with different
+    configurations is one row per configuration unless --pool. Unusable record files
+    are skipped with a warning (only `kdbench run` quarantines them).
     """
     from kdbench.report import FORMATS, build_leaderboard, publish, render_format
 
-    board_set = build_leaderboard(results, reference, use_reference=not no_reference)
+    board_set = build_leaderboard(results, reference, use_reference=not no_reference, pool=pool)
     for warning in board_set.warnings:
         click.echo(f"kdbench: warning: {warning}", err=True)
     if out is None:
@@ -327,6 +336,12 @@ def status(directory: Path, file: Path | None) -> None:
     click.echo(f"  done     {state.done}")
     click.echo(f"  failed   {len(state.failed)}")
     click.echo(f"  pending  {pending}")
+    if state.unusable:
+        click.echo(f"  unusable {len(state.unusable)} (the next run quarantines and reruns them)")
+    if state.quarantined:
+        click.echo(f"  quarantined {len(state.quarantined)} (in records/.quarantine/)")
+    for bad in state.unusable:
+        click.echo(f"kdbench: warning: {bad}", err=True)
     if state.other_records:
         click.echo(f"  ({state.other_records} record(s) of cells not in the benchmark)")
     for record in state.failed:

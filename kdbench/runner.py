@@ -100,11 +100,13 @@ def run_benchmark(
     # machine running kdbench (a login node) has none.
     cell_device = str(torch_device) if in_process or device != "auto" else device
 
-    def notify(line: str) -> None:  # one unwrapped line: it names a path and a pid
+    def say(line: str) -> None:  # one unwrapped line: it names a path
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
-    with results_lock(out_dir, wait=wait, notify=notify):
+    with results_lock(out_dir, wait=wait, notify=say):
         store = RecordStore(out_dir)
+        for bad in store.quarantine():  # unusable records: moved aside, their cells rerun
+            say(f"kdbench: warning: {bad}, moved to records/.quarantine/")
         pending = [cell for cell in the_plan.cells if not store.is_done(cell.id)]
         result = RunResult(out_dir, skipped=len(the_plan.cells) - len(pending))
         write_text_atomic(out_dir / "benchmark.toml", the_plan.path.read_text(encoding="utf-8"))
@@ -174,8 +176,7 @@ def write_leaderboard(out_dir: Path, cell_ids: set[str]) -> tuple[str, list[str]
     Only this benchmark's cells count: records an earlier version of the file left in
     the same folder stay on disk but out of the table.
     """
-    found = collect([out_dir])
-    found.records = [r for r in found.records if r["cell_id"] in cell_ids]
+    found = collect([out_dir], cells=cell_ids)
     board = build(found, load_reference(default_reference_dir()))
     publish(board, out_dir, ("md", "csv"), plots=False)
     return markdown(board), [r["cell_id"] for r in found.records if r["status"] != "ok"]
