@@ -1,45 +1,67 @@
 """The ``kdbench`` command line.
 
-User errors (:class:`KdbenchError`) print one line and exit 2; failed cells make ``run``
-exit 1; Ctrl-C exits 130 with every finished cell saved. ``--debug`` shows tracebacks.
+User errors (:class:`KdbenchError`) and files that cannot be read or written print one
+line and exit 2; failed cells make ``run`` exit 1; Ctrl-C exits 130 with every finished
+cell saved. ``--debug`` shows tracebacks.
 """
 
 from __future__ import annotations
 
+import errno
 import inspect
 import sys
 from contextlib import nullcontext
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from tabulate import tabulate
 
 from kdbench import __version__
-from kdbench.errors import KdbenchError
+from kdbench.errors import KdbenchError, StorageError
 from kdbench.registry import KINDS
 
 EXIT_FAILED_CELLS = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+INTERRUPTED = "kdbench: interrupted; finished cells are saved - run the same command to resume"
+
+
+# OS errors about the machine rather than the code, even when no path is attached.
+_ENVIRONMENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+)
 
 
 class _Group(click.Group):
-    """Turns user errors and Ctrl-C into one line and a conventional exit code."""
+    """Turns user errors, file-system failures and Ctrl-C into one line and an exit code."""
 
     def invoke(self, ctx: click.Context):
+        debug = bool(ctx.obj and ctx.obj.get("debug"))
         try:
             return super().invoke(ctx)
         except KdbenchError as exc:
-            if ctx.obj and ctx.obj.get("debug"):
+            if debug:
                 raise
-            click.echo(f"kdbench: error: {exc}", err=True)
-            ctx.exit(EXIT_USAGE)
+            _fail(exc)
+        except OSError as exc:
+            # A file the harness could not read or write (permissions, a full disk, a
+            # path through a file) is the user's to fix; any other OSError is a bug.
+            if debug or (exc.filename is None and exc.errno not in _ENVIRONMENT_ERRNOS):
+                raise
+            _fail(StorageError(exc.filename, exc, "access") if exc.filename else exc.strerror)
         except KeyboardInterrupt:
-            click.echo(
-                "kdbench: interrupted; finished cells are saved - run the same command to resume",
-                err=True,
-            )
-            ctx.exit(EXIT_INTERRUPTED)
+            _interrupted()
+
+
+def _fail(message: object) -> NoReturn:
+    click.echo(f"kdbench: error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _interrupted() -> NoReturn:
+    click.echo(INTERRUPTED, err=True)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,8 +76,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     size, writes one JSON record per cell and prints mean ± std tables over seeds.
 
     \b
-    Exit codes: 0 success, 1 some cells failed, 2 usage or config error,
-    130 interrupted (run again to resume).
+    Exit codes: 0 success, 1 some cells failed, 2 usage, config or file error
+    (or the results folder is in use), 130 interrupted (run again to resume).
     """
     ctx.ensure_object(dict)["debug"] = debug
 
@@ -64,6 +86,13 @@ def _context():
     from kdbench.context import RunContext
 
     return RunContext()
+
+
+_WAIT = click.option(
+    "--wait",
+    is_flag=True,
+    help="If another kdbench process writes the results folder, wait for it instead of exiting 2.",
+)
 
 
 @cli.command()
@@ -85,8 +114,15 @@ def _context():
     "--dry-run", is_flag=True, help="Print the expanded matrix (cell ids) and train nothing."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress display; print only the table.")
+@_WAIT
 def run(
-    file: Path, out: Path | None, device: str, executor: str | None, dry_run: bool, quiet: bool
+    file: Path,
+    out: Path | None,
+    device: str,
+    executor: str | None,
+    dry_run: bool,
+    quiet: bool,
+    wait: bool,
 ) -> None:
     """Run every cell of the benchmark FILE that has no complete record yet.
 
@@ -118,7 +154,7 @@ def run(
         click.echo(f"\n{len(rows)} cells; config hash {the_plan.config_hash}; out {out_dir}")
         return
     result = run_benchmark(
-        the_plan, context, out_dir=out_dir, device=device, executor=executor, quiet=quiet
+        the_plan, context, out_dir=out_dir, device=device, executor=executor, quiet=quiet, wait=wait
     )
     click.echo(result.table)
     click.echo(f"\nrecords and tables: {result.out_dir}")
@@ -138,13 +174,15 @@ def teachers() -> None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Where to train.")  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
-def teachers_train(file: Path, out: Path | None, device: str, quiet: bool) -> None:
+@_WAIT
+def teachers_train(file: Path, out: Path | None, device: str, quiet: bool, wait: bool) -> None:
     """Train (or load) every teacher FILE needs and print their test accuracy.
 
     Trained teachers are cached in <out>/teachers/ by content hash; `kdbench run`
     with the same file and --out reuses them.
     """
     from kdbench.context import resolve_device
+    from kdbench.lock import results_lock
     from kdbench.progress import RichDisplay
     from kdbench.runner import default_out_dir, load_datasets, plan, provision_teachers
 
@@ -153,7 +191,10 @@ def teachers_train(file: Path, out: Path | None, device: str, quiet: bool) -> No
     out_dir = out or default_out_dir(the_plan.config)
     load_datasets(the_plan, context)
     display = None if quiet else RichDisplay(0)
-    with display or nullcontext():
+    with (
+        results_lock(out_dir, wait=wait, notify=lambda line: click.echo(line, err=True)),
+        display or nullcontext(),
+    ):
         infos = provision_teachers(
             the_plan.cells, context, out_dir, resolve_device(device), display
         )
@@ -313,4 +354,7 @@ def status(directory: Path, file: Path | None) -> None:
 
 
 def main() -> None:
-    cli(prog_name="kdbench")
+    try:
+        cli(prog_name="kdbench")
+    except KeyboardInterrupt:  # before a command starts; a command's own is handled in _Group
+        _interrupted()

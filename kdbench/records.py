@@ -19,7 +19,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,26 +28,41 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from kdbench.errors import StorageError
 from kdbench.record_schema import MIGRATABLE, SCHEMA_VERSION, Record, dump, migrate
 
 __all__ = ["SCHEMA_VERSION", "BadRecord", "RecordStore", "read_record"]
 QUARANTINE = ".quarantine"
+# ".<final name>.<pid of the writer>-<random>.tmp": the pid says whose it is.
+_TEMPORARY = re.compile(r"\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")
 
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path``, renamed onto it only if the block succeeds.
 
-    Readers see the old file or the whole new one, never a half-written file.
+    Readers see the old file or the whole new one, never a half-written file. The file
+    is created with mode ``0o666 & ~umask``, like any other file the user makes, and its
+    name carries this process's pid, so only its maker (or a lock holder, once the
+    maker is dead) removes it. An OS error becomes a :class:`StorageError` naming ``path``.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
     try:
-        yield Path(tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        raise StorageError(path, exc) from exc
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def temporary_maker(path: Path) -> int | None:
+    """The pid that made a temporary file, or None for a name this version did not make."""
+    match = _TEMPORARY.search(path.name)
+    return int(match["pid"]) if match else None
 
 
 def write_text_atomic(path: Path, text: str) -> None:
