@@ -256,7 +256,7 @@ def _step(
     return terms
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(
     model: nn.Module,
     split: Split,
@@ -336,25 +336,31 @@ def evaluate_epoch(runs: list[StudentRun], test: TestSplit, *, epoch: int, epoch
     """Test top-1 of every live run due at this epoch (0-based), into its last history entry.
 
     A run is due every ``eval_every`` epochs and always after the last one; the full
-    result (top-1 and top-5) is kept as ``run.accuracy``.
+    result (top-1 and top-5) is kept as ``run.accuracy``. A run whose evaluation fails
+    keeps the error, as in training; the others go on.
     """
     for run in runs:
         if run.error is not None or not run.history or run.history[-1]["epoch"] != epoch + 1:
             continue
         if (epoch + 1) % run.eval_every and epoch + 1 != epochs:
             continue
-        run.accuracy = evaluate(
-            run.model,
-            test.split,
-            mean=test.mean,
-            std=test.std,
-            device=test.device,
-            batch_size=run.eval_batch_size,
-            amp_dtype=test.amp_dtype,
-        )
+        try:
+            run.accuracy = evaluate(
+                run.model,
+                test.split,
+                mean=test.mean,
+                std=test.std,
+                device=test.device,
+                batch_size=run.eval_batch_size,
+                amp_dtype=test.amp_dtype,
+            )
+        except Exception as exc:  # noqa: BLE001 - the run fails, the group goes on
+            run.error = exc
+            continue
+        finally:
+            if run.taps is not None:
+                run.taps.pop()  # the evaluation's activations are no training step's
         run.history[-1]["test_top1"] = run.accuracy["top1"]
-        if run.taps is not None:
-            run.taps.pop()  # the evaluation's activations are no training step's
 
 
 class Progress:

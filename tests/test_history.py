@@ -90,36 +90,72 @@ def test_eval_every_thins_evaluation_and_leaves_training_unchanged(baseline):
     assert last["metrics"]["best_top1"] == last["metrics"]["top1"]
 
 
-def test_evaluating_between_epochs_changes_no_weight_or_batchnorm_statistic():
-    """Evaluation draws no random numbers and leaves BatchNorm statistics alone."""
+# For fit() driven directly: 128 digits as uint8 images, a constant-lr SGD recipe.
+FIT_RECIPE = {
+    "epochs": 3,
+    "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
+                  "nesterov": False},
+    "schedule": {"name": "constant"},
+}  # fmt: skip
+MEAN, STD = torch.full((1,), 0.3), torch.full((1,), 0.4)
+CPU = torch.device("cpu")
+
+
+def _digits_split() -> Split:
     x, y = load_digits(return_X_y=True)
     images = torch.tensor(x[:128] * 15, dtype=torch.uint8).view(-1, 1, 8, 8)
-    split = Split(images, torch.tensor(y[:128]))
-    recipe = {
-        "epochs": 3,
-        "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
-                      "nesterov": False},
-        "schedule": {"name": "constant"},
-    }  # fmt: skip
-    zero, one = torch.full((1,), 0.3), torch.full((1,), 0.4)
+    return Split(images, torch.tensor(y[:128]))
+
+
+def _stream(split: Split) -> BatchStream:
+    return BatchStream(split, batch_size=32, augment=Augment(crop_padding=1), mean=MEAN, std=STD,
+                       device=CPU, seed=0)  # fmt: skip
+
+
+def test_evaluating_between_epochs_changes_no_weight_or_batchnorm_statistic():
+    """Evaluation draws no random numbers and leaves BatchNorm statistics alone."""
+    split = _digits_split()
 
     def train(test: TestSplit | None) -> dict[str, torch.Tensor]:
         torch.manual_seed(0)
         model = cnn(10, 1, width=4)
-        run = make_run(model, CrossEntropy(), recipe, amp_dtype=None)
-        stream = BatchStream(split, batch_size=32, augment=Augment(crop_padding=1), mean=zero,
-                             std=one, device=torch.device("cpu"), seed=0)  # fmt: skip
-        fit(stream, [run], epochs=3, test=test)
+        run = make_run(model, CrossEntropy(), FIT_RECIPE, amp_dtype=None)
+        fit(_stream(split), [run], epochs=3, test=test)
         assert model.training  # evaluation put it back in training mode
         assert len(run.history) == 3
         return model.state_dict()
 
     plain = train(None)
-    evaluated = train(TestSplit(split, zero, one, torch.device("cpu")))
+    evaluated = train(TestSplit(split, MEAN, STD, CPU))
     assert any("running_mean" in k for k in plain)
     assert plain.keys() == evaluated.keys()
     for key in plain:
         assert torch.equal(plain[key], evaluated[key]), key
+
+
+class _FailsInEval(torch.nn.Module):
+    """Trains like a linear model; its evaluation raises, as running out of memory would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            raise RuntimeError("out of memory while evaluating")
+        return self.fc(x.flatten(1))
+
+
+def test_a_student_whose_evaluation_fails_fails_alone():
+    split = _digits_split()
+    torch.manual_seed(0)
+    bad = make_run(_FailsInEval(), CrossEntropy(), FIT_RECIPE, amp_dtype=None)
+    good = make_run(cnn(10, 1, width=4), CrossEntropy(), FIT_RECIPE, amp_dtype=None)
+    fit(_stream(split), [bad, good], epochs=2, test=TestSplit(split, MEAN, STD, CPU))
+    assert isinstance(bad.error, RuntimeError)
+    assert [e["test_top1"] for e in bad.history] == [None]  # failed in epoch 1's evaluation
+    assert good.error is None
+    assert [e["test_top1"] is not None for e in good.history] == [True, True]
 
 
 def test_best_epoch_is_the_first_highest_evaluated_epoch():
