@@ -23,7 +23,14 @@ from kdbench.folding import fold_batchnorm
 from kdbench.logit_cache import CachedTeacher, build_logit_cache, worth_caching
 from kdbench.losses import LossContext
 from kdbench.matrix import Cell, stable_hash
-from kdbench.measure import FLOPS_UNIT, count_params, flops_per_image, latency, serialized_bytes
+from kdbench.measure import (
+    FLOPS_UNIT,
+    architecture_cost,
+    count_params,
+    flops_per_image,
+    protocol_latency,
+    serialized_bytes,
+)
 from kdbench.provenance import provenance
 from kdbench.records import SCHEMA_VERSION
 from kdbench.seeding import seed_everything
@@ -51,6 +58,7 @@ class CellJob:
     teacher_info: dict[str, Any] | None = None
     source_dir: str = "."
     config_hash: str | None = None
+    results_dir: str | None = None  # where architecture costs are shared (None: per cell)
 
 
 def run_cell(
@@ -347,7 +355,7 @@ def _finish(
         "metrics": metrics,
         "history": run.history,
         "size": _size(run.model, run.loss, sample, cell.measure),
-        "latency": _latency(run.model, sample, cell.measure),
+        **_inference_cost(student.job, run.model, sample, data.num_classes),
         "cost": {
             # The cell's share of its group's wall time; the whole group's is kept too.
             "train_seconds": shared["train_seconds"] / shared["group_size"],
@@ -384,14 +392,13 @@ def _size(student, loss, sample, measure: dict) -> dict[str, Any]:
     return size
 
 
-def _latency(student, sample, measure: dict) -> dict[str, Any] | None:
-    if not measure["latency"]:
-        return None
-    return latency(
-        student,
-        sample,
-        warmup=measure["warmup"],
-        iters=measure["latency_iters"],
-        throughput_batch=measure["throughput_batch"],
-        throughput_iters=measure["throughput_iters"],
-    )
+def _inference_cost(job: CellJob, student, sample, num_classes: int) -> dict[str, Any]:
+    """A reference to the architecture's shared cost file, or (alone) a per-cell latency."""
+    cell = job.cell
+    if job.results_dir is None:
+        return {"latency": protocol_latency(student, sample, cell.measure)}
+    ref = architecture_cost(
+        student, sample, cell.measure, spec=cell.config()["student"], num_classes=num_classes,
+        channels_last=cell.recipe["channels_last"], results=Path(job.results_dir),
+    )  # fmt: skip
+    return {"arch_cost": {"student": ref}}

@@ -13,8 +13,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
 from matplotlib.figure import Figure
-from matplotlib.ticker import EngFormatter, FuncFormatter
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import EngFormatter, FuncFormatter, MaxNLocator, NullFormatter
 
 from kdbench.formats import TEST_SELECTED
 from kdbench.leaderboard import PUBLISHED, Board, Leaderboard
@@ -23,22 +26,26 @@ from kdbench.reference import BEST, LAST, UNSTATED
 from kdbench.stats import pareto_front
 
 MARKERS = "osD^v<>pPX*h"
+LINESTYLES = ("-", "--", ":", "-.")
 AXES = {
-    "latency": ("p50_ms", "batch-1 p50 latency (ms, log scale)"),
-    "params": ("params", "parameters (log scale)"),
+    "latency": ("p50_ms", "batch-1 p50 latency (ms)"),
+    "params": ("params", "parameters"),
 }
 SVG_META = {"Date": None}
+TEACHER_STYLE = {"color": "0.1", "ls": "--", "lw": 1}
+BASELINE_STYLE = {"color": "0.45", "ls": ":", "lw": 1.2}
 
 
 @dataclass(frozen=True)
 class Point:
-    """One (student, method) of a dataset: seed mean and std against a cost."""
+    """One (student, method) of a dataset: seed mean and std against its student's cost."""
 
     student: str
     method: str
     cost: float
     mean: float
     std: float
+    color_key: str = ""
 
 
 def slug(text: str) -> str:
@@ -46,9 +53,21 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text.replace("→", "to")).strip("-").lower()
 
 
+def method_colors(board_set: Leaderboard) -> dict[str, str]:
+    """One colour per method for every figure of a report (the best is marked by hatching
+    and an outline, never by a colour of its own)."""
+    methods = sorted({r.method for b in board_set.boards for r in b.measured})
+    palette = [f"C{i}" for i in range(10)]
+    if len(methods) > 10:
+        cmap = matplotlib.colormaps["tab20"]
+        palette = [matplotlib.colors.to_hex(cmap(i)) for i in range(20)]
+    return {m: palette[i % len(palette)] for i, m in enumerate(methods)}
+
+
 def points(board_set: Leaderboard, dataset: str, axis: str) -> list[Point]:
     """Each (student, method) once; a method is named with its teacher where a student
-    has several teachers, since those are different points."""
+    has several teachers, since those are different points. Every method of a student
+    sits at that architecture's one cost."""
     field = AXES[axis][0]
     boards = [b for b in board_set.boards if b.dataset == dataset]
     teachers: dict[str, set[str]] = {}
@@ -57,6 +76,7 @@ def points(board_set: Leaderboard, dataset: str, axis: str) -> list[Point]:
     seen: set[tuple[str, str]] = set()
     out = []
     for board in boards:
+        cost = getattr(board.cost, field, math.nan) if board.cost else math.nan
         for row in board.measured:
             if row.n == 0:
                 continue
@@ -67,55 +87,93 @@ def points(board_set: Leaderboard, dataset: str, axis: str) -> list[Point]:
                 continue
             seen.add((board.student, method))
             std = 0.0 if math.isnan(row.std) else row.std
-            out.append(Point(board.student, method, getattr(row, field), row.mean, std))
+            out.append(Point(board.student, method, cost, row.mean, std, row.method))
     return out
 
 
-def scatter(board_set: Leaderboard, dataset: str, axis: str) -> Figure | None:
+def architecture_front(pts: list[Point]) -> list[Point]:
+    """The Pareto front over distinct architectures: each student's best method competes,
+    since methods of one student share one cost."""
+    best: dict[str, Point] = {}
+    for p in pts:
+        if p.student not in best or p.mean > best[p.student].mean:
+            best[p.student] = p
+    tops = list(best.values())
+    if len(tops) < 2:
+        return []
+    return [tops[i] for i in pareto_front([(p.cost, p.mean) for p in tops])]
+
+
+def _cost_axis(ax, values: list[float], axis: str) -> None:
+    """Log scale only across a decade or more; plain labels, major ticks only."""
+    fmt = EngFormatter(sep="") if axis == "params" else FuncFormatter(lambda v, _: f"{v:g}")
+    if max(values) / min(values) >= 10:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        label = f"{AXES[axis][1]}, log scale"
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+        label = AXES[axis][1]
+        low, high = min(values), max(values)
+        pad = 0.1 * (high - low) if high > low else 0.1 * high
+        ax.set_xlim(low - pad, high + pad)
+    ax.xaxis.set_major_formatter(fmt)
+    ax.set_xlabel(label)
+
+
+def scatter(
+    board_set: Leaderboard, dataset: str, axis: str, colors: dict[str, str] | None = None
+) -> Figure | None:
     """Accuracy against latency or parameters; None when nothing has that cost."""
     pts = [p for p in points(board_set, dataset, axis) if not math.isnan(p.cost) and p.cost > 0]
     if not pts:
         return None
+    colors = colors or method_colors(board_set)
     fig = Figure(figsize=(8, 4.8), layout="constrained")
     ax = fig.add_subplot()
-    methods = sorted({p.method for p in pts})
+    methods = sorted({p.color_key for p in pts})
     students = sorted({p.student for p in pts})
-    colors = {m: f"C{i % 10}" for i, m in enumerate(methods)}
     markers = {s: MARKERS[i % len(MARKERS)] for i, s in enumerate(students)}
     for p in pts:
         ax.errorbar(
-            p.cost, p.mean, yerr=p.std, fmt=markers[p.student], color=colors[p.method],
-            markersize=7, capsize=3, linestyle="none",
+            p.cost, p.mean, yerr=p.std, fmt=markers[p.student], color=colors[p.color_key],
+            markersize=7, capsize=3, linestyle="none", alpha=0.85,
         )  # fmt: skip
-    front = [pts[i] for i in pareto_front([(p.cost, p.mean) for p in pts])]
-    ax.plot([p.cost for p in front], [p.mean for p in front], "--", color="0.4", lw=1, zorder=0)
-    ax.set_xscale("log")
-    # Plain numbers on the log axis: 1.2 ms and 1.2M parameters, not 1.2x10^0.
-    fmt = EngFormatter(sep="") if axis == "params" else FuncFormatter(lambda v, _: f"{v:g}")
-    ax.xaxis.set_major_formatter(fmt)
-    ax.xaxis.set_minor_formatter(fmt)
-    ax.set_xlabel(AXES[axis][1])
+    front = architecture_front(pts)
+    if front:
+        ax.plot([p.cost for p in front], [p.mean for p in front], "--", color="0.4", lw=1,
+                zorder=0)  # fmt: skip
+    _cost_axis(ax, [p.cost for p in pts], axis)
     ax.set_ylabel("top-1 % (mean ± std over seeds)")
-    ax.set_title(f"{dataset}: accuracy vs {axis}")
+    ax.set_title(f"{dataset}: accuracy vs {axis} (one cost per student architecture)")
     ax.grid(True, alpha=0.3)
     handles = [ax.plot([], [], "s", color=colors[m], label=m)[0] for m in methods] + [
         ax.plot([], [], markers[s], color="0.3", label=f"student {s}")[0] for s in students
     ]
-    handles.append(ax.plot([], [], "--", color="0.4", label="Pareto front")[0])
+    if front:
+        handles.append(ax.plot([], [], "--", color="0.4",
+                               label="Pareto front (across architectures)")[0])  # fmt: skip
     fig.legend(handles=handles, loc="outside right upper", fontsize="small")
     return fig
 
 
-def bars(board: Board) -> Figure:
+def bars(board: Board, colors: dict[str, str] | None = None) -> Figure:
     """Per-method top-1 of one pair with 95 % CI whiskers, baseline and teacher lines."""
     rows = [r for r in board.measured]
-    fig = Figure(figsize=(max(5.0, 0.8 * len(rows) + 3), 4.2), layout="constrained")
+    colors = colors or {r.method: f"C{i % 10}" for i, r in enumerate(sorted(rows, key=_key))}
+    fig = Figure(figsize=(max(5.5, 0.7 * len(rows) + 3.5), 4.4), layout="constrained")
     ax = fig.add_subplot()
     xs = list(range(len(rows)))
     means = [r.mean if r.n else 0.0 for r in rows]
     errors = [0.0 if math.isnan(r.ci) else r.ci for r in rows]
-    colors = ["C1" if r.best else "C0" for r in rows]
-    ax.bar(xs, means, yerr=errors, color=colors, capsize=4, label="measured (±95 % CI)")
+    drawn = ax.bar(xs, means, yerr=errors, color=[colors[r.method] for r in rows], capsize=4)
+    for patch, row in zip(drawn.patches, rows):
+        if row.best:
+            patch.set(hatch="//", edgecolor="black", linewidth=1.5)
+    handles = [Patch(facecolor="white", edgecolor="0.3", label="measured (±95 % CI)")]
+    if any(r.best for r in rows):
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", linewidth=1.5,
+                             label="best (bold in tables)"))  # fmt: skip
     published = {r.method: r for r in board.rows if r.kind == PUBLISHED and not math.isnan(r.mean)}
     pub = {x: published[r.method] for x, r in zip(xs, rows) if r.method in published}
     for statistic, marker, label in (
@@ -125,16 +183,22 @@ def bars(board: Board) -> Figure:
     ):
         pub_x = [x for x, r in pub.items() if r.statistic == statistic]
         if pub_x:
-            ax.plot(pub_x, [pub[x].mean for x in pub_x], marker,
-                    markersize=9, label=label)  # fmt: skip
+            handles += ax.plot(pub_x, [pub[x].mean for x in pub_x], marker,
+                               markersize=9, label=label)  # fmt: skip
     best_x = [x for x, r in zip(xs, rows) if r.best_n]
     if best_x:
-        ax.plot(best_x, [rows[x].best_mean for x in best_x], "_", color="C2", markersize=14,
-                label=f"best{TEST_SELECTED} epoch (test-selected)")  # fmt: skip
+        handles += ax.plot(
+            best_x,
+            [rows[x].best_mean for x in best_x],
+            "_",
+            color="0.1",
+            markersize=14,
+            label=f"best{TEST_SELECTED} epoch (test-selected)",
+        )
     if not math.isnan(board.baseline):
-        ax.axhline(board.baseline, color="0.3", ls=":", lw=1, label="ce baseline")
+        handles.append(ax.axhline(board.baseline, label="ce baseline", **BASELINE_STYLE))
     if not math.isnan(board.teacher_top1):
-        ax.axhline(board.teacher_top1, color="C3", ls="--", lw=1, label="teacher")
+        handles.append(ax.axhline(board.teacher_top1, label="teacher", **TEACHER_STYLE))
     values = [r.mean - (0 if math.isnan(r.ci) else r.ci) for r in rows if r.n]
     values += [r.mean for r in published.values()]
     values += [v for v in (board.baseline,) if not math.isnan(v)]
@@ -151,25 +215,84 @@ def bars(board: Board) -> Figure:
     for x, r in zip(xs, rows):
         if r.n == 0:
             ax.text(x, ax.get_ylim()[0], "failed", rotation=90, ha="center", va="bottom",
-                    color="C3")  # fmt: skip
-    ax.set_xticks(xs, [r.label for r in rows], rotation=30, ha="right")
-    ax.set_ylabel("top-1 % (y axis does not start at 0)")
+                    color="0.1")  # fmt: skip
+    ax.set_xticks(xs, [r.label for r in rows], rotation=30, ha="right", fontsize="small")
+    truncated = ax.get_ylim()[0] > 0
+    ax.set_ylabel("top-1 %" + (" (y axis does not start at 0)" if truncated else ""))
     ax.set_title(board.title, fontsize="medium")
     ax.grid(True, axis="y", alpha=0.3)
-    fig.legend(loc="outside right upper", fontsize="small")
+    fig.legend(handles=handles, loc="outside right upper", fontsize="small")
     return fig
 
 
+def _key(row) -> str:
+    return row.method
+
+
+def training_curves(board: Board, colors: dict[str, str] | None = None) -> Figure | None:
+    """Test top-1 and loss terms against epoch, one line per method (mean over seeds,
+    band ±1 std); None when no record of the pair has a history."""
+    rows = [r for r in board.measured if r.curves]
+    if not rows:
+        return None
+    colors = colors or {r.method: f"C{i % 10}" for i, r in enumerate(sorted(rows, key=_key))}
+    has_acc = any("test_top1" in r.curves for r in rows)
+    fig = Figure(figsize=(11 if has_acc else 6.5, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2 if has_acc else 1, squeeze=False)[0]
+    if has_acc:
+        acc = axes[0]
+        for row in rows:
+            _line(acc, row.curves.get("test_top1"), colors[row.method], "-", row.label)
+        acc.set_xlabel("epoch")
+        acc.set_ylabel("test top-1 % (mean ± std over seeds)")
+        acc.set_title("test accuracy", fontsize="medium")
+        acc.grid(True, alpha=0.3)
+        acc.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
+    loss = axes[-1]
+    terms = sorted({k.removeprefix("train/") for r in rows for k in r.curves if k != "test_top1"})
+    styles = {t: LINESTYLES[i % len(LINESTYLES)] for i, t in enumerate(terms)}
+    for row in rows:
+        for term in terms:
+            _line(loss, row.curves.get(f"train/{term}"), colors[row.method], styles[term], None)
+    loss.set_xlabel("epoch")
+    loss.set_ylabel("training loss term (mean over the epoch's steps)")
+    loss.set_title("loss terms", fontsize="medium")
+    loss.grid(True, alpha=0.3)
+    loss.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
+    handles = [Line2D([], [], color=colors[r.method], label=r.label) for r in rows]
+    handles += [Line2D([], [], color="0.3", ls=styles[t], label=f"term {t}") for t in terms]
+    fig.legend(handles=handles, loc="outside right upper", fontsize="small")
+    fig.suptitle(board.title, fontsize="medium")
+    return fig
+
+
+def _line(ax, series, color: str, style: str, label: str | None) -> None:
+    if not series:
+        return
+    epochs = [e for e, _, _, _ in series]
+    means = [m for _, m, _, _ in series]
+    stds = [s for _, _, s, _ in series]
+    ax.plot(epochs, means, style, color=color, lw=1.4, label=label)
+    if any(stds):
+        low = [m - s for m, s in zip(means, stds)]
+        high = [m + s for m, s in zip(means, stds)]
+        ax.fill_between(epochs, low, high, color=color, alpha=0.15, lw=0)
+
+
 def figures(board_set: Leaderboard) -> dict[str, Figure]:
-    """Every figure of a leaderboard by file stem."""
+    """Every figure of a leaderboard by file stem, with one colour per method throughout."""
+    colors = method_colors(board_set)
     out: dict[str, Figure] = {}
     for dataset in sorted({b.dataset for b in board_set.boards}):
         for axis in AXES:
-            fig = scatter(board_set, dataset, axis)
+            fig = scatter(board_set, dataset, axis, colors)
             if fig is not None:
                 out[f"{slug(dataset)}_accuracy_vs_{axis}"] = fig
     for board in board_set.boards:
-        out[f"bars_{slug(board.title)}"] = bars(board)
+        out[f"bars_{slug(board.title)}"] = bars(board, colors)
+        curves = training_curves(board, colors)
+        if curves is not None:
+            out[f"curves_{slug(board.title)}"] = curves
     return out
 
 

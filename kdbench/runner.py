@@ -137,6 +137,7 @@ def run_benchmark(
                         teacher_info=teachers[cell.teacher.id] if cell.teacher else None,
                         source_dir=str(the_plan.path.parent.resolve()),
                         config_hash=the_plan.config_hash,
+                        results_dir=str(out_dir.resolve()),
                     )
                     for cell in pending
                 ]

@@ -14,17 +14,19 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from kdbench.config import BASELINE_LOSS
 from kdbench.formats import (
     BEST_LABEL,
     CI_LABEL,
+    DELTA_LABEL,
     NOTES,
     OVERLAP,
+    P_LABEL,
     PROVENANCE_COLUMNS,
     RUN_COLUMNS,
     avg_rank_text,
     board_cells,
     board_columns,
+    cost_line,
     cross_cell,
     cross_is_best,
     failures,
@@ -48,8 +50,9 @@ thead th[aria-sort=descending]::after{content:" ▼"}
 tr.published td{font-style:italic;color:#555;background:#f6f8fa}
 tr.failed td{color:#b42318}
 td.best{font-weight:700}td .overlap{color:#6941c6}
-.scroll{overflow-x:auto}.note{color:#555}.warn{color:#b54708}
-figure{display:inline-block;margin:.5em 1em .5em 0}figure img{max-width:100%;height:auto}
+.scroll{overflow-x:auto;max-width:100%}.note{color:#555}.warn{color:#b54708}
+figure{display:inline-block;margin:.5em 1em .5em 0;max-width:100%}
+figure img{max-width:100%;height:auto}
 details{margin:1em 0}code{font-size:.9em}
 """
 
@@ -96,10 +99,8 @@ JS = """
 
 NUMERIC = {
     "top-1 %": "mean", "n": "n", CI_LABEL: "ci", BEST_LABEL: "best_mean",
-    f"Δ vs {BASELINE_LOSS}": "delta",
-    "gap closed": "gap", "b1 p50 ms": "p50_ms", "img/s": "throughput", "params": "params",
-    "MFLOPs": "flops", "extra params": "extra_params", "train s": "train_s",
-    "vs published": "vs_published",
+    DELTA_LABEL: "delta", P_LABEL: "p_t", "gap closed": "gap",
+    "extra params": "extra_params", "train s": "train_s", "vs published": "vs_published",
 }  # fmt: skip
 
 
@@ -111,6 +112,16 @@ def _sort_value(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return repr(float(value)) if isinstance(value, int | float) else str(value)
+
+
+def _sort_key(row: Row, name: str) -> Any:
+    """The number a column sorts by: paired figures live on ``row.paired``."""
+    if name in ("delta", "p_t"):
+        diff = row.paired
+        if diff is None:
+            return None
+        return diff.mean if name == "delta" else diff.p_t
+    return getattr(row, name)
 
 
 def _th(label: str, numeric: bool) -> str:
@@ -138,7 +149,7 @@ def _board_row(board: Board, row: Row, columns: list[str]) -> str:
         text = _e(cells.values[column])
         attrs = ""
         if column in NUMERIC:
-            value = getattr(row, NUMERIC[column])
+            value = _sort_key(row, NUMERIC[column])
             if column == "n" and row.kind == PUBLISHED:
                 value = None
             attrs = f' data-sort="{_sort_value(value)}"'
@@ -243,6 +254,7 @@ def page(board_set: Leaderboard, figs: dict[str, Figure] | None = None) -> str:
         parts += [
             f'<section id="pair-{i}"><h2>{_e(board.title)}</h2>',
             f'<p class="note">{_e(teacher_line(board))}</p>',
+            f'<p class="note cost">{_e(cost_line(board))}</p>',
             _board_table(board, i),
         ]
         fails = failures(board)
@@ -250,13 +262,16 @@ def page(board_set: Leaderboard, figs: dict[str, Figure] | None = None) -> str:
             items = "".join(f"<li>{_e(f)}</li>" for f in fails)
             parts.append(f'<details><summary>failures ({len(fails)})</summary><ul>{items}</ul>'
                          "</details>")  # fmt: skip
-        stem = f"bars_{slug(board.title)}"
-        if stem in figs:
-            parts.append(_img(figs[stem], f"top-1 per method, {board.title}"))
+        for stem, alt in (
+            (f"bars_{slug(board.title)}", "top-1 per method"),
+            (f"curves_{slug(board.title)}", "training curves"),
+        ):
+            if stem in figs:
+                parts.append(_img(figs[stem], f"{alt}, {board.title}"))
         parts.append("</section>")
     if len(board_set.boards) > 1:
         parts += ["<h2>All pairs: top-1 % (rank in pair)</h2>", _cross_table(board_set)]
-    scatter = [(k, f) for k, f in figs.items() if not k.startswith("bars_")]
+    scatter = [(k, f) for k, f in figs.items() if not k.startswith(("bars_", "curves_"))]
     if scatter:
         parts.append("<h2>Accuracy against cost</h2>")
         parts += [_img(f, k.replace("_", " ")) for k, f in scatter]
