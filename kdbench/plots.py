@@ -15,7 +15,6 @@ from pathlib import Path
 
 import matplotlib
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter, FuncFormatter, MaxNLocator, NullFormatter
 
@@ -118,7 +117,7 @@ def _cost_axis(ax, values: list[float], axis: str) -> None:
         pad = 0.1 * (high - low) if high > low else 0.1 * high
         ax.set_xlim(low - pad, high + pad)
     ax.xaxis.set_major_formatter(fmt)
-    ax.set_xlabel(label)
+    ax.set_xlabel(f"{label}; one cost per student architecture")
 
 
 def scatter(
@@ -137,24 +136,24 @@ def scatter(
     for p in pts:
         ax.errorbar(
             p.cost, p.mean, yerr=p.std, fmt=markers[p.student], color=colors[p.color_key],
-            markersize=7, capsize=3, linestyle="none", alpha=0.85,
+            markersize=7, capsize=3, linestyle="none",
         )  # fmt: skip
     front = architecture_front(pts)
     if front:
-        ax.plot([p.cost for p in front], [p.mean for p in front], "--", color="0.4", lw=1,
-                zorder=0)  # fmt: skip
+        ax.plot([p.cost for p in front], [p.mean for p in front], "--o", color="0.4", lw=1,
+                mfc="none", markersize=14, zorder=0)  # fmt: skip
     _cost_axis(ax, [p.cost for p in pts], axis)
     ax.set_ylabel("top-1 % (mean ± std over seeds)")
-    ax.set_title(f"{dataset}: accuracy vs {axis} (one cost per student architecture)")
+    ax.set_title(f"{dataset}: accuracy vs {axis}", fontsize="medium")
     ax.grid(True, alpha=0.3)
     handles = [ax.plot([], [], "s", color=colors[m], label=m)[0] for m in methods] + [
         ax.plot([], [], markers[s], color="0.3", label=f"student {s}")[0] for s in students
     ]
     if front:
-        handles.append(ax.plot([], [], "--", color="0.4",
+        handles.append(ax.plot([], [], "--o", color="0.4", mfc="none", markersize=10,
                                label="Pareto front (across architectures)")[0])  # fmt: skip
     fig.legend(handles=handles, loc="outside right upper", fontsize="small")
-    return fig
+    return _showing(fig, methods)
 
 
 def bars(board: Board, colors: dict[str, str] | None = None) -> Figure:
@@ -222,7 +221,18 @@ def bars(board: Board, colors: dict[str, str] | None = None) -> Figure:
     ax.set_title(board.title, fontsize="medium")
     ax.grid(True, axis="y", alpha=0.3)
     fig.legend(handles=handles, loc="outside right upper", fontsize="small")
+    return _showing(fig, [r.method for r in rows if r.n])
+
+
+def _showing(fig: Figure, methods: list[str]) -> Figure:
+    """Note which methods a figure draws, so a page can state their colours beside it."""
+    fig.kdbench_methods = sorted(set(methods))  # type: ignore[attr-defined]
     return fig
+
+
+def shown_methods(fig: Figure) -> list[str]:
+    """The methods a figure of this module draws, each in its report-wide colour."""
+    return list(getattr(fig, "kdbench_methods", []))
 
 
 def _key(row) -> str:
@@ -230,40 +240,47 @@ def _key(row) -> str:
 
 
 def training_curves(board: Board, colors: dict[str, str] | None = None) -> Figure | None:
-    """Test top-1 and loss terms against epoch, one line per method (mean over seeds,
-    band ±1 std); None when no record of the pair has a history."""
+    """Test top-1 against epoch (one line per method, mean over seeds, band ±1 std) above
+    one small panel of loss terms per method (each on its own scale); None when no record
+    of the pair has a history. Records without per-epoch accuracy draw the loss panels only.
+    """
     rows = [r for r in board.measured if r.curves]
     if not rows:
         return None
     colors = colors or {r.method: f"C{i % 10}" for i, r in enumerate(sorted(rows, key=_key))}
     has_acc = any("test_top1" in r.curves for r in rows)
-    fig = Figure(figsize=(11 if has_acc else 6.5, 4.2), layout="constrained")
-    axes = fig.subplots(1, 2 if has_acc else 1, squeeze=False)[0]
+    ncols = min(4, len(rows))
+    nrows = -(-len(rows) // ncols)
+    heights = ([2.2] if has_acc else []) + [1.0] * nrows
+    fig = Figure(figsize=(3.2 * ncols + 2.2, 3.4 * has_acc + 2.3 * nrows), layout="constrained")
+    grid = fig.add_gridspec(len(heights), ncols, height_ratios=heights)
     if has_acc:
-        acc = axes[0]
+        acc = fig.add_subplot(grid[0, :])
         for row in rows:
             _line(acc, row.curves.get("test_top1"), colors[row.method], "-", row.label)
-        acc.set_xlabel("epoch")
-        acc.set_ylabel("test top-1 % (mean ± std over seeds)")
+        acc.set_ylabel("test top-1 %\n(mean ± std over seeds)")
         acc.set_title("test accuracy", fontsize="medium")
-        acc.grid(True, alpha=0.3)
-        acc.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
-    loss = axes[-1]
-    terms = sorted({k.removeprefix("train/") for r in rows for k in r.curves if k != "test_top1"})
-    styles = {t: LINESTYLES[i % len(LINESTYLES)] for i, t in enumerate(terms)}
-    for row in rows:
-        for term in terms:
-            _line(loss, row.curves.get(f"train/{term}"), colors[row.method], styles[term], None)
-    loss.set_xlabel("epoch")
-    loss.set_ylabel("training loss term (mean over the epoch's steps)")
-    loss.set_title("loss terms", fontsize="medium")
-    loss.grid(True, alpha=0.3)
-    loss.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
-    handles = [Line2D([], [], color=colors[r.method], label=r.label) for r in rows]
-    handles += [Line2D([], [], color="0.3", ls=styles[t], label=f"term {t}") for t in terms]
-    fig.legend(handles=handles, loc="outside right upper", fontsize="small")
-    fig.suptitle(board.title, fontsize="medium")
-    return fig
+        _epochs(acc)
+        acc.legend(loc="lower right", fontsize="small", ncols=2)
+    for i, row in enumerate(rows):
+        ax = fig.add_subplot(grid[i // ncols + has_acc, i % ncols])
+        terms = [k for k in row.curves if k != "test_top1"]
+        for j, name in enumerate(terms):
+            style = LINESTYLES[j % len(LINESTYLES)]
+            _line(ax, row.curves[name], colors[row.method], style, name.removeprefix("train/"))
+        ax.set_title(f"{row.label}: loss terms", fontsize="small", color=colors[row.method])
+        _epochs(ax)
+        ax.tick_params(labelsize="small")
+        if terms:
+            ax.legend(fontsize="x-small")
+    fig.suptitle(f"{board.title}: training curves", fontsize="medium")
+    return _showing(fig, [r.method for r in rows])
+
+
+def _epochs(ax) -> None:
+    ax.set_xlabel("epoch", fontsize="small")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+    ax.grid(True, alpha=0.3)
 
 
 def _line(ax, series, color: str, style: str, label: str | None) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 from typing import Any
 
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from kdbench.formats import (
@@ -35,7 +37,7 @@ from kdbench.formats import (
     teacher_line,
 )
 from kdbench.leaderboard import PUBLISHED, Board, Leaderboard, Row, published_label
-from kdbench.plots import png_bytes, slug
+from kdbench.plots import method_colors, png_bytes, shown_methods, slug
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;
@@ -227,14 +229,21 @@ def _show(value: Any) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
-def _img(fig: Figure, alt: str) -> str:
+def _img(fig: Figure, alt: str, colors: dict[str, str]) -> str:
+    """A figure as an embedded PNG; ``data-colors`` names the colour of each method drawn
+    (the same in every figure of the page)."""
     data = base64.b64encode(png_bytes(fig)).decode("ascii")
-    return f'<figure><img alt="{_e(alt)}" src="data:image/png;base64,{data}"></figure>'
+    drawn = {m: to_hex(colors[m]) for m in shown_methods(fig) if m in colors}
+    return (
+        f'<figure data-colors="{_e(json.dumps(drawn, sort_keys=True))}">'
+        f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}"></figure>'
+    )
 
 
 def page(board_set: Leaderboard, figs: dict[str, Figure] | None = None) -> str:
     """The whole page; ``figs`` (from :func:`kdbench.plots.figures`) are embedded as PNG."""
     figs = figs or {}
+    colors = method_colors(board_set)
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -267,14 +276,14 @@ def page(board_set: Leaderboard, figs: dict[str, Figure] | None = None) -> str:
             (f"curves_{slug(board.title)}", "training curves"),
         ):
             if stem in figs:
-                parts.append(_img(figs[stem], f"{alt}, {board.title}"))
+                parts.append(_img(figs[stem], f"{alt}, {board.title}", colors))
         parts.append("</section>")
     if len(board_set.boards) > 1:
         parts += ["<h2>All pairs: top-1 % (rank in pair)</h2>", _cross_table(board_set)]
     scatter = [(k, f) for k, f in figs.items() if not k.startswith(("bars_", "curves_"))]
     if scatter:
         parts.append("<h2>Accuracy against cost</h2>")
-        parts += [_img(f, k.replace("_", " ")) for k, f in scatter]
+        parts += [_img(f, k.replace("_", " "), colors) for k, f in scatter]
     parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in NOTES) + "</ul>")
     if board_set.warnings:
         items = "".join(f'<li class="warn">{_e(w)}</li>' for w in board_set.warnings)
