@@ -176,11 +176,13 @@ def _train_group(
     amp = autocast_dtype(recipe["amp"], device)
     mode = compile_mode(recipe["compile"])
 
-    teacher = t_taps = None
+    teacher = t_taps = teacher_cost = None
     folded = 0
     if first.teacher is not None:
         teacher = load_teacher(first.teacher, context, data, Path(jobs[0].teacher_weights), device)
         teacher.requires_grad_(False)
+        # measured as loaded: before the folding and memory format that only speed training
+        teacher_cost = _cost_ref(jobs[0], teacher, sample, data.num_classes, "teacher")
         t_taps = context.taps("teachers", first.teacher.model, teacher)
         # Inference mode, BatchNorms folded where no declared tap could see the difference
         # (all taps, not just the wanted ones: a cell's numbers must not depend on its group).
@@ -250,6 +252,7 @@ def _train_group(
         "teacher_bn_folded": folded,
         "compile": mode or False,
         "data_on_device": stream.on_device,
+        "teacher_cost": teacher_cost,
     }
     return [
         s if isinstance(s, BaseException) else s.run.error or _finish(s, data, sample, shared)
@@ -355,7 +358,7 @@ def _finish(
         "metrics": metrics,
         "history": run.history,
         "size": _size(run.model, run.loss, sample, cell.measure),
-        **_inference_cost(student.job, run.model, sample, data.num_classes),
+        **_inference_cost(student.job, run.model, sample, data.num_classes, shared),
         "cost": {
             # The cell's share of its group's wall time; the whole group's is kept too.
             "train_seconds": shared["train_seconds"] / shared["group_size"],
@@ -392,13 +395,26 @@ def _size(student, loss, sample, measure: dict) -> dict[str, Any]:
     return size
 
 
-def _inference_cost(job: CellJob, student, sample, num_classes: int) -> dict[str, Any]:
-    """A reference to the architecture's shared cost file, or (alone) a per-cell latency."""
-    cell = job.cell
+def _inference_cost(
+    job: CellJob, student, sample, num_classes: int, shared: dict[str, Any]
+) -> dict[str, Any]:
+    """References to the networks' shared cost files, or (alone) a per-cell latency."""
     if job.results_dir is None:
-        return {"latency": protocol_latency(student, sample, cell.measure)}
-    ref = architecture_cost(
-        student, sample, cell.measure, spec=cell.config()["student"], num_classes=num_classes,
-        channels_last=cell.recipe["channels_last"], results=Path(job.results_dir),
+        return {"latency": protocol_latency(student, sample, job.cell.measure)}
+    refs = {"student": _cost_ref(job, student, sample, num_classes, "student")}
+    if shared["teacher_cost"] is not None:
+        refs["teacher"] = shared["teacher_cost"]
+    return {"arch_cost": refs}
+
+
+def _cost_ref(job: CellJob, model, sample, num_classes: int, role: str) -> dict[str, str] | None:
+    """The network's cost file (measured once per architecture and device, as loaded)."""
+    if job.results_dir is None:
+        return None
+    config = job.cell.config()
+    student = role == "student"
+    return architecture_cost(
+        model, sample, job.cell.measure, num_classes=num_classes,
+        spec=config["student"] if student else config["teacher"]["model"],
+        channels_last=job.cell.recipe["channels_last"] and student, results=Path(job.results_dir),
     )  # fmt: skip
-    return {"arch_cost": {"student": ref}}

@@ -146,18 +146,23 @@ def from_cells(records: list[dict[str, Any]]) -> Cost | None:
     )
 
 
-def student_costs(records: list[tuple[dict[str, Any], Path | None]]) -> list[Cost]:
-    """The costs of one student's records: each referenced cost file once, then older
-    records without a reference summarised per device. Sorted by device."""
+def architecture_costs(
+    records: list[tuple[dict[str, Any], Path | None]], role: str = "student"
+) -> list[Cost]:
+    """The costs of one network (``role``: the records' student or teacher): each cost
+    file referenced once; for a student, older records without a reference are summarised
+    per device. Sorted by device."""
     files: dict[str, Cost] = {}
     legacy: dict[str, list[dict[str, Any]]] = {}
     for record, path in records:
-        ref = ((record.get("arch_cost") or {}).get("student")) or None
+        ref = ((record.get("arch_cost") or {}).get(role)) or None
         folder = results_folder(path)
         if ref and folder is not None:
             if ref["key"] not in files:
                 data = read_cost(folder / ref["file"])
                 files[ref["key"]] = from_file(data) if data else Cost(device="-", key=ref["key"])
+            continue
+        if role != "student":  # records made before measured no teacher
             continue
         device = str((record.get("latency") or {}).get("device") or "-")
         legacy.setdefault(device, []).append(record)

@@ -176,11 +176,13 @@ def _p(value: float) -> str:
 
 
 def cost_line(board: Board) -> str:
-    """The student's inference cost, once per device: it is the architecture's, not a
-    method's."""
-    if not board.costs:
-        return f"student {board.student}: no cost measured"
-    return "; ".join(f"student {board.student} on {c.device}: {_cost_text(c)}" for c in board.costs)
+    """The student's (and teacher's) inference cost, once per device: it is the
+    architecture's, not a method's."""
+    parts = [f"student {board.student} on {c.device}: {_cost_text(c)}" for c in board.costs]
+    parts += [
+        f"teacher {board.teacher} on {c.device}: {_cost_text(c)}" for c in board.teacher_costs
+    ]
+    return "; ".join(parts) or f"student {board.student}: no cost measured"
 
 
 def _cost_text(cost: Cost) -> str:

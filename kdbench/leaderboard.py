@@ -29,7 +29,7 @@ from typing import Any
 
 from kdbench.collect import Collected
 from kdbench.config import BASELINE_LOSS
-from kdbench.costs import Cost, student_costs
+from kdbench.costs import Cost, architecture_costs
 from kdbench.identity import LOCATION, configuration_id
 from kdbench.matrix import stable_hash
 from kdbench.reference import BEST, LAST, TEACHER, Published, for_pair, method_key
@@ -121,6 +121,7 @@ class Board:
     rows: list[Row] = field(default_factory=list)
     variant: str = ""
     costs: list[Cost] = field(default_factory=list)  # the student's, one per device
+    teacher_costs: list[Cost] = field(default_factory=list)
 
     @property
     def cost(self) -> Cost | None:
@@ -327,7 +328,10 @@ def _fill(
             )
     base = next((r for r in rows if r.method == BASELINE_LOSS), None)
     board.baseline = base.mean if base else NAN
-    board.costs = student_costs([(i.record, i.path) for i in items if i.ok])
+    done = [(i.record, i.path) for i in items if i.ok]
+    board.costs = architecture_costs(done)
+    board.teacher_costs = architecture_costs([d for d in done if d[0]["config"].get("teacher")],
+                                             "teacher")  # fmt: skip
     for row in rows:
         row.delta = row.mean - board.baseline
         row.gap = gap_recovered(row.mean, board.baseline, board.teacher_top1)

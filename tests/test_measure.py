@@ -118,7 +118,7 @@ def test_an_architecture_is_measured_once_and_shared(tmp_path, monkeypatch):
 def test_reports_show_one_cost_per_student_and_flag_per_cell_records(tmp_path):
     import json
 
-    from kdbench.costs import FORMAT, student_costs
+    from kdbench.costs import FORMAT, architecture_costs
 
     folder = tmp_path / "run"
     (folder / "costs").mkdir(parents=True)
@@ -127,10 +127,10 @@ def test_reports_show_one_cost_per_student_and_flag_per_cell_records(tmp_path):
     (folder / "costs" / "k1.json").write_text(json.dumps(cost))
     ref = {"student": {"key": "k1", "file": "costs/k1.json"}}
     new = [({"arch_cost": ref}, folder / "records" / f"{i}.json") for i in range(3)]
-    (only,) = student_costs(new)
+    (only,) = architecture_costs(new)
     assert only.p50_ms == 0.2 and only.params == 10 and not only.per_cell
     old = [({"latency": {"batch1_p50_ms": v, "device": "cpu"}, "size": {"params": 10}}, None)
            for v in (0.1, 0.3, 0.2, 0.9)]  # fmt: skip
-    (legacy,) = student_costs(old)
+    (legacy,) = architecture_costs(old)
     assert legacy.per_cell and legacy.measurements == 4
     assert legacy.p50_ms == 0.25 and legacy.p50_iqr_ms == pytest.approx(0.45 - 0.175)
