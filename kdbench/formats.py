@@ -7,6 +7,7 @@ differs. Human formats round for reading; CSV and JSON keep full precision for t
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -469,6 +470,13 @@ def leaderboard_csv(board_set: Leaderboard) -> str:
     return _csv(rows, CSV_COLUMNS)
 
 
+def cost_record(cost: Cost) -> dict[str, Any]:
+    """An architecture's cost as plain data (None where undefined)."""
+    data = dataclasses.asdict(cost)
+    data["p50_ci_ms"] = [None if _isnan(v) else v for v in cost.p50_ci_ms]
+    return {k: None if _isnan(v) else v for k, v in data.items()}
+
+
 def cross_pair_records(cross: CrossPair) -> list[dict[str, Any]]:
     out = []
     for method in cross.methods:
@@ -526,6 +534,8 @@ def to_json(board_set: Leaderboard) -> str:
                 else {"top1": b.teacher_published.top1, "source": b.teacher_published.source},
                 "baseline_top1": None if _isnan(b.baseline) else b.baseline,
                 "seeds": b.seeds,
+                "student_costs": [cost_record(c) for c in b.costs],
+                "teacher_costs": [cost_record(c) for c in b.teacher_costs],
                 "rows": [row_record(b, r) for r in b.rows],
             }
             for b in board_set.boards
