@@ -129,7 +129,7 @@ def paired(method: dict[int, float], baseline: dict[int, float]) -> Paired:
     if n == 0:
         return Paired(0, math.nan, math.nan, math.nan, math.nan)
     spread = seed_stats(diffs)
-    if n < 2 or spread.std == 0:
+    if n < 2 or spread.std <= 1e-9 * max(1.0, abs(spread.mean)):  # equal up to rounding
         return Paired(n, spread.mean, spread.ci, math.nan, math.nan)
     from scipy import stats
 
