@@ -45,6 +45,7 @@ class Point:
     mean: float
     std: float
     color_key: str = ""
+    cost_range: tuple[float, float] = (math.nan, math.nan)  # latency: 95 % CI of the median
 
 
 def slug(text: str) -> str:
@@ -76,6 +77,7 @@ def points(board_set: Leaderboard, dataset: str, axis: str) -> list[Point]:
     out = []
     for board in boards:
         cost = getattr(board.cost, field, math.nan) if board.cost else math.nan
+        spread = board.cost.p50_ci_ms if board.cost and axis == "latency" else (math.nan,) * 2
         for row in board.measured:
             if row.n == 0:
                 continue
@@ -86,7 +88,7 @@ def points(board_set: Leaderboard, dataset: str, axis: str) -> list[Point]:
                 continue
             seen.add((board.student, method))
             std = 0.0 if math.isnan(row.std) else row.std
-            out.append(Point(board.student, method, cost, row.mean, std, row.method))
+            out.append(Point(board.student, method, cost, row.mean, std, row.method, spread))
     return out
 
 
@@ -134,9 +136,11 @@ def scatter(
     students = sorted({p.student for p in pts})
     markers = {s: MARKERS[i % len(MARKERS)] for i, s in enumerate(students)}
     for p in pts:
+        low, high = p.cost_range
+        xerr = None if math.isnan(low) else [[p.cost - low], [high - p.cost]]
         ax.errorbar(
-            p.cost, p.mean, yerr=p.std, fmt=markers[p.student], color=colors[p.color_key],
-            markersize=7, capsize=3, linestyle="none",
+            p.cost, p.mean, yerr=p.std, xerr=xerr, fmt=markers[p.student],
+            color=colors[p.color_key], markersize=7, capsize=3, linestyle="none",
         )  # fmt: skip
     front = architecture_front(pts)
     if front:
@@ -144,7 +148,12 @@ def scatter(
                 mfc="none", markersize=14, zorder=0)  # fmt: skip
     _cost_axis(ax, [p.cost for p in pts], axis)
     ax.set_ylabel("top-1 % (mean ± std over seeds)")
-    ax.set_title(f"{dataset}: accuracy vs {axis}", fontsize="medium")
+    note = (
+        "; x bars: 95 % CI of the median"
+        if any(not math.isnan(p.cost_range[0]) for p in pts)
+        else ""
+    )
+    ax.set_title(f"{dataset}: accuracy vs {axis}{note}", fontsize="medium")
     ax.grid(True, alpha=0.3)
     handles = [ax.plot([], [], "s", color=colors[m], label=m)[0] for m in methods] + [
         ax.plot([], [], markers[s], color="0.3", label=f"student {s}")[0] for s in students
