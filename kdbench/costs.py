@@ -79,6 +79,7 @@ class Cost:
     measurements: int = 1
     per_cell: bool = False
     key: str = ""
+    missing: bool = False  # a record names this cost file, but it is absent or unreadable
 
 
 def _num(section: dict[str, Any] | None, key: str) -> float:
@@ -160,7 +161,9 @@ def architecture_costs(
         if ref and folder is not None:
             if ref["key"] not in files:
                 data = read_cost(folder / ref["file"])
-                files[ref["key"]] = from_file(data) if data else Cost(device="-", key=ref["key"])
+                files[ref["key"]] = (
+                    from_file(data) if data else Cost(device="-", key=ref["key"], missing=True)
+                )
             continue
         if role != "student":  # records made before measured no teacher
             continue

@@ -179,14 +179,17 @@ def _p(value: float) -> str:
 def cost_line(board: Board) -> str:
     """The student's (and teacher's) inference cost, once per device: it is the
     architecture's, not a method's."""
-    parts = [f"student {board.student} on {c.device}: {_cost_text(c)}" for c in board.costs]
+    parts = [f"student {board.student} on {c.device}: {cost_text(c)}" for c in board.costs]
     parts += [
-        f"teacher {board.teacher} on {c.device}: {_cost_text(c)}" for c in board.teacher_costs
+        f"teacher {board.teacher} on {c.device}: {cost_text(c)}" for c in board.teacher_costs
     ]
     return "; ".join(parts) or f"student {board.student}: no cost measured"
 
 
-def _cost_text(cost: Cost) -> str:
+def cost_text(cost: Cost) -> str:
+    """One architecture's cost on one device, with its spread and how it was measured."""
+    if cost.missing:
+        return f"its cost file costs/{cost.key}.json is missing or unreadable"
     parts = []
     if not _isnan(cost.p50_ms):
         spread = [f"IQR {cost.p50_iqr_ms:.3f}"] if not _isnan(cost.p50_iqr_ms) else []

@@ -134,3 +134,12 @@ def test_reports_show_one_cost_per_student_and_flag_per_cell_records(tmp_path):
     (legacy,) = architecture_costs(old)
     assert legacy.per_cell and legacy.measurements == 4
     assert legacy.p50_ms == 0.25 and legacy.p50_iqr_ms == pytest.approx(0.45 - 0.175)
+
+
+def test_a_missing_cost_file_is_said_not_shown_as_a_measurement(tmp_path):
+    from kdbench.costs import architecture_costs
+    from kdbench.formats import cost_text
+
+    ref = {"student": {"key": "gone", "file": "costs/gone.json"}}
+    (cost,) = architecture_costs([({"arch_cost": ref}, tmp_path / "records" / "a.json")])
+    assert cost.missing and "costs/gone.json is missing" in cost_text(cost)
