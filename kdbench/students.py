@@ -10,6 +10,7 @@ image size and normalisation. The record names the file and its sha256.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ META_KEY = "kdbench"
 
 def save_student(model: nn.Module, out_dir: Path, cell_id: str, meta: dict[str, Any]) -> dict:
     """Write the student's weights atomically; returns the record's ``student`` entry."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     relative = f"{FOLDER}/{cell_id}.safetensors"
     path = Path(out_dir) / relative
@@ -38,8 +39,11 @@ def save_student(model: nn.Module, out_dir: Path, cell_id: str, meta: dict[str, 
     # One key: the file's header lists several in no fixed order, and equal weights
     # must give equal bytes (the record's hash compares trained students).
     metadata = {META_KEY: json.dumps(meta, sort_keys=True)}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    data = save(tensors, metadata=metadata)  # bytes: the file keeps the umask's mode
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
     return {"file": relative, "sha256": file_sha256(path), "bytes": path.stat().st_size}
 
 
