@@ -18,6 +18,8 @@ import torch
 from conftest import cell_jobs, write_benchmark
 from kdbench.cell import CellJob, lockstep_groups, run_group
 from kdbench.cell_checkpoint import GroupCheckpoint, Outputs
+from kdbench.errors import ConfigError
+from kdbench.runner import plan
 from kdbench.training import Progress
 
 EPOCHS = 4
@@ -224,3 +226,13 @@ def test_preempted_slurm_task_requeues_itself_and_trains_on_from_its_checkpoint(
     assert all(r["cost"]["resumed_from_epoch"] >= 1 for r in records)
     straight = run_group(with_outputs(longer, tmp_path / "straight"), context)
     assert_same_training(records, straight)
+
+
+def test_run_table_changes_no_cell_id_and_rejects_a_negative_interval(setup, tmp_path):
+    context, jobs, _ = setup
+    kept = write_benchmark(tmp_path, text=RESUME + "\n[run]\ncheckpoint_every = 5\n"
+                           "keep_checkpoints = true\nkeep_students = false\n")  # fmt: skip
+    assert [cell.id for cell in plan(kept, context).cells] == [job.cell.id for job in jobs]
+    bad = write_benchmark(tmp_path, text=RESUME + "\n[run]\ncheckpoint_every = -1\n")
+    with pytest.raises(ConfigError, match=r"run\.checkpoint_every"):
+        plan(bad, context)
