@@ -32,7 +32,8 @@ class _Group(click.Group):
         except KdbenchError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"kdbench: error: {exc}", err=True)
+            for line in str(exc).splitlines() or [type(exc).__name__]:
+                click.echo(f"kdbench: error: {line}", err=True)
             ctx.exit(EXIT_USAGE)
         except KeyboardInterrupt:
             click.echo(
@@ -66,6 +67,14 @@ def _context():
     return RunContext()
 
 
+_yes = click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Go beyond the limits on seeds, epochs and matrix size (see docs/benchmark-files.md).",
+)
+
+
 @cli.command()
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option(
@@ -85,8 +94,15 @@ def _context():
     "--dry-run", is_flag=True, help="Print the expanded matrix (cell ids) and train nothing."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress display; print only the table.")
+@_yes
 def run(
-    file: Path, out: Path | None, device: str, executor: str | None, dry_run: bool, quiet: bool
+    file: Path,
+    out: Path | None,
+    device: str,
+    executor: str | None,
+    dry_run: bool,
+    quiet: bool,
+    yes: bool,
 ) -> None:
     """Run every cell of the benchmark FILE that has no complete record yet.
 
@@ -97,7 +113,7 @@ def run(
     from kdbench.runner import default_out_dir, plan, run_benchmark
 
     context = _context()
-    the_plan = plan(file, context)
+    the_plan = plan(file, context, confirmed=yes)  # validated: nothing is written before
     out_dir = out or default_out_dir(the_plan.config)
     if dry_run:
         store = RecordStore(out_dir)
@@ -138,7 +154,8 @@ def teachers() -> None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Where to train.")  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
-def teachers_train(file: Path, out: Path | None, device: str, quiet: bool) -> None:
+@_yes
+def teachers_train(file: Path, out: Path | None, device: str, quiet: bool, yes: bool) -> None:
     """Train (or load) every teacher FILE needs and print their test accuracy.
 
     Trained teachers are cached in <out>/teachers/ by content hash; `kdbench run`
@@ -149,7 +166,7 @@ def teachers_train(file: Path, out: Path | None, device: str, quiet: bool) -> No
     from kdbench.runner import default_out_dir, load_datasets, plan, provision_teachers
 
     context = _context()
-    the_plan = plan(file, context)
+    the_plan = plan(file, context, confirmed=yes)
     out_dir = out or default_out_dir(the_plan.config)
     load_datasets(the_plan, context)
     display = None if quiet else RichDisplay(0)
@@ -166,11 +183,17 @@ def teachers_train(file: Path, out: Path | None, device: str, quiet: bool) -> No
 
 @cli.command()
 @click.argument("file", type=click.Path(path_type=Path))
-def validate(file: Path) -> None:
-    """Check a benchmark FILE (keys, types, names, parameters) without running it."""
+@_yes
+def validate(file: Path, yes: bool) -> None:
+    """Check a benchmark FILE as a run would, training nothing and writing nothing.
+
+    Keys, types, ranges, names and limits are checked; datasets are loaded, every model
+    is built and run on two samples on the CPU, teacher checkpoints are opened and
+    matched, and every loss gets the feature taps it needs. Every mistake is listed.
+    """
     from kdbench.runner import plan
 
-    the_plan = plan(file, _context())
+    the_plan = plan(file, _context(), confirmed=yes)
     click.echo(f"{file}: ok ({len(the_plan.cells)} cells)")
 
 
