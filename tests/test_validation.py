@@ -12,7 +12,7 @@ from typing import Annotated
 
 import pytest
 import torch
-from annotated_types import Ge, Gt, Interval, MinLen
+from annotated_types import Ge, Gt, Interval, Le, Lt, MinLen
 from click.testing import CliRunner
 
 import kdbench.cli
@@ -529,3 +529,88 @@ def test_constraints_do_not_change_identity_of_cells(invoke, tmp_path):
     )
     _, limited = invoke("run", str(bench), "--dry-run")
     assert plain.split("config hash")[1] == limited.split("config hash")[1]
+
+
+# --- parameter checking from annotations, directly ------------------------------------
+
+
+def factory(
+    num_classes: int,
+    in_channels: int,
+    *,
+    lr: Annotated[float, Gt(0), Lt(2)] = 0.1,
+    depth: Annotated[int, Ge(1), Le(8)] = 2,
+    shape: tuple[int, ...] = (1,),
+    root: Path = Path("."),
+    name: str = "x",
+) -> None:
+    """A model factory whose parameters carry every kind of constraint."""
+
+
+def unresolvable(*, value: NotDefinedAnywhere = 1) -> None:  # noqa: F821 - on purpose
+    """A plugin whose annotation names a type that only exists for type checkers."""
+
+
+def entry(obj, kind: str = "students") -> Entry:
+    return Entry(kind, "thing", obj, "tests", "")
+
+
+@pytest.mark.parametrize(
+    ("params", "key", "message"),
+    [
+        ({"lr": 0}, "p.lr", "must be > 0, got 0"),
+        ({"lr": 2.5}, "p.lr", "must be < 2, got 2.5"),
+        ({"depth": 0}, "p.depth", "must be >= 1, got 0"),
+        ({"depth": 9}, "p.depth", "must be <= 8, got 9"),
+        ({"lr": "0.1"}, "p.lr", "must be a valid number, got '0.1'"),
+        ({"depth": "2"}, "p.depth", "must be a valid integer, got '2'"),
+        ({"depth": True}, "p.depth", "must be a valid integer, got True"),
+        ({"depth": 2.5}, "p.depth", "must be a valid integer, got 2.5"),
+        ({"shape": [1, "a"]}, "p.shape", "[1]: must be a valid integer, got 'a'"),
+        ({"name": 3}, "p.name", "must be a valid string, got 3"),
+    ],
+)
+def test_annotations_reject_wrong_types_and_ranges_with_the_key(params, key, message):
+    errors = entry(factory).param_errors(params, file="f.toml", key="p")
+    assert [str(e) for e in errors] == [f"f.toml: {key}: {message}"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"lr": 1}, {"lr": 0.5, "depth": 8}, {"shape": [2, 3]}, {"root": "data/"}, {}],
+    ids=["int-for-float", "bounds", "array-for-tuple", "string-for-path", "defaults"],
+)
+def test_annotations_accept_what_toml_can_say(params):
+    assert entry(factory).param_errors(params, file="f.toml", key="p") == []
+
+
+def test_every_parameter_mistake_is_collected():
+    errors = entry(factory).param_errors(
+        {"lr": -1, "depth": "deep", "widht": 3}, file="f.toml", key="p"
+    )
+    assert sorted(e.key for e in errors) == ["p.depth", "p.lr", "p.widht"]
+    with pytest.raises(KdbenchError):
+        entry(factory).check_params({"lr": -1}, file="f.toml", key="p")
+
+
+def test_unresolvable_annotation_is_not_checked():
+    assert entry(unresolvable, "losses").param_errors({"value": "x"}, file=None, key="p") == []
+
+
+def test_loss_constructor_annotations_are_checked():
+    errors = entry(Tempered, "losses").param_errors({"alpha": -0.5}, file=None, key="losses.t")
+    assert [str(e) for e in errors] == ["losses.t.alpha: must be >= 0, got -0.5"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "params", "key"),
+    [
+        ("students", "mlp", {"hidden": "sixteen"}, "p.hidden"),
+        ("losses", "kd", {"temperature": "hot"}, "p.temperature"),
+        ("executors", "local", {"threads": 2.5}, "p.threads"),
+        ("datasets", "digits", {"split_seed": "zero"}, "p.split_seed"),
+    ],
+)
+def test_builtin_annotations_are_checked(plugins, kind, name, params, key):
+    errors = plugins.registry.get(kind, name).param_errors(params, file=None, key="p")
+    assert [e.key for e in errors] == [key]
