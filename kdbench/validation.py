@@ -115,6 +115,7 @@ class _Builder:
         self.found: dict[str, ConfigError] = {}  # by message: a shared mistake is said once
         self.datasets: dict[str, DatasetSplits | None] = {}
         self.teachers: dict[str, tuple[nn.Module, dict[str, str]] | None] = {}
+        self.students: dict[str, bool | None] = {}
 
     def errors(self, cells: list[Cell]) -> list[ConfigError]:
         executor = self.config.executor
@@ -177,11 +178,15 @@ class _Builder:
         sample = sample_inputs(
             data.train, 2, mean=torch.tensor(data.mean), std=torch.tensor(data.std), device=_CPU
         )
-        student = self._attempt(
-            f"pairs[{i}].student",
-            lambda: self.context.build_model("students", cell.student, data)(sample),
-        )
-        if student is None:
+        built = repr((cell.dataset.name, cell.student))
+        if built not in self.students:  # once per student, so its error is not per loss
+            self.students[built] = self._attempt(
+                f"pairs[{i}].student",
+                lambda: _dry_forward(
+                    self.context.build_model("students", cell.student, data), sample
+                ),
+            )
+        if self.students[built] is None:
             return
         label = cell.loss.label
         key = f"pairs[{i}].loss_params.{label}" if label in pair.loss_params else f"losses.{label}"
@@ -193,6 +198,13 @@ class _Builder:
 
     def _pair(self, matches: Callable[[Pair], bool]) -> tuple[int, Pair]:
         return next((i, p) for i, p in enumerate(self.config.pairs) if matches(p))
+
+
+def _dry_forward(model: nn.Module, sample: torch.Tensor) -> bool:
+    model.eval()
+    with torch.no_grad():
+        model(sample)
+    return True
 
 
 def _is_teacher(pair: Pair, spec: TeacherSpec, folder: Path) -> bool:
