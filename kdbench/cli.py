@@ -113,7 +113,8 @@ def run(
     from kdbench.runner import default_out_dir, plan, run_benchmark
 
     context = _context()
-    the_plan = plan(file, context, confirmed=yes)  # validated: nothing is written before
+    # Validated first: an invalid file writes nothing, not even the results folder.
+    the_plan = plan(file, context, validate=True, confirmed=yes)
     out_dir = out or default_out_dir(the_plan.config)
     if dry_run:
         store = RecordStore(out_dir)
@@ -166,7 +167,7 @@ def teachers_train(file: Path, out: Path | None, device: str, quiet: bool, yes: 
     from kdbench.runner import default_out_dir, load_datasets, plan, provision_teachers
 
     context = _context()
-    the_plan = plan(file, context, confirmed=yes)
+    the_plan = plan(file, context, validate=True, confirmed=yes)
     out_dir = out or default_out_dir(the_plan.config)
     load_datasets(the_plan, context)
     display = None if quiet else RichDisplay(0)
@@ -193,7 +194,7 @@ def validate(file: Path, yes: bool) -> None:
     """
     from kdbench.runner import plan
 
-    the_plan = plan(file, _context(), confirmed=yes)
+    the_plan = plan(file, _context(), validate=True, confirmed=yes)
     click.echo(f"{file}: ok ({len(the_plan.cells)} cells)")
 
 

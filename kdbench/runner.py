@@ -47,10 +47,19 @@ class RunResult:
     table: str = ""
 
 
-def plan(path: str | Path, context: RunContext, *, confirmed: bool = False) -> Plan:
-    """The validated benchmark (everything built once, nothing trained or written)."""
+def plan(
+    path: str | Path, context: RunContext, *, validate: bool = False, confirmed: bool = False
+) -> Plan:
+    """The benchmark and its cells, nothing written.
+
+    ``validate`` (validate, run, teachers train) also builds every dataset, model and loss
+    and applies the limits, which ``confirmed`` lifts; without it only the file's keys,
+    values and names are checked (enough to count cells, as ``kdbench status`` does).
+    """
     path = Path(path)
-    config, cells = validate_benchmark(path, context, confirmed=confirmed)
+    config, cells = validate_benchmark(
+        path, context, build=validate, confirmed=confirmed or not validate
+    )
     # The cell limit steers this run only; it is not part of the experiment.
     identity = config.model_dump(exclude={"benchmark": {"max_cells"}})
     return Plan(path, config, cells, stable_hash(identity))

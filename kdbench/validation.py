@@ -45,10 +45,11 @@ _EXPAND_AT_MOST = 10 * MAX_CELLS
 
 
 def validate_benchmark(
-    path: str | Path, context: RunContext, *, confirmed: bool = False
+    path: str | Path, context: RunContext, *, build: bool = True, confirmed: bool = False
 ) -> tuple[BenchmarkConfig, list[Cell]]:
     """The checked config and its cells; raises every mistake found, nothing written.
 
+    ``build`` builds every dataset, model and loss (else the file alone is checked);
     ``confirmed`` (``--yes``) lifts the limits on seeds, epochs and matrix size.
     """
     path = Path(path)
@@ -64,7 +65,8 @@ def validate_benchmark(
     raise_if_any(errors)
     cells = expand(config, registry, path)
     raise_if_any(_some(cells_error(len(cells), config, file, confirmed=confirmed)))
-    raise_if_any(_Builder(config, context, file, path.parent).errors(cells))
+    if build:
+        raise_if_any(_Builder(config, context, file, path.parent).errors(cells))
     return config, cells
 
 
@@ -140,6 +142,7 @@ class _Builder:
                 return build()
         except Exception as exc:  # noqa: BLE001 - a plugin may raise anything for bad input
             error = ConfigError(_message(exc), file=self.file, key=key)
+            error.__cause__ = exc  # for --debug
             self.found.setdefault(str(error), error)
             return None
 

@@ -614,3 +614,16 @@ def test_loss_constructor_annotations_are_checked():
 def test_builtin_annotations_are_checked(plugins, kind, name, params, key):
     errors = plugins.registry.get(kind, name).param_errors(params, file=None, key="p")
     assert [e.key for e in errors] == [key]
+
+
+def test_plan_without_validation_checks_the_file_only(plugins, tmp_path):
+    """kdbench status counts cells of a file whose data is elsewhere; run would refuse it."""
+    from kdbench.errors import ConfigError
+    from kdbench.runner import plan
+
+    missing = f'[datasets.fashion_mnist]\nroot = "{tmp_path / "nowhere"}"'
+    bench = write_case(tmp_path, sub("[datasets.digits]", missing))
+    context = RunContext(plugins=plugins)
+    assert len(plan(bench, context).cells) == 4
+    with pytest.raises(ConfigError, match=r"datasets\.fashion_mnist: .*apt-get install"):
+        plan(bench, context, validate=True)
