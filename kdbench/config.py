@@ -27,7 +27,8 @@ BASELINE_LOSS = "ce"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict as plugin parameters are: "10" is not a number; 3 is a float, 1.0 not an int.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Optimizer(_Strict):
@@ -169,7 +170,7 @@ def raise_if_any(errors: list[ConfigError]) -> None:
 
 def load_config(path: str | Path, registry: Registry) -> BenchmarkConfig:
     """Read, validate and name-check a benchmark file."""
-    file = str(path)
+    file = shorten(str(path))
     config = parse_config(read_benchmark(path), file)
     raise_if_any(name_errors(config, registry, file))
     return config
@@ -314,7 +315,9 @@ def _config_errors(
 def _config_error(error: Any, file: str, *, prefix: str, model: type[BaseModel]) -> ConfigError:
     """One pydantic error as a ConfigError with the key path and what was expected."""
     loc = [str(part) for part in error["loc"]]
-    key = ".".join(filter(None, [prefix, *loc])).replace(".[", "[")
+    # List positions read as in the file's own terms: pairs[0].teacher, seeds[2].
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
+    key = (prefix + path).lstrip(".")
     if error["type"] == "extra_forbidden":
         allowed = _fields_at(model, list(error["loc"][:-1]))
         message = f"unknown key '{loc[-1]}'{did_you_mean(loc[-1], allowed)}"

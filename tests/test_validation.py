@@ -386,7 +386,17 @@ CASES = [
     (
         "epochs-1e11",
         sub("epochs = 3", "epochs = 1e11"),
-        [["teacher_recipe.epochs", "more than 10,000"]],
+        [["teacher_recipe.epochs", "valid integer", "100000000000.0"]],
+    ),
+    (
+        "epochs-10-to-the-11",
+        sub("epochs = 3", "epochs = 100_000_000_000"),
+        [["teacher_recipe.epochs", "100000000000 epochs is more than 10,000"]],
+    ),
+    (
+        "recipe-string-for-number",
+        sub("batch_size = 128\noptimizer", 'batch_size = "128"\noptimizer'),
+        [["recipe.batch_size", "valid integer", "'128'"]],
     ),
     (
         "pair-epochs",
