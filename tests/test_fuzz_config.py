@@ -129,7 +129,10 @@ def test_serializer_round_trips_the_base_file():
 
 
 @settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100,
+    deadline=None,
+    database=None,  # nothing written into the repository
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(content=benchmark_files())
 def test_validate_exits_0_or_2_and_never_raises(context_factory, content):
