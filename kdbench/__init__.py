@@ -4,23 +4,68 @@ The public API for plugin authors is what this module exports; everything else i
 internal and may change.
 """
 
-from kdbench.data import DatasetSplits, Split
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from kdbench.errors import ConfigError, DatasetNotFoundError, KdbenchError, PluginError
 from kdbench.hookspecs import hookimpl
-from kdbench.losses import DistillationLoss, LossContext, LossInputs
+from kdbench.params import (
+    Fraction,
+    Momentum,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    Temperature,
+    Weight,
+)
+
+if TYPE_CHECKING:
+    from kdbench.data import DatasetSplits, Split
+    from kdbench.losses import DistillationLoss, LossContext, LossInputs
 
 __version__ = "0.1.0"
+
+# Imported on first use: they need torch, and the command line must be up (and answer
+# Ctrl-C with one line) before torch's seconds of importing start.
+_LAZY = {
+    "DatasetSplits": "kdbench.data",
+    "Split": "kdbench.data",
+    "DistillationLoss": "kdbench.losses",
+    "LossContext": "kdbench.losses",
+    "LossInputs": "kdbench.losses",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'kdbench' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ConfigError",
     "DatasetNotFoundError",
     "DatasetSplits",
     "DistillationLoss",
+    "Fraction",
     "KdbenchError",
     "LossContext",
     "LossInputs",
+    "Momentum",
+    "NonNegativeInt",
     "PluginError",
+    "PositiveFloat",
+    "PositiveInt",
+    "Probability",
     "Split",
+    "Temperature",
+    "Weight",
     "__version__",
     "hookimpl",
 ]

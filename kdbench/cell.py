@@ -293,6 +293,7 @@ def _prepare(
             num_train=len(data.train),
             student_feature_shapes=shapes[0],
             teacher_feature_shapes=shapes[1],
+            train_labels=data.train.labels,
         )
     )
     loss.to(device)

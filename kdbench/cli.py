@@ -1,46 +1,73 @@
 """The ``kdbench`` command line.
 
-User errors (:class:`KdbenchError`) print one line and exit 2; failed cells make ``run``
-exit 1; Ctrl-C exits 130 with every finished cell saved. ``--debug`` shows tracebacks.
+User errors (:class:`KdbenchError`) and files that cannot be read or written print one
+line and exit 2; failed cells make ``run`` exit 1; Ctrl-C exits 130 with every finished
+cell saved. ``--debug`` shows tracebacks.
 """
 
 from __future__ import annotations
 
+import errno
 import inspect
 import sys
 from contextlib import nullcontext
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from tabulate import tabulate
 
 from kdbench import __version__
-from kdbench.errors import KdbenchError
+from kdbench.errors import KdbenchError, StorageError
 from kdbench.registry import KINDS
 
 EXIT_FAILED_CELLS = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+INTERRUPTED = "kdbench: interrupted; finished cells are saved - run the same command to resume"
+
+
+# OS errors about the machine rather than the code, even when no path is attached.
+_ENVIRONMENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+)
 
 
 class _Group(click.Group):
-    """Turns user errors and Ctrl-C into one line and a conventional exit code."""
+    """Turns user errors, file-system failures and Ctrl-C into one line and an exit code."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except KdbenchError as exc:
-            if ctx.obj and ctx.obj.get("debug"):
+            if _debug(ctx):
                 raise
-            for line in str(exc).splitlines() or [type(exc).__name__]:
-                click.echo(f"kdbench: error: {line}", err=True)
-            ctx.exit(EXIT_USAGE)
+            _fail(exc)
+        except OSError as exc:
+            # A file the harness could not read or write (permissions, a full disk, a
+            # path through a file) is the user's to fix; any other OSError is a bug.
+            if _debug(ctx) or (exc.filename is None and exc.errno not in _ENVIRONMENT_ERRNOS):
+                raise
+            _fail(StorageError(exc.filename, exc, "access") if exc.filename else exc.strerror)
         except KeyboardInterrupt:
-            click.echo(
-                "kdbench: interrupted; finished cells are saved - run the same command to resume",
-                err=True,
-            )
-            ctx.exit(EXIT_INTERRUPTED)
+            _interrupted()
+
+
+def _debug(ctx: click.Context) -> bool:
+    """--debug, read once the group's callback has run (before it, ``ctx.obj`` is unset)."""
+    return bool(ctx.obj and ctx.obj.get("debug"))
+
+
+def _fail(message: object) -> NoReturn:
+    """One ``kdbench: error:`` line per mistake (a benchmark file may have several)."""
+    for line in str(message).splitlines() or [type(message).__name__]:
+        click.echo(f"kdbench: error: {line}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _interrupted() -> NoReturn:
+    click.echo(INTERRUPTED, err=True)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,8 +82,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     size, writes one JSON record per cell and prints mean ± std tables over seeds.
 
     \b
-    Exit codes: 0 success, 1 some cells failed, 2 usage or config error,
-    130 interrupted (run again to resume).
+    Exit codes: 0 success, 1 some cells failed, 2 usage, config or file error
+    (or the results folder is in use), 130 interrupted (run again to resume).
     """
     ctx.ensure_object(dict)["debug"] = debug
 
@@ -67,7 +94,12 @@ def _context():
     return RunContext()
 
 
-_yes = click.option(
+_WAIT = click.option(
+    "--wait",
+    is_flag=True,
+    help="If another kdbench process writes the results folder, wait for it instead of exiting 2.",
+)
+_YES = click.option(
     "--yes",
     "-y",
     is_flag=True,
@@ -94,7 +126,8 @@ _yes = click.option(
     "--dry-run", is_flag=True, help="Print the expanded matrix (cell ids) and train nothing."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress display; print only the table.")
-@_yes
+@_WAIT
+@_YES
 def run(
     file: Path,
     out: Path | None,
@@ -102,6 +135,7 @@ def run(
     executor: str | None,
     dry_run: bool,
     quiet: bool,
+    wait: bool,
     yes: bool,
 ) -> None:
     """Run every cell of the benchmark FILE that has no complete record yet.
@@ -135,7 +169,7 @@ def run(
         click.echo(f"\n{len(rows)} cells; config hash {the_plan.config_hash}; out {out_dir}")
         return
     result = run_benchmark(
-        the_plan, context, out_dir=out_dir, device=device, executor=executor, quiet=quiet
+        the_plan, context, out_dir=out_dir, device=device, executor=executor, quiet=quiet, wait=wait
     )
     click.echo(result.table)
     click.echo(f"\nrecords and tables: {result.out_dir}")
@@ -155,14 +189,18 @@ def teachers() -> None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Where to train.")  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
-@_yes
-def teachers_train(file: Path, out: Path | None, device: str, quiet: bool, yes: bool) -> None:
+@_WAIT
+@_YES
+def teachers_train(
+    file: Path, out: Path | None, device: str, quiet: bool, wait: bool, yes: bool
+) -> None:
     """Train (or load) every teacher FILE needs and print their test accuracy.
 
     Trained teachers are cached in <out>/teachers/ by content hash; `kdbench run`
     with the same file and --out reuses them.
     """
     from kdbench.context import resolve_device
+    from kdbench.lock import results_lock
     from kdbench.progress import RichDisplay
     from kdbench.runner import default_out_dir, load_datasets, plan, provision_teachers
 
@@ -171,7 +209,10 @@ def teachers_train(file: Path, out: Path | None, device: str, quiet: bool, yes: 
     out_dir = out or default_out_dir(the_plan.config)
     load_datasets(the_plan, context)
     display = None if quiet else RichDisplay(0)
-    with display or nullcontext():
+    with (
+        results_lock(out_dir, wait=wait, notify=lambda line: click.echo(line, err=True)),
+        display or nullcontext(),
+    ):
         infos = provision_teachers(
             the_plan.cells, context, out_dir, resolve_device(device), display
         )
@@ -184,7 +225,7 @@ def teachers_train(file: Path, out: Path | None, device: str, quiet: bool, yes: 
 
 @cli.command()
 @click.argument("file", type=click.Path(path_type=Path))
-@_yes
+@_YES
 def validate(file: Path, yes: bool) -> None:
     """Check a benchmark FILE as a run would, training nothing and writing nothing.
 
@@ -258,6 +299,11 @@ def _param(name: str, default: object) -> str:
 )
 @click.option("--no-reference", is_flag=True, help="Show measured rows only.")
 @click.option("--no-plots", is_flag=True, help="With --out: skip the figures.")
+@click.option(
+    "--pool",
+    is_flag=True,
+    help="One row per method even where its records come from different configurations.",
+)
 def report(
     results: tuple[Path, ...],
     formats: tuple[str, ...],
@@ -265,6 +311,7 @@ def report(
     reference: Path | None,
     no_reference: bool,
     no_plots: bool,
+    pool: bool,
 ) -> None:
     """Leaderboards from the records in RESULTS (results folders, records/ folders or
     record files; several runs or machines at once).
@@ -272,11 +319,14 @@ def report(
     One table per (dataset, teacher -> student) pair, methods sorted by top-1 with
     mean ± std, 95% CI, gain over the ce baseline and cost; a methods x pairs matrix
     with average ranks; published reference numbers beside measured ones; the
-    provenance of every record. A cell found twice is counted once, with a warning.
+    provenance of every record. An experiment found twice (another folder, another
+    benchmark name) is counted once, with a warning; a method run with different
+    configurations is one row per configuration unless --pool. Unusable record files
+    are skipped with a warning (only `kdbench run` quarantines them).
     """
     from kdbench.report import FORMATS, build_leaderboard, publish, render_format
 
-    board_set = build_leaderboard(results, reference, use_reference=not no_reference)
+    board_set = build_leaderboard(results, reference, use_reference=not no_reference, pool=pool)
     for warning in board_set.warnings:
         click.echo(f"kdbench: warning: {warning}", err=True)
     if out is None:
@@ -310,6 +360,12 @@ def status(directory: Path, file: Path | None) -> None:
     click.echo(f"  done     {state.done}")
     click.echo(f"  failed   {len(state.failed)}")
     click.echo(f"  pending  {pending}")
+    if state.unusable:
+        click.echo(f"  unusable {len(state.unusable)} (the next run quarantines and reruns them)")
+    if state.quarantined:
+        click.echo(f"  quarantined {len(state.quarantined)} (in records/.quarantine/)")
+    for bad in state.unusable:
+        click.echo(f"kdbench: warning: {bad}", err=True)
     if state.other_records:
         click.echo(f"  ({state.other_records} record(s) of cells not in the benchmark)")
     for record in state.failed:
@@ -322,4 +378,7 @@ def status(directory: Path, file: Path | None) -> None:
 
 
 def main() -> None:
-    cli(prog_name="kdbench")
+    try:
+        cli(prog_name="kdbench")
+    except KeyboardInterrupt:  # before a command starts; a command's own is handled in _Group
+        _interrupted()

@@ -1,13 +1,16 @@
 """Gather records from many results folders (several runs, several machines) as one set.
 
-A cell has the same id wherever it ran, so a record seen twice is the same cell run
-twice: one copy is kept (a successful one over a failed one, then the latest), and the
-duplicate is reported with both paths, saying whether the two disagree.
+Records are keyed by the experiment they ran (:func:`kdbench.identity.experiment_id`),
+not by the benchmark or folder that ran it: the same experiment found twice (the same
+cell on two machines, or the same cells under two benchmark names) is one sample. One
+copy is kept (a successful one over a failed one, then the latest, then the first
+given), and the duplicate is reported with both paths, saying whether the two disagree.
+Files no reader may use (see :func:`kdbench.records.read_record`) are skipped with a
+warning; reading never moves them.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -15,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from kdbench.errors import KdbenchError
-from kdbench.records import SCHEMA_VERSION
+from kdbench.identity import experiment_id
+from kdbench.record_schema import dump
+from kdbench.records import BadRecord, read_record
 
 COMPARED = (("metrics", "top1"), ("metrics", "top5"), ("status",))
 
@@ -27,6 +32,8 @@ class Collected:
     records: list[dict[str, Any]] = field(default_factory=list)
     paths: dict[str, Path] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    bad: list[BadRecord] = field(default_factory=list)
+    experiments: dict[str, int] = field(default_factory=dict)  # experiment id -> index
 
 
 def record_files(location: Path) -> list[Path]:
@@ -38,8 +45,9 @@ def record_files(location: Path) -> list[Path]:
     return sorted(folder.glob("*.json"))
 
 
-def collect(locations: Iterable[Path]) -> Collected:
-    """Read every record under ``locations``, dropping duplicate cells with a warning."""
+def collect(locations: Iterable[Path], cells: set[str] | None = None) -> Collected:
+    """Read every record under ``locations``, dropping duplicate experiments with a
+    warning; with ``cells``, only the records of those cell ids count."""
     found = Collected()
     seen: set[Path] = set()
     for location in locations:
@@ -51,40 +59,28 @@ def collect(locations: Iterable[Path]) -> Collected:
             if resolved in seen:  # the same file named twice is not a duplicate
                 continue
             seen.add(resolved)
-            record = _read(path, found.warnings)
-            if record is not None:
-                _add(found, record, path)
+            record = read_record(path)
+            if isinstance(record, BadRecord):
+                found.bad.append(record)
+                found.warnings.append(f"{record}, skipped")
+            elif cells is None or record.cell_id in cells:
+                _add(found, dump(record), path)
     return found
 
 
-def _read(path: Path, warnings: list[str]) -> dict[str, Any] | None:
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        warnings.append(f"{path}: unreadable record skipped ({exc})")
-        return None
-    if not isinstance(record, dict) or "cell_id" not in record or "config" not in record:
-        warnings.append(f"{path}: not a kdbench record, skipped")
-        return None
-    if record.get("schema_version") != SCHEMA_VERSION:
-        warnings.append(
-            f"{path}: schema version {record.get('schema_version')!r} is not "
-            f"{SCHEMA_VERSION}, skipped"
-        )
-        return None
-    return record
-
-
 def _add(found: Collected, record: dict[str, Any], path: Path) -> None:
-    cell = record["cell_id"]
-    if cell not in found.paths:
-        found.paths[cell] = path
+    experiment = experiment_id(record["config"])
+    if experiment not in found.experiments:
+        found.experiments[experiment] = len(found.records)
+        found.paths[record["cell_id"]] = path
         found.records.append(record)
         return
-    index = next(i for i, r in enumerate(found.records) if r["cell_id"] == cell)
-    kept, kept_path = found.records[index], found.paths[cell]
+    index = found.experiments[experiment]
+    kept = found.records[index]
+    kept_path = found.paths[kept["cell_id"]]
     if _preference(record) > _preference(kept):
-        found.records[index], found.paths[cell] = record, path
+        del found.paths[kept["cell_id"]]
+        found.records[index], found.paths[record["cell_id"]] = record, path
         kept, kept_path, dropped, dropped_path = record, path, kept, kept_path
     else:
         dropped, dropped_path = record, path
@@ -94,10 +90,17 @@ def _add(found: Collected, record: dict[str, Any], path: Path) -> None:
         if differences
         else "same status and metrics in both"
     )
+    cells = kept["cell_id"]
+    if dropped["cell_id"] != cells:
+        cells += f" (also as cell {dropped['cell_id']}, {_benchmark(dropped)})"
     found.warnings.append(
-        f"duplicate record for cell {cell} ({_label(kept)}): kept {kept_path}, "
+        f"duplicate record for cell {cells} ({_label(kept)}): kept {kept_path}, "
         f"ignored {dropped_path}; {verdict}"
     )
+
+
+def _benchmark(record: dict[str, Any]) -> str:
+    return f"benchmark {record['config']['benchmark']!r}"
 
 
 def _preference(record: dict[str, Any]) -> tuple[bool, str]:
@@ -145,5 +148,6 @@ def collect_or_fail(locations: Iterable[Path]) -> Collected:
     found = collect(locations)
     if not found.records:
         where = ", ".join(str(p) for p in locations)
-        raise KdbenchError(f"no records found under {where}")
+        skipped = f" ({len(found.bad)} unusable skipped, e.g. {found.bad[0]})" if found.bad else ""
+        raise KdbenchError(f"no records found under {where}{skipped}")
     return found

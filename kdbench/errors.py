@@ -34,6 +34,14 @@ class PluginError(KdbenchError):
     """A plugin failed to load or registered something invalid."""
 
 
+class StorageError(KdbenchError):
+    """A file could not be written or read (read-only, disk full, no permission, not a folder)."""
+
+    def __init__(self, path: object, exc: OSError, action: str = "write") -> None:
+        self.path = path
+        super().__init__(f"cannot {action} {path}: {exc.strerror or exc}")
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """A ' (did you mean 'x'?)' suffix when a close match exists, else ''."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)

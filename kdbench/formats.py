@@ -97,7 +97,7 @@ def top1_text(row: Row) -> str:
 def board_cells(board: Board, row: Row) -> Cells:
     """The display strings of one row, in :func:`board_columns` order."""
     measured = row.kind == MEASURED
-    label = row.method if measured else f"{row.method} (published)"
+    label = row.label if measured else f"{row.method} (published)"
     values = {
         "method": label,
         "top-1 %": top1_text(row),
@@ -152,7 +152,7 @@ def teacher_line(board: Board) -> str:
 
 
 def failures(board: Board) -> list[str]:
-    return [f"{row.method} {error}" for row in board.measured for error in row.errors]
+    return [f"{row.label} {error}" for row in board.measured for error in row.errors]
 
 
 def cross_cell(cross: CrossPair, method: str, column: str) -> str:
@@ -277,7 +277,7 @@ def row_record(board: Board, row: Row) -> dict[str, Any]:
         "student": board.student,
         "variant": board.variant,
         "kind": row.kind,
-        "method": row.method,
+        "method": row.label,
         "status": row.status,
         "n": row.n if measured else None,
         "n_failed": row.n_failed if measured else None,

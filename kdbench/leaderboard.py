@@ -5,6 +5,11 @@ LaTeX and HTML can never disagree. A pair is a dataset, a teacher (its id: model
 parameters, recipe, seed) and a student trained with one recipe; methods that need no
 teacher (the ``ce`` baseline) are shared by every pair of the same student and recipe.
 Published numbers are attached as separate rows and never enter a statistic.
+
+A row pools the seeds of one configuration (:func:`kdbench.identity.configuration_id`):
+records of a method run with other parameters (another benchmark's ``kd`` temperature)
+are a row of their own, labelled with their configuration hash, unless ``pool`` asks
+for one row per method name.
 """
 
 from __future__ import annotations
@@ -19,14 +24,13 @@ from typing import Any
 
 from kdbench.collect import Collected
 from kdbench.config import BASELINE_LOSS
+from kdbench.identity import LOCATION, configuration_id
 from kdbench.matrix import stable_hash
 from kdbench.reference import TEACHER, Published, for_pair, method_key
 from kdbench.stats import SeedStats, gap_recovered, intervals_overlap, ranks, seed_stats
 
 NAN = math.nan
 MEASURED, PUBLISHED = "measured", "published"
-# Dataset parameters that say where the data lives, not what it is: machines differ.
-LOCATION = frozenset({"root", "download"})
 
 
 @dataclass
@@ -61,6 +65,12 @@ class Row:
     shared: bool = False
     errors: list[str] = field(default_factory=list)
     cells: list[str] = field(default_factory=list)
+    config: str = ""  # the configuration hash, set where a method has several on a board
+
+    @property
+    def label(self) -> str:
+        """The method, with its configuration where the board has several of it."""
+        return f"{self.method} [{self.config}]" if self.config else self.method
 
     @property
     def failed(self) -> bool:
@@ -156,6 +166,7 @@ class _Item:
     method: str
     seed: int
     ok: bool
+    configuration: str
 
 
 def _item(record: dict[str, Any], path: Path | None) -> _Item:
@@ -183,15 +194,21 @@ def _item(record: dict[str, Any], path: Path | None) -> _Item:
         method=config["loss"]["label"],
         seed=int(config["seed"]),
         ok=record.get("status") == "ok",
+        configuration=configuration_id(config),
     )
 
 
-def build(collected: Collected, reference: Iterable[Published] = ()) -> Leaderboard:
-    """Every pair's board, the cross-pair matrix and the provenance of every record."""
+def build(
+    collected: Collected, reference: Iterable[Published] = (), *, pool: bool = False
+) -> Leaderboard:
+    """Every pair's board, the cross-pair matrix and the provenance of every record.
+
+    With ``pool``, a method's records form one row whatever their configuration.
+    """
     reference = list(reference)
     items = [_item(r, collected.paths.get(r["cell_id"])) for r in collected.records]
     warnings = list(collected.warnings)
-    boards = _boards(items, reference, warnings)
+    boards = _boards(items, reference, warnings, pool)
     return Leaderboard(
         boards=boards,
         cross=cross_pair(boards),
@@ -201,7 +218,9 @@ def build(collected: Collected, reference: Iterable[Published] = ()) -> Leaderbo
     )
 
 
-def _boards(items: list[_Item], reference: list[Published], warnings: list[str]) -> list[Board]:
+def _boards(
+    items: list[_Item], reference: list[Published], warnings: list[str], pool: bool
+) -> list[Board]:
     pairs: dict[tuple, list[_Item]] = defaultdict(list)
     shared: dict[tuple, list[_Item]] = defaultdict(list)
     for item in items:
@@ -225,7 +244,7 @@ def _boards(items: list[_Item], reference: list[Published], warnings: list[str])
             teacher_name=first.teacher_name or "-",
             student_name=first.student_name,
         )
-        _fill(board, members, reference, warnings)
+        _fill(board, members, reference, warnings, pool)
         boards.append((key, board))
 
     labels = defaultdict(list)
@@ -241,7 +260,7 @@ def _boards(items: list[_Item], reference: list[Published], warnings: list[str])
 
 
 def _fill(
-    board: Board, items: list[_Item], reference: list[Published], warnings: list[str]
+    board: Board, items: list[_Item], reference: list[Published], warnings: list[str], pool: bool
 ) -> None:
     teacher_acc = [
         (i.record.get("teacher") or {}).get("top1")
@@ -250,11 +269,24 @@ def _fill(
     ]
     board.teacher_top1 = float(teacher_acc[0]) if teacher_acc else NAN
     board.seeds = sorted({i.seed for i in items})
-    by_method: dict[str, list[_Item]] = defaultdict(list)
+    by_method: dict[tuple[str, str], list[_Item]] = defaultdict(list)
     for item in items:
-        by_method[item.method].append(item)
-    rows = [_measured_row(method, group, board.seeds) for method, group in by_method.items()]
+        by_method[(item.method, "" if pool else item.configuration)].append(item)
+    rows = [_measured_row(method, group, board.seeds) for (method, _), group in by_method.items()]
+    configs = defaultdict(list)
+    for (method, config), row in zip(by_method, rows):
+        configs[method].append((config, row))
+    for variants in configs.values():
+        if len(variants) > 1:  # name the configuration only where it tells rows apart
+            for config, row in variants:
+                row.config = config
     for row, group in zip(rows, by_method.values()):
+        pooled = {i.configuration for i in group}
+        if len(pooled) > 1:
+            warnings.append(
+                f"{board.title} {row.method}: {len(pooled)} configurations pooled into one "
+                f"row ({', '.join(sorted(pooled))})"
+            )
         repeated = [s for s in set(row.seeds) if row.seeds.count(s) > 1]
         if repeated:
             warnings.append(
@@ -268,9 +300,7 @@ def _fill(
         row.delta = row.mean - board.baseline
         row.gap = gap_recovered(row.mean, board.baseline, board.teacher_top1)
     _mark_best(rows)
-    rows.sort(
-        key=lambda r: (math.isnan(r.mean), -r.mean if not math.isnan(r.mean) else 0, r.method)
-    )
+    rows.sort(key=lambda r: (math.isnan(r.mean), -r.mean if not math.isnan(r.mean) else 0, r.label))
     board.rows = _with_published(board, rows, reference)
 
 
@@ -396,11 +426,11 @@ def cross_pair(boards: list[Board]) -> CrossPair:
             if row.kind == PUBLISHED:
                 published[row.method][column] = row.mean
                 continue
-            order.setdefault(row.method)
-            top1[(row.method, column)] = row.mean
-            status[(row.method, column)] = row.status
+            order.setdefault(row.label)
+            top1[(row.label, column)] = row.mean
+            status[(row.label, column)] = row.status
             if row.n > 0:
-                means[row.method] = row.mean
+                means[row.label] = row.mean
         for method, value in ranks(means).items():
             rank[(method, column)] = value
         best[column] = max(means.values()) if means else NAN

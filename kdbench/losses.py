@@ -40,12 +40,16 @@ class LossContext:
     """What a loss may need to build its own parameters, given once before training.
 
     Feature shapes are per image (no batch dimension), for the taps the loss asked for.
+    ``train_labels`` are the labels of the training split, indexed like
+    :attr:`LossInputs.indices` (CRD draws its negatives from other classes with them);
+    ``None`` where the caller does not know them.
     """
 
     num_classes: int
     num_train: int
     student_feature_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     teacher_feature_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    train_labels: torch.Tensor | None = None
 
 
 class DistillationLoss(nn.Module):
@@ -85,6 +89,9 @@ class CrossEntropy(DistillationLoss):
     """No distillation: cross-entropy on the labels (the student baseline)."""
 
     needs_teacher = False
+
+    def __init__(self) -> None:
+        super().__init__()
 
     def forward(self, inputs: LossInputs):
         return {"ce": F.cross_entropy(inputs.student_logits, inputs.targets)}

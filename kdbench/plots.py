@@ -146,7 +146,7 @@ def bars(board: Board) -> Figure:
         if r.n == 0:
             ax.text(x, ax.get_ylim()[0], "failed", rotation=90, ha="center", va="bottom",
                     color="C3")  # fmt: skip
-    ax.set_xticks(xs, [r.method for r in rows], rotation=30, ha="right")
+    ax.set_xticks(xs, [r.label for r in rows], rotation=30, ha="right")
     ax.set_ylabel("top-1 % (y axis does not start at 0)")
     ax.set_title(board.title, fontsize="medium")
     ax.grid(True, axis="y", alpha=0.3)

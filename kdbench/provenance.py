@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -15,12 +16,21 @@ from kdbench.measure import device_name
 
 @cache
 def git_state(folder: str) -> dict[str, str | bool | None]:
-    """The git commit of ``folder`` and whether its work tree is dirty (None outside git)."""
+    """The git commit of ``folder`` and whether its work tree is dirty (None outside git).
+
+    Read-only: ``git status`` otherwise refreshes and rewrites ``.git/index`` (racing a
+    user's own git commands in the benchmark's repository), so optional locks are off.
+    """
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
 
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(
-                ["git", "-C", folder, *args], capture_output=True, text=True, timeout=10
+                ["git", "--no-optional-locks", "-C", folder, *args],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                env=env,
             )
         except (OSError, subprocess.TimeoutExpired):
             return None

@@ -28,13 +28,17 @@ FORMATS = ("md", "csv", "latex", "html", "json")
 
 
 def build_leaderboard(
-    locations: Sequence[Path], reference: Path | None = None, use_reference: bool = True
+    locations: Sequence[Path],
+    reference: Path | None = None,
+    use_reference: bool = True,
+    pool: bool = False,
 ) -> Leaderboard:
-    """Records under ``locations`` (duplicates dropped) as leaderboards, with published
-    numbers from ``reference`` (default: ``results/reference``) beside them."""
+    """Records under ``locations`` (each experiment once) as leaderboards, with published
+    numbers from ``reference`` (default: ``results/reference``) beside them; ``pool``
+    puts a method's configurations into one row."""
     found = collect_or_fail(locations)
     rows = load_reference(reference or default_reference_dir()) if use_reference else []
-    return build(found, rows)
+    return build(found, rows, pool=pool)
 
 
 def render_format(board_set: Leaderboard, fmt: str, figs: dict | None = None) -> str:

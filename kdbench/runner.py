@@ -18,6 +18,7 @@ from kdbench.config import BenchmarkConfig
 from kdbench.context import RunContext, resolve_device
 from kdbench.formats import markdown
 from kdbench.leaderboard import build
+from kdbench.lock import results_lock
 from kdbench.matrix import Cell, stable_hash, teachers_of
 from kdbench.progress import RichDisplay
 from kdbench.records import RecordStore, write_text_atomic
@@ -85,6 +86,7 @@ def run_benchmark(
     executor: str | None = None,
     quiet: bool = False,
     console: Console | None = None,
+    wait: bool = False,
 ) -> RunResult:
     """Run every cell without a complete record; write records and tables.
 
@@ -92,6 +94,10 @@ def run_benchmark(
     record is written the moment it comes back. A failed cell is run again up to
     ``[executor] retries`` times (as a further round, after the current one). Ctrl-C
     or any error cancels whatever the executor has submitted and re-raises.
+
+    Nothing is written before the datasets load and the executor is built; from then
+    on this process holds ``out_dir``'s lock: another holder makes it refuse at once
+    (:class:`~kdbench.lock.FolderInUse`), or, with ``wait``, queue behind it.
     """
     console = console or Console(stderr=True)
     torch_device = resolve_device(device)
@@ -106,68 +112,73 @@ def run_benchmark(
     # machine running kdbench (a login node) has none.
     cell_device = str(torch_device) if in_process or device != "auto" else device
 
-    store = RecordStore(out_dir)
-    _remove_stale_temporaries(out_dir)
-    pending = [cell for cell in the_plan.cells if not store.is_done(cell.id)]
-    result = RunResult(out_dir, skipped=len(the_plan.cells) - len(pending))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / "benchmark.toml", the_plan.path.read_text(encoding="utf-8"))
-    console.print(
-        f"{the_plan.config.benchmark.name}: {len(the_plan.cells)} cells, "
-        f"{result.skipped} already done, {len(pending)} to run on {cell_device} "
-        f"({executor_name} executor) -> {out_dir}"
-    )
+    def say(line: str) -> None:  # one unwrapped line: it names a path
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
-    display = RichDisplay(len(the_plan.cells), console) if not quiet else None
-    try:
-        if pending:  # before teachers: a broken executor setup fails fast
-            _call(runner, "start", out_dir)
-        with display or nullcontext():
-            if display:
-                display.bars.update(display.matrix, completed=result.skipped)
-            teachers = provision_teachers(pending, context, out_dir, torch_device, display)
-            jobs = [
-                CellJob(
-                    cell=cell,
-                    device=cell_device,
-                    teacher_weights=(
-                        # absolute: a worker elsewhere may start in another directory
-                        str(Path(teachers[cell.teacher.id]["weights"]).resolve())
-                        if cell.teacher
-                        else None
-                    ),
-                    teacher_info=teachers[cell.teacher.id] if cell.teacher else None,
-                    source_dir=str(the_plan.path.parent.resolve()),
-                    config_hash=the_plan.config_hash,
-                )
-                for cell in pending
-            ]
-            # With lockstep, a unit is a group of cells sharing teacher, data and seed;
-            # out of process, the bare function goes: it pickles, workers add a context.
-            lockstep = executor_cfg.lockstep
-            run: Callable[..., Any] = run_group if lockstep else run_cell
-            if in_process:
-                run = functools.partial(run, context=context, progress=display)
-            labels = {cell.id: cell.label() for cell in pending}
-            rounds = _with_retries(
-                runner, jobs, run, executor_cfg.retries, labels, console, lockstep=lockstep
-            )
-            for record in rounds:
-                record["executor"] = executor_name
-                store.write(record)
-                result.ran += 1
-                if display:
-                    display.advance(record["status"], labels[record["cell_id"]])
-    except BaseException:
+    with results_lock(out_dir, wait=wait, notify=say):
+        store = RecordStore(out_dir)
+        for bad in store.quarantine():  # unusable records: moved aside, their cells rerun
+            say(f"kdbench: warning: {bad}, moved to records/.quarantine/")
+        pending = [cell for cell in the_plan.cells if not store.is_done(cell.id)]
+        result = RunResult(out_dir, skipped=len(the_plan.cells) - len(pending))
+        write_text_atomic(out_dir / "benchmark.toml", the_plan.path.read_text(encoding="utf-8"))
+        console.print(
+            f"{the_plan.config.benchmark.name}: {len(the_plan.cells)} cells, "
+            f"{result.skipped} already done, {len(pending)} to run on {cell_device} "
+            f"({executor_name} executor) -> {out_dir}"
+        )
+
+        display = RichDisplay(len(the_plan.cells), console) if not quiet else None
         try:
-            _call(runner, "cancel")
-        except Exception as exc:  # noqa: BLE001 - the original error is the one to report
-            console.print(f"[red]could not cancel submitted cells:[/red] {exc}")
-        raise
-    finally:
-        _call(runner, "close")
+            if pending:  # before teachers: a broken executor setup fails fast
+                _call(runner, "start", out_dir)
+            with display or nullcontext():
+                if display:
+                    display.bars.update(display.matrix, completed=result.skipped)
+                teachers = provision_teachers(pending, context, out_dir, torch_device, display)
+                jobs = [
+                    CellJob(
+                        cell=cell,
+                        device=cell_device,
+                        teacher_weights=(
+                            # absolute: a worker elsewhere may start in another directory
+                            str(Path(teachers[cell.teacher.id]["weights"]).resolve())
+                            if cell.teacher
+                            else None
+                        ),
+                        teacher_info=teachers[cell.teacher.id] if cell.teacher else None,
+                        source_dir=str(the_plan.path.parent.resolve()),
+                        config_hash=the_plan.config_hash,
+                    )
+                    for cell in pending
+                ]
+                # With lockstep, a unit is a group of cells sharing teacher, data and seed;
+                # out of process, the bare function goes: it pickles, workers add a context.
+                lockstep = executor_cfg.lockstep
+                run: Callable[..., Any] = run_group if lockstep else run_cell
+                if in_process:
+                    run = functools.partial(run, context=context, progress=display)
+                labels = {cell.id: cell.label() for cell in pending}
+                rounds = _with_retries(
+                    runner, jobs, run, executor_cfg.retries, labels, console, lockstep=lockstep
+                )
+                for record in rounds:
+                    record["executor"] = executor_name
+                    store.write(record)
+                    result.ran += 1
+                    if display:
+                        display.advance(record["status"], labels[record["cell_id"]])
+        except BaseException:
+            try:
+                _call(runner, "cancel")
+            except Exception as exc:  # noqa: BLE001 - the original error is the one to report
+                console.print(f"[red]could not cancel submitted cells:[/red] {exc}")
+            raise
+        finally:
+            _call(runner, "close")
 
-    result.table, result.failed = write_leaderboard(out_dir, {cell.id for cell in the_plan.cells})
+        cell_ids = {cell.id for cell in the_plan.cells}
+        result.table, result.failed = write_leaderboard(out_dir, cell_ids)
     return result
 
 
@@ -177,8 +188,7 @@ def write_leaderboard(out_dir: Path, cell_ids: set[str]) -> tuple[str, list[str]
     Only this benchmark's cells count: records an earlier version of the file left in
     the same folder stay on disk but out of the table.
     """
-    found = collect([out_dir])
-    found.records = [r for r in found.records if r["cell_id"] in cell_ids]
+    found = collect([out_dir], cells=cell_ids)
     board = build(found, load_reference(default_reference_dir()))
     publish(board, out_dir, ("md", "csv"), plots=False)
     return markdown(board), [r["cell_id"] for r in found.records if r["status"] != "ok"]
@@ -247,17 +257,6 @@ def _call(runner: Any, method: str, *args: Any) -> None:
     function = getattr(runner, method, None)
     if callable(function):
         function(*args)
-
-
-def _remove_stale_temporaries(out_dir: Path) -> None:
-    """Drop half-written files a killed run left (records are renamed into place whole).
-
-    One run writes a results directory at a time, so any temporary file here is dead.
-    """
-    for folder in (out_dir / "records", out_dir / "teachers"):
-        if folder.is_dir():
-            for tmp in folder.glob(".*.tmp"):
-                tmp.unlink(missing_ok=True)
 
 
 def provision_teachers(

@@ -2,7 +2,9 @@
 
 Done and failed counts come from the records; pending needs the benchmark's cells, so
 the benchmark file is read too (by default the ``benchmark.toml`` that ``kdbench run``
-copies into the directory). Jobs the Slurm executor submitted are listed from the
+copies into the directory). Record files no reader may use are counted as quarantined:
+those still in ``records/`` are moved by the next ``kdbench run``, which reruns their
+cells; status itself moves nothing. Jobs the Slurm executor submitted are listed from the
 job list it keeps in its folder, with their state when ``squeue`` can tell.
 """
 
@@ -12,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kdbench.collect import collect
 from kdbench.context import RunContext
 from kdbench.errors import ConfigError, KdbenchError
+from kdbench.record_schema import dump
+from kdbench.records import BadRecord, RecordStore
 
 
 @dataclass
@@ -26,6 +29,8 @@ class Status:
     failed: list[dict[str, Any]] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
     other_records: int = 0  # records of cells the benchmark no longer has
+    unusable: list[BadRecord] = field(default_factory=list)  # the next run moves them
+    quarantined: list[BadRecord] = field(default_factory=list)  # moved by earlier runs
     jobs: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -39,8 +44,10 @@ def status(out_dir: Path, file: Path | None = None, context: RunContext | None =
     benchmark = file or out_dir / "benchmark.toml"
     if file is None and not benchmark.is_file():
         benchmark = None
-    records = {record["cell_id"]: record for record in collect([out_dir]).records}
-    result = Status(out_dir, benchmark)
+    store = RecordStore(out_dir)
+    valid, bad = store.scan()
+    records = {cell_id: dump(record) for cell_id, record in valid.items()}
+    result = Status(out_dir, benchmark, unusable=bad, quarantined=store.quarantined())
     executor_params: dict[str, Any] = {}
     if benchmark is None:
         cells = None

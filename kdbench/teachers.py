@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from kdbench.checkpoints import load_weights, read_state_dict
 from kdbench.context import RunContext
 from kdbench.data import Augment, BatchStream, DatasetSplits, sample_inputs
 from kdbench.errors import KdbenchError
@@ -121,63 +122,8 @@ def load_teacher(
     spec: TeacherSpec, context: RunContext, data: DatasetSplits, path: Path, device: torch.device
 ) -> nn.Module:
     """Build the teacher and load weights from ``path`` (a state_dict or a full checkpoint)."""
+    state = read_state_dict(path)
     model = _build(spec, context, data, device)
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for unreadable files
-        raise KdbenchError(f"cannot read teacher checkpoint '{path}': {exc}") from exc
-    state = _state_dict_of(checkpoint, path)
-    _check_compatible(model, state, path, spec.model.name)
-    model.load_state_dict(state)
+    load_weights(model, state, path, spec.model.name)
     model.eval()
     return model
-
-
-def _state_dict_of(checkpoint: Any, path: Path) -> dict[str, torch.Tensor]:
-    """Accept a bare state_dict or the usual wrappers ({"state_dict": ...}, {"model": ...})."""
-    if isinstance(checkpoint, dict):
-        for key in ("state_dict", "model", "net"):
-            if isinstance(checkpoint.get(key), dict):
-                checkpoint = checkpoint[key]
-                break
-    if not isinstance(checkpoint, dict) or not all(
-        isinstance(v, torch.Tensor) for v in checkpoint.values()
-    ):
-        raise KdbenchError(
-            f"teacher checkpoint '{path}' holds no state_dict (expected a dict of tensors, "
-            "or one under 'state_dict' / 'model')"
-        )
-    return {k.removeprefix("module."): v for k, v in checkpoint.items()}
-
-
-def _check_compatible(
-    model: nn.Module, state: dict[str, torch.Tensor], path: Path, name: str
-) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = [
-        f"{key} {tuple(state[key].shape)} vs {tuple(expected[key].shape)}"
-        for key in expected
-        if key in state and state[key].shape != expected[key].shape
-    ]
-    problems = [
-        f"{label}: {_listed(items)}"
-        for label, items in (
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            ("shape mismatches (checkpoint vs model)", mismatched),
-        )
-        if items
-    ]
-    if problems:
-        raise KdbenchError(
-            f"teacher checkpoint '{path}' does not fit model '{name}' on this dataset: "
-            + " | ".join(problems)
-        )
-
-
-def _listed(items: list[str], limit: int = 5) -> str:
-    return "; ".join(items[:limit]) + (
-        f" (+{len(items) - limit} more)" if len(items) > limit else ""
-    )

@@ -18,43 +18,22 @@ from kdbench.plugins import BUILTIN_PLUGINS, load_plugins, make_plugin_manager
 from kdbench.registry import Registry
 
 REFERENCE = Path(__file__).parent / "data" / "cifar_zoo_params.csv"
+RESULTS = Path(__file__).parents[1] / "results" / "reference"
 with REFERENCE.open(newline="") as _file:
     REFERENCE_ROWS = list(csv.DictReader(_file))
 
-# Documented tap shapes (C, H, W) for a 32x32 input: stem, then stage1..stageN (each
-# stageK_pre has its stage's shape), then the pool embedding width.
-_CIFAR = ((16, 32, 32), ((16, 32, 32), (32, 16, 16), (64, 8, 8)), 64)
-_X4 = ((32, 32, 32), ((64, 32, 32), (128, 16, 16), (256, 8, 8)), 256)
-_WRN2 = ((16, 32, 32), ((32, 32, 32), (64, 16, 16), (128, 8, 8)), 128)
-_VGG = ((64, 32, 32), ((128, 16, 16), (256, 8, 8), (512, 4, 4), (512, 4, 4)), 512)
-SHAPES = {
-    **dict.fromkeys(
-        ["resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"],
-        _CIFAR,
-    ),
-    "resnet8x4": _X4,
-    "resnet32x4": _X4,
-    "ResNet50": (
-        (64, 32, 32),
-        ((256, 32, 32), (512, 16, 16), (1024, 8, 8), (2048, 4, 4)),
-        2048,
-    ),
-    "wrn_16_1": _CIFAR,
-    "wrn_40_1": _CIFAR,
-    "wrn_16_2": _WRN2,
-    "wrn_40_2": _WRN2,
-    **dict.fromkeys(["vgg8", "vgg11", "vgg13", "vgg16", "vgg19"], _VGG),
-    "MobileNetV2": (
-        (16, 16, 16),
-        ((12, 16, 16), (16, 8, 8), (48, 4, 4), (160, 2, 2)),
-        1280,
-    ),
-    "ShuffleV1": ((24, 32, 32), ((240, 16, 16), (480, 8, 8), (960, 4, 4)), 960),
-    "ShuffleV2": ((24, 32, 32), ((116, 16, 16), (232, 8, 8), (464, 4, 4)), 1024),
-}
+# Shapes per image of the reference's ``model(x, is_feat=True)`` list for a 32x32 input:
+# index 0 is the stem, 1..N the stages, the last the pooled embedding.
+FEATURE_SHAPES: dict[str, list[tuple[int, ...]]] = {}
+with (RESULTS / "repdistiller_feature_shapes.csv").open(newline="") as _file:
+    for _row in csv.DictReader(_file):
+        _shape = tuple(int(n) for n in _row["shape_per_image"].split("x"))
+        FEATURE_SHAPES.setdefault(_row["model"], []).append(_shape)
 
 # Stages that end without a ReLU: the pre-activation tap is the stage output itself.
 LINEAR_STAGES = {"MobileNetV2"}
+# Pre-activation networks: stageK is the raw group output, stageK_act its activation.
+PREACT = {"wrn_16_1", "wrn_16_2", "wrn_40_1", "wrn_40_2"}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -67,8 +46,8 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def test_every_model_has_documented_shapes():
-    assert set(SHAPES) == set(MODELS)
+def test_every_model_has_reference_feature_shapes():
+    assert set(FEATURE_SHAPES) == set(MODELS)
 
 
 def test_reference_covers_only_zoo_models():
@@ -109,27 +88,36 @@ def test_in_channels_only_changes_the_first_conv(name):
     )
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_feature_taps_have_documented_shapes(name):
-    model = MODELS[name](num_classes=100, in_channels=3)
+def _tapped(name: str) -> tuple[nn.Module, dict[str, str], dict[str, torch.Tensor]]:
+    model = MODELS[name](num_classes=100, in_channels=3).eval()
     taps = cifar_zoo.feature_taps(model)
-    stem_shape, stage_shapes, pool_dim = SHAPES[name]
-    stages = len(stage_shapes)
-    expected = {"stem", "pool"}
-    expected |= {f"stage{k}" for k in range(1, stages + 1)}
-    expected |= {f"stage{k}_pre" for k in range(1, stages + 1)}
-    assert set(taps) == expected
-
     torch.manual_seed(0)
     with FeatureTaps(model, taps, taps) as tapped, torch.no_grad():
-        model.eval()(torch.randn(2, 3, 32, 32))
-    features = tapped.pop()
-    assert set(features) == expected
+        model(torch.randn(2, 3, 32, 32))
+    return model, taps, tapped.pop()
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_feature_taps_have_the_reference_shapes(name):
+    model, taps, features = _tapped(name)
+    stem_shape, *stage_shapes, pool_shape = FEATURE_SHAPES[name]
+    stages = range(1, len(stage_shapes) + 1)
+    expected = {"stem", "pool"} | {f"stage{k}" for k in stages} | {f"stage{k}_pre" for k in stages}
+    if name in PREACT:
+        expected |= {f"stage{k}_act" for k in stages}
+    assert set(taps) == set(features) == expected
     assert features["stem"].shape == (2, *stem_shape)
-    assert features["pool"].shape == (2, pool_dim) == (2, model.fc.in_features)
+    classifier = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    assert features["pool"].shape == (2, *pool_shape) == (2, classifier.in_features)
     for k, shape in enumerate(stage_shapes, start=1):
+        assert features[f"stage{k}"].shape == features[f"stage{k}_pre"].shape == (2, *shape)
+
+
+@pytest.mark.parametrize("name", sorted(set(MODELS) - PREACT))
+def test_stage_taps_are_activated_stage_outputs(name):
+    _, _, features = _tapped(name)
+    for k in range(1, len(FEATURE_SHAPES[name]) - 1):
         out, pre = features[f"stage{k}"], features[f"stage{k}_pre"]
-        assert out.shape == pre.shape == (2, *shape)
         if name in LINEAR_STAGES:
             assert torch.equal(out, pre)
         else:
@@ -138,6 +126,20 @@ def test_feature_taps_have_documented_shapes(name):
             assert (pre < 0).any()
             assert (out >= 0).all()
             assert torch.equal(out, torch.relu(pre))
+
+
+@pytest.mark.parametrize("name", sorted(PREACT))
+def test_wrn_stage_taps_are_raw_group_outputs(name):
+    """As in the reference's feature list: signed block-group sums, before the BN-ReLU
+    that the next group (or the head) applies; ``stageK_act`` is after it."""
+    model, _, features = _tapped(name)
+    norms = [model.block2.layer[0].bn1, model.block3.layer[0].bn1, model.bn1]
+    for k, norm in enumerate(norms, start=1):
+        raw, pre, act = (features[f"stage{k}{suffix}"] for suffix in ("", "_pre", "_act"))
+        assert (raw < 0).any()
+        with torch.no_grad():
+            assert torch.equal(pre, norm(raw))
+        assert torch.equal(act, torch.relu(pre))
 
 
 def test_shufflev2_passes_only_activated_channels_through():

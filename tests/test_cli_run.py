@@ -11,6 +11,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from kdbench.cli import cli
+from kdbench.record_schema import SCHEMA_VERSION
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -37,7 +38,7 @@ def test_run_writes_records_and_table_then_resumes(tiny_benchmark: Path, tmp_pat
     assert {r["status"] for r in records} == {"ok"}
     assert {r["config"]["loss"]["label"] for r in records} == {"ce", "kd"}
     for r in records:
-        assert r["schema_version"] == 1
+        assert r["schema_version"] == SCHEMA_VERSION
         assert 0 <= r["metrics"]["top1"] <= 100
         assert r["provenance"]["torch"] and r["provenance"]["kdbench"]
         assert r["size"]["params"] > 0 and r["latency"]["batch1_p50_ms"] > 0

@@ -6,24 +6,49 @@ module's own weights), never through the losses' helpers.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy.stats import chisquare
 
-from conftest import distil_steps, feature_context, loss_inputs, np_ce, rand
+from conftest import distil_steps, feature_context, loss_inputs, np_ce, rand, write_benchmark
+from kdbench import ConfigError
+from kdbench.builtin.datasets_digits import digits as digits_dataset
 from kdbench.builtin.losses_crd import CRD
 from kdbench.builtin.losses_reviewkd import ABF, ReviewKD, hcl
+from kdbench.cell import CellJob, run_cell
+from kdbench.context import RunContext
+from kdbench.runner import plan, provision_teachers
 
 # --- CRD ---------------------------------------------------------------------------------
 
 
-def _crd_setup(num_train=12, negatives=4):
+def _labelled_context(fs, ft, labels):
+    return replace(feature_context(fs, ft, num_train=len(labels)), train_labels=labels)
+
+
+def _crd_setup(num_train=12, negatives=4, labels=None, **params):
+    """A CRD set up on ``num_train`` samples; labels cycle through 3 classes by default."""
     fs, ft = {"pool": rand(1, 3, 5)}, {"pool": rand(2, 3, 6)}
+    labels = torch.arange(num_train) % 3 if labels is None else labels
     torch.manual_seed(0)
-    loss = CRD(negatives=negatives, feature_dim=8)
-    loss.setup(feature_context(fs, ft, num_train=num_train))
+    loss = CRD(negatives=negatives, feature_dim=8, **params)
+    loss.setup(_labelled_context(fs, ft, labels))
     return loss, fs, ft
+
+
+class _LabelledCRD(CRD):
+    """CRD whose setup context carries the labels ``distil_steps`` does not pass."""
+
+    def __init__(self, labels, **params):
+        super().__init__(**params)
+        self.labels = labels
+
+    def setup(self, context):
+        super().setup(replace(context, train_labels=self.labels))
 
 
 def _np_embed(linear, x):
@@ -79,8 +104,8 @@ def test_crd_matches_nce_objective_and_updates_memory_with_momentum(monkeypatch)
     assert loss.z_student.item() == z_first == pytest.approx(z_s, rel=1e-5)
 
 
-def test_crd_negatives_exclude_the_sample_and_are_capped_at_n_minus_1():
-    loss, _, _ = _crd_setup(num_train=10, negatives=16384)
+def test_crd_uniform_negatives_exclude_the_sample_and_are_capped_at_n_minus_1():
+    loss, _, _ = _crd_setup(num_train=10, negatives=16384, negative_sampling="uniform")
     assert loss.num_negatives == 9
     indices = torch.arange(10)
     drawn = loss.sample_negatives(indices)
@@ -90,10 +115,105 @@ def test_crd_negatives_exclude_the_sample_and_are_capped_at_n_minus_1():
     assert len(drawn.unique()) == 10  # every index gets drawn as someone's negative
 
 
+# Unequal classes, shuffled: 4, 8, 12 and 16 samples of classes 0..3.
+_uneven = torch.tensor([0] * 4 + [1] * 8 + [2] * 12 + [3] * 16)[
+    torch.randperm(40, generator=torch.Generator().manual_seed(3))
+]
+
+
+def test_crd_negatives_come_from_other_classes_by_default():
+    loss, _, _ = _crd_setup(negatives=2000, labels=_uneven)
+    assert loss.negative_sampling == "other_class" and loss.num_negatives == 39
+    indices = torch.arange(40)
+    torch.manual_seed(1)
+    drawn = loss.sample_negatives(indices)
+    assert drawn.shape == (40, 39)
+    assert drawn.min() >= 0 and drawn.max() <= 39
+    assert not (_uneven[drawn] == _uneven[indices].unsqueeze(1)).any()
+
+
+@pytest.mark.parametrize("anchor_class", [0, 3])
+def test_crd_other_class_negatives_are_uniform_over_every_other_class_sample(anchor_class):
+    loss, _, _ = _crd_setup(negatives=4000, labels=_uneven)
+    anchors = torch.nonzero(_uneven == anchor_class).flatten()
+    torch.manual_seed(2)
+    drawn = loss.sample_negatives(anchors.repeat(2000)).flatten()  # 39 per anchor
+    counts = torch.bincount(drawn, minlength=40)
+    others = torch.nonzero(_uneven != anchor_class).flatten()
+    assert counts[_uneven == anchor_class].sum() == 0
+    assert (counts[others] > 0).all()  # every other-class sample can be drawn
+    # Equal expected counts for every other-class sample; a sampler that favoured a class
+    # (say, weighting by class rather than by sample) fails this at any usual level.
+    assert chisquare(counts[others].numpy()).pvalue > 1e-3
+    expected = len(drawn) / len(others)
+    assert counts[others].max() < 1.1 * expected and counts[others].min() > 0.9 * expected
+
+
+def test_crd_uniform_sampling_still_draws_same_class_samples():
+    loss, _, _ = _crd_setup(negatives=2000, labels=_uneven, negative_sampling="uniform")
+    indices = torch.arange(40)
+    torch.manual_seed(1)
+    drawn = loss.sample_negatives(indices)
+    same = _uneven[drawn] == _uneven[indices].unsqueeze(1)
+    # Each anchor's class holds 3..15 of the 39 other samples: about 30% of draws.
+    assert 0.2 < same.float().mean() < 0.4
+
+
+def test_crd_other_class_sampling_needs_the_training_labels():
+    fs, ft = {"pool": rand(1, 3, 5)}, {"pool": rand(2, 3, 6)}
+    with pytest.raises(ConfigError, match="train_labels"):
+        CRD().setup(feature_context(fs, ft, num_train=12))
+    with pytest.raises(ConfigError, match="two classes"):
+        CRD().setup(_labelled_context(fs, ft, torch.zeros(12, dtype=torch.long)))
+    CRD(negative_sampling="uniform").setup(feature_context(fs, ft, num_train=12))
+
+
+def test_harness_hands_crd_the_training_labels_and_it_draws_other_classes(tmp_path, monkeypatch):
+    bench = write_benchmark(tmp_path)
+    bench.write_text(
+        bench.read_text()
+        .replace("seeds = [0, 1]", "seeds = [0]")
+        .replace("[losses.kd]\ntemperature = 4.0", "[losses.crd]\nnegatives = 64")
+        .replace('student = "mlp"\nstudent_params = { hidden = 16 }',
+                 'student = "cnn"\nstudent_params = { width = 4 }')
+    )  # fmt: skip
+    labels_seen, draws = [], []
+    setup, sample = CRD.setup, CRD.sample_negatives
+
+    def spy_setup(self, context):
+        labels_seen.append(context.train_labels)
+        setup(self, context)
+
+    def spy_sample(self, indices):
+        drawn = sample(self, indices)
+        draws.append((indices.clone(), drawn.clone()))
+        return drawn
+
+    monkeypatch.setattr(CRD, "setup", spy_setup)
+    monkeypatch.setattr(CRD, "sample_negatives", spy_sample)
+    context = RunContext()
+    [cell] = [c for c in plan(bench, context).cells if c.loss.label == "crd"]
+    weights = provision_teachers([cell], context, tmp_path, torch.device("cpu"))
+    job = CellJob(cell=cell, device="cpu", teacher_weights=weights[cell.teacher.id]["weights"])
+    assert run_cell(job, context)["status"] == "ok"
+
+    train_labels = digits_dataset().train.labels
+    [labels] = labels_seen
+    assert torch.equal(labels, train_labels)
+    assert draws
+    for indices, drawn in draws:
+        assert not (train_labels[drawn] == train_labels[indices].unsqueeze(1)).any()
+
+
+def test_crd_rejects_an_unknown_negative_sampling():
+    with pytest.raises(ValueError, match="other_class"):
+        CRD(negative_sampling="same_class")
+
+
 def test_crd_kd_weight_adds_hintons_kd_term():
     fs, ft = {"pool": rand(1, 3, 5)}, {"pool": rand(2, 3, 6)}
     loss = CRD(kd_weight=1.0, negatives=4)
-    loss.setup(feature_context(fs, ft, num_train=12))
+    loss.setup(_labelled_context(fs, ft, torch.arange(12) % 3))
     inputs = loss_inputs(fs, ft, indices=[0, 1, 2])
     kd = loss(inputs)["kd"].item()
     t = 4.0
@@ -108,7 +228,7 @@ def test_crd_gradients_reach_student_and_both_embeddings_not_teacher():
     fs = {"pool": rand(1, 4, 5).requires_grad_(True)}
     ft = {"pool": rand(2, 4, 6).requires_grad_(True)}
     loss = CRD(negatives=8)
-    loss.setup(feature_context(fs, ft, num_train=20))
+    loss.setup(_labelled_context(fs, ft, torch.arange(20) % 4))
     sum(loss(loss_inputs(fs, ft, indices=[4, 9, 1, 17])).values()).backward()
     assert fs["pool"].grad.abs().sum() > 0
     assert ft["pool"].grad is None or torch.count_nonzero(ft["pool"].grad) == 0
@@ -249,7 +369,7 @@ def test_reviewkd_trains_a_small_student(digits):
 
 
 def test_crd_trains_a_small_student(digits):
-    totals, changed = distil_steps(CRD(), *digits, steps=8, batch=32)
+    totals, changed = distil_steps(_LabelledCRD(digits[1]), *digits, steps=8, batch=32)
     assert all(changed)  # student and both embedding heads moved
     # No decrease is asserted: Z is fixed on the first batch while the memory bank still
     # holds its random start, so the loss first rises as real embeddings fill the bank

@@ -6,6 +6,8 @@ equations, never through kdbench's helpers.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -150,7 +152,33 @@ def test_kd_ls_matches_paper_equations():
     ns, nt = np_zscore(zs.numpy()), np_zscore(zt.numpy())
     kl = np.mean([np_kl(np_softmax(nt[i] / t), np_softmax(ns[i] / t)) for i in range(len(y))])
     assert terms["kd"].item() == pytest.approx(9.0 * t**2 * kl, rel=1e-5)
-    assert terms["ce"].item() == pytest.approx(np_ce(zs.numpy(), y.numpy()), rel=1e-10)
+    assert terms["ce"].item() == pytest.approx(0.1 * np_ce(zs.numpy(), y.numpy()), rel=1e-10)
+
+
+def test_logit_standardization_defaults_are_the_authors_cifar100_settings():
+    # sunshangquan/logit-standardization-KD: mdistiller/engine/cfg.py sets
+    # CFG.KD.LOSS.CE_WEIGHT = 0.1 and CFG.DKD.CE_WEIGHT = 1.0, CFG.DKD.ALPHA = 1.0,
+    # CFG.DKD.BETA = 8.0, CFG.DKD.WARMUP = 20; tools/train.py --logit-stand sets the KD
+    # weight and temperature from --kd-weight (default 9) and --base-temp (default 2),
+    # and for DKD multiplies alpha and beta by the KD weight.
+    kd_ls = KDLS()
+    assert (kd_ls.ce_weight, kd_ls.kd_weight, kd_ls.temperature) == (0.1, 9.0, 2.0)
+    dkd_ls = DKDLS()
+    assert (dkd_ls.ce_weight, dkd_ls.alpha, dkd_ls.beta) == (1.0, 1.0 * 9, 8.0 * 9)
+    assert (dkd_ls.temperature, dkd_ls.warmup) == (2.0, 20)
+
+
+def test_kd_ls_hand_computed_case():
+    # Student [1, 2, 3] and teacher [3, 2, 1] both have mean 2 and Bessel std 1, so they
+    # standardise to [-1, 0, 1] and [1, 0, -1]; at T = 2 the log-probability difference
+    # log p_t - log p_s is [1, 0, -1] (equal log-sum-exps by symmetry), so
+    # KL(p_t || p_s) = p_t[0] - p_t[2] = 2 sinh(1/2) / (1 + 2 cosh(1/2)). The target is
+    # class 2, so CE = -log softmax([1, 2, 3])[2] = log(1 + e^-1 + e^-2).
+    zs, zt = torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[3.0, 2.0, 1.0]])
+    terms = KDLS()(_inputs(zs, zt, torch.tensor([2])))
+    kl = 2 * math.sinh(0.5) / (1 + 2 * math.cosh(0.5))
+    assert terms["kd"].item() == pytest.approx(9 * 2**2 * kl, rel=1e-6)
+    assert terms["ce"].item() == pytest.approx(0.1 * math.log(1 + math.exp(-1) + math.exp(-2)))
 
 
 def test_dkd_ls_is_dkd_on_z_scored_logits():

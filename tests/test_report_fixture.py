@@ -200,21 +200,47 @@ def test_cli_warns_about_duplicates_on_stderr():
     assert "duplicate" not in result.stdout
 
 
-def test_one_seed_in_two_different_cells_is_reported(tmp_path: Path):
-    """Not a duplicate (other cell id), but the same seed twice: said, and both count."""
+def _renamed_copy(tmp_path: Path, **loss_params) -> dict:
+    """A machine-a record under another benchmark name (and loss parameters)."""
     source = MACHINES[0] / "records" / "eaa8309a79a5.json"  # resnet8x4 kd, seed 1
     record = json.loads(source.read_text())
     record["cell_id"] = "0123456789ab"
     record["config"]["benchmark"] = "renamed"
+    record["config"]["loss"]["params"].update(loss_params)
     (tmp_path / "records").mkdir()
     (tmp_path / "records" / "0123456789ab.json").write_text(json.dumps(record))
+    return record
+
+
+def test_one_experiment_under_another_benchmark_name_counts_once(tmp_path: Path):
+    record = _renamed_copy(tmp_path)
     board_set = build(collect([MACHINES[0], tmp_path]))
+    (warning,) = [w for w in board_set.warnings if "0123456789ab" in w]
+    assert warning.startswith("duplicate record for cell eaa8309a79a5")
+    assert "benchmark 'renamed'" in warning
+    rows = [r for b in board_set.boards for r in b.measured if "eaa8309a79a5" in r.cells]
+    assert rows and all(r.seeds.count(record["config"]["seed"]) == 1 for r in rows)
+    assert not any("0123456789ab" in r.cells for b in board_set.boards for r in b.measured)
+
+
+def test_one_seed_of_two_configurations_is_two_rows_unless_pooled(tmp_path: Path):
+    """Same method name, other parameters: its own row; --pool merges and says so."""
+    record = _renamed_copy(tmp_path, temperature=123.0)
     config = record["config"]
-    (warning,) = [w for w in board_set.warnings if "recorded by more than one cell" in w]
+    board_set = build(collect([MACHINES[0], tmp_path]))
+    rows = [r for b in board_set.boards for r in b.measured if r.method == config["loss"]["label"]]
+    mine = [r for r in rows if "0123456789ab" in r.cells]
+    assert len(mine) == 1 and mine[0].n == 1 and mine[0].config
+    (other,) = [r for r in rows if "eaa8309a79a5" in r.cells]
+    assert other.config and other.config != mine[0].config
+    assert mine[0].label == f"{config['loss']['label']} [{mine[0].config}]"
+
+    pooled = build(collect([MACHINES[0], tmp_path]), pool=True)
+    (warning,) = [w for w in pooled.warnings if "recorded by more than one cell" in w]
     assert f"{config['loss']['label']}: seed(s) [{config['seed']}]" in warning
-    assert record["cell_id"] in warning and source.stem in warning
-    rows = [r for b in board_set.boards for r in b.measured if source.stem in r.cells]
-    assert rows and all(r.seeds.count(config["seed"]) == 2 for r in rows)
+    assert any("2 configurations pooled" in w for w in pooled.warnings)
+    rows = [r for b in pooled.boards for r in b.measured if "0123456789ab" in r.cells]
+    assert rows and all(r.seeds.count(config["seed"]) == 2 and not r.config for r in rows)
 
 
 def test_no_records_is_a_usage_error(tmp_path: Path):

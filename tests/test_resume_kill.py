@@ -76,17 +76,26 @@ def resume(bench: Path, out: Path, done_before: dict[str, int]) -> None:
     assert {name: after[name] for name in done_before} == done_before
 
 
-def test_sigkill_midway_then_resume_runs_every_cell_once(tmp_path: Path):
-    # Longer cells than the tiny default, so the kill lands while cells remain.
-    tiny_benchmark = write_benchmark(tmp_path, text=TINY.format(extra_pairs="").replace(
+def longer_benchmark(folder: Path) -> Path:
+    """Longer cells than the tiny default, so a kill lands while cells remain."""
+    return write_benchmark(folder, text=TINY.format(extra_pairs="").replace(
         "[recipe]\nepochs = 2", "[recipe]\nepochs = 12"))  # fmt: skip
+
+
+def finished(out: Path) -> dict[str, int]:
+    """Each record file's mtime: which cells a resumed run must leave alone."""
+    return {p.name: p.stat().st_mtime_ns for p in (out / "records").glob("*.json")}
+
+
+def test_sigkill_midway_then_resume_runs_every_cell_once(tmp_path: Path):
+    tiny_benchmark = longer_benchmark(tmp_path)
     out = tmp_path / "out"
     process = start(tiny_benchmark, out)
     wait_for_first_record(process, out)
     process.kill()
     process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL
-    done = {p.name: p.stat().st_mtime_ns for p in (out / "records").glob("*.json")}
+    done = finished(out)
     assert 1 <= len(done) < CELLS
     resume(tiny_benchmark, out, done)
 
@@ -107,6 +116,6 @@ def test_ctrl_c_stops_pool_workers_exits_130_and_resumes(tmp_path: Path):
     while group_members(process.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert group_members(process.pid) == []  # no worker outlives the run
-    done = {p.name: p.stat().st_mtime_ns for p in (out / "records").glob("*.json")}
+    done = finished(out)
     assert 1 <= len(done) < CELLS
     resume(bench, out, done)

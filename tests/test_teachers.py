@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 from pathlib import Path
@@ -17,15 +18,13 @@ def run(*args: str):
     return CliRunner().invoke(cli, [*args, "--quiet"])
 
 
-def with_checkpoint(folder: Path, name: str) -> Path:
-    """The tiny benchmark in ``folder``, its teacher loaded from ``folder/name``."""
+def with_checkpoint(folder: Path, name: str, model: str | None = None) -> Path:
+    """The tiny benchmark in ``folder``, its teacher (the small cnn, or ``model``)
+    loaded from ``folder/name``."""
     bench = write_benchmark(folder)
-    bench.write_text(
-        bench.read_text().replace(
-            "teacher_params = { width = 8 }",
-            f'teacher_params = {{ width = 8 }}\nteacher_checkpoint = "{name}"',
-        )
-    )
+    teacher = 'teacher = "cnn"\nteacher_params = { width = 8 }'
+    loaded = f'teacher = "{model}"' if model else teacher
+    bench.write_text(bench.read_text().replace(teacher, f'{loaded}\nteacher_checkpoint = "{name}"'))
     return bench
 
 
@@ -88,7 +87,8 @@ def test_checkpoint_with_code_in_it_is_refused(tmp_path):
     bench = with_checkpoint(tmp_path, "evil.pt")
     result = run("run", str(bench), "--out", str(tmp_path / "out"))
     assert result.exit_code == 2
-    assert "cannot read teacher checkpoint" in result.output
+    [line] = [line for line in result.output.splitlines() if "evil.pt" in line]
+    assert "is refused" in line and "pathlib.PosixPath" in line
 
 
 def test_missing_checkpoint_names_the_key(tmp_path):
@@ -96,3 +96,39 @@ def test_missing_checkpoint_names_the_key(tmp_path):
     result = CliRunner().invoke(cli, ["validate", str(bench)])
     assert result.exit_code == 2
     assert "pairs[0].teacher_checkpoint" in result.output and "does not exist" in result.output
+
+
+def test_a_reference_training_file_is_a_teacher_checkpoint(tmp_path):
+    """RepDistiller's last-epoch file - options as an argparse.Namespace, weights under
+    'model' - provisions a zoo teacher unchanged, and its accuracy is measured."""
+    from kdbench.builtin.cifar_zoo import MODELS
+
+    torch.manual_seed(0)
+    teacher = MODELS["resnet8"](num_classes=10, in_channels=1)
+    options = argparse.Namespace(model="resnet8", learning_rate=0.05, lr_decay_epochs=[150])
+    checkpoint = tmp_path / "resnet8_last.pth"
+    torch.save(
+        {"opt": options, "model": teacher.state_dict(), "optimizer": {"state": {}}}, checkpoint
+    )
+    bench = with_checkpoint(tmp_path, "resnet8_last.pth", "resnet8")
+    out = tmp_path / "out"
+    result = run("teachers", "train", str(bench), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    [meta] = [json.loads(p.read_text()) for p in (out / "teachers").glob("*.json")]
+    assert meta["name"] == "resnet8" and meta["source"] == "checkpoint"
+    assert meta["num_params"] == sum(p.numel() for p in teacher.parameters())
+    assert meta["sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    [row] = [line for line in result.output.splitlines() if line.startswith("resnet8 ")]
+    assert row.split()[1:3] == ["checkpoint", f"{meta['top1']:.2f}"]
+
+
+def test_a_reference_file_of_another_zoo_model_is_one_clear_line(tmp_path):
+    from kdbench.builtin.cifar_zoo import MODELS
+
+    weights = MODELS["resnet8"](num_classes=10, in_channels=1).state_dict()
+    torch.save({"model": weights}, tmp_path / "resnet8.pth")
+    bench = with_checkpoint(tmp_path, "resnet8.pth", "resnet14")
+    result = run("teachers", "train", str(bench), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    [line] = [line for line in result.output.splitlines() if "resnet8.pth" in line]
+    assert "does not fit model 'resnet14'" in line and "missing keys: layer1.1." in line

@@ -250,6 +250,16 @@ CASES = [
         add(TEMPERED + "taps = [1]\n"),
         [["losses.t.taps", "[0]", "valid string"]],
     ),
+    (
+        "builtin-kd-temperature",
+        sub("temperature = 4.0", "temperature = -4"),
+        [["losses.kd.temperature", "must be > 0, got -4"]],
+    ),
+    (
+        "builtin-kd-alpha",
+        add("alpha = 7.5\n"),
+        [["losses.kd.alpha", "must be <= 1, got 7.5"]],
+    ),
     # values only building finds
     (
         "width-zero",
@@ -260,7 +270,7 @@ CASES = [
     (
         "test-fraction-out-of-range",
         sub("[datasets.digits]", "[datasets.digits]\ntest_fraction = 1.5"),
-        [["datasets.digits", "test_size"]],
+        [["datasets.digits.test_fraction", "must be < 1, got 1.5"]],
     ),
     (
         "executor-threads-zero",
@@ -284,12 +294,12 @@ CASES = [
     (
         "checkpoint-truncated",
         with_checkpoint(truncated),
-        [["pairs[0].teacher_checkpoint", "cannot read teacher checkpoint"]],
+        [["pairs[0].teacher_checkpoint", "not a complete PyTorch weights file"]],
     ),
     (
         "checkpoint-empty",
         with_checkpoint(empty),
-        [["pairs[0].teacher_checkpoint", "cannot read teacher checkpoint"]],
+        [["pairs[0].teacher_checkpoint", "is empty (0 bytes)"]],
     ),
     (
         "checkpoint-directory",
@@ -304,7 +314,7 @@ CASES = [
     (
         "checkpoint-unknown-global",
         with_checkpoint(unknown_global),
-        [["pairs[0].teacher_checkpoint", "cannot read teacher checkpoint"]],
+        [["pairs[0].teacher_checkpoint", "is refused"]],
     ),
     (
         "checkpoint-not-a-state-dict",
@@ -314,7 +324,7 @@ CASES = [
     (
         "checkpoint-random-bytes",
         with_checkpoint(random_bytes),
-        [["pairs[0].teacher_checkpoint", "cannot read teacher checkpoint"]],
+        [["pairs[0].teacher_checkpoint", "checkpoint '"]],
     ),
     (
         "checkpoint-missing",
@@ -430,12 +440,11 @@ CASES = [
     ),
     (
         "several-build-mistakes",
-        lambda f: (
-            with_checkpoint(empty)(f)
-            .replace("hidden = 16", "hidden = -3")
-            .replace("[losses.kd]", TEMPERED + "taps = ['stage9']\n[losses.kd]")
+        lambda f: with_checkpoint(empty)(f).replace(
+            'student = "mlp"\nstudent_params = { hidden = 16 }',
+            'student = "tiny"\nstudent_params = { pretrained = true }',
         ),
-        [["pairs[0].teacher_checkpoint"], ["pairs[0].student"]],
+        [["pairs[0].teacher_checkpoint", "is empty"], ["pairs[0].student", "pretrained"]],
     ),
 ]
 

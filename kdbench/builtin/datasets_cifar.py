@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kdbench import hookimpl
+from kdbench import PositiveInt, hookimpl
 from kdbench.builtin._subsets import subset
 from kdbench.builtin._torchvision_download import torchvision_download
 from kdbench.data import DatasetSplits, Split
@@ -173,8 +173,8 @@ def cifar10(
     *,
     root: str = DEFAULT_ROOT,
     download: bool = False,
-    train_subset: int | None = None,
-    test_subset: int | None = None,
+    train_subset: PositiveInt | None = None,
+    test_subset: PositiveInt | None = None,
 ) -> DatasetSplits:
     """CIFAR-10: 50k/10k 32x32 colour images in 10 classes, torchvision's files under root.
 
@@ -191,8 +191,8 @@ def cifar100(
     *,
     root: str = DEFAULT_ROOT,
     download: bool = False,
-    train_subset: int | None = None,
-    test_subset: int | None = None,
+    train_subset: PositiveInt | None = None,
+    test_subset: PositiveInt | None = None,
 ) -> DatasetSplits:
     """CIFAR-100: 50k/10k 32x32 colour images in 100 fine classes, torchvision's files.
 

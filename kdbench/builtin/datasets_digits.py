@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import torch
 
-from kdbench import DatasetSplits, Split, hookimpl
+from kdbench import DatasetSplits, Fraction, NonNegativeInt, Split, hookimpl
 
 __all__ = ["digits"]
 
 
-def digits(*, test_fraction: float = 0.25, split_seed: int = 0) -> DatasetSplits:
+def digits(*, test_fraction: Fraction = 0.25, split_seed: NonNegativeInt = 0) -> DatasetSplits:
     """scikit-learn digits (8x8 grey, 10 classes) with a fixed stratified train/test split."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split

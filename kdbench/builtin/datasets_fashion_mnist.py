@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdbench import hookimpl
+from kdbench import PositiveInt, hookimpl
 from kdbench.builtin._subsets import subset
 from kdbench.builtin._torchvision_download import torchvision_download
 from kdbench.data import DatasetSplits, Split
@@ -158,8 +158,8 @@ def fashion_mnist(
     *,
     root: str = DEFAULT_ROOT,
     download: bool = False,
-    train_subset: int | None = None,
-    test_subset: int | None = None,
+    train_subset: PositiveInt | None = None,
+    test_subset: PositiveInt | None = None,
 ) -> DatasetSplits:
     """Fashion-MNIST: 60k/10k 28x28 grey clothing images in 10 classes, from idx files.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from kdbench import DistillationLoss, LossInputs, hookimpl
+from kdbench import DistillationLoss, LossInputs, Probability, Temperature, hookimpl
 from kdbench.functional import kd_kl, soft_cross_entropy
 from kdbench.losses import CrossEntropy
 
@@ -21,7 +21,7 @@ __all__ = ["CrossEntropy", "KD", "SoftLabelCE", "TemperatureCE"]
 class KD(DistillationLoss):
     """KD (Hinton et al. 2015): (1-alpha)*CE + alpha*T^2*KL(p_t^T || p_s^T), batch mean."""
 
-    def __init__(self, *, temperature: float = 4.0, alpha: float = 0.9) -> None:
+    def __init__(self, *, temperature: Temperature = 4.0, alpha: Probability = 0.9) -> None:
         super().__init__()
         self.temperature = temperature
         self.alpha = alpha
@@ -41,7 +41,7 @@ class SoftLabelCE(DistillationLoss):
     formula weighted the student's log-probabilities by (1 - y), which no paper does.
     """
 
-    def __init__(self, *, alpha: float = 0.5) -> None:
+    def __init__(self, *, alpha: Probability = 0.5) -> None:
         super().__init__()
         self.alpha = alpha
 
@@ -61,7 +61,7 @@ class TemperatureCE(DistillationLoss):
     it softens to [0, 1] and makes T nearly meaningless.
     """
 
-    def __init__(self, *, temperature: float = 4.0, alpha: float = 0.9) -> None:
+    def __init__(self, *, temperature: Temperature = 4.0, alpha: Probability = 0.9) -> None:
         super().__init__()
         self.temperature = temperature
         self.alpha = alpha

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench import ConfigError, DistillationLoss, LossContext, LossInputs, hookimpl
+from kdbench import (
+    ConfigError,
+    DistillationLoss,
+    LossContext,
+    LossInputs,
+    Momentum,
+    PositiveInt,
+    Temperature,
+    Weight,
+    hookimpl,
+)
 from kdbench.functional import kd_kl
 
 __all__ = ["CRD", "nce_loss"]
@@ -34,16 +45,18 @@ class CRD(DistillationLoss):
     Student and teacher ``pool`` embeddings are projected by linear heads to
     ``feature_dim`` and L2-normalised (both heads are trained; the teacher stays frozen).
     Each is contrasted with the other network's memory bank: the positive is the bank
-    entry of the sample's own dataset index, the ``negatives`` others are drawn uniformly
-    from the other indices (capped at N - 1). Scores exp(<v, m> / nce_t) are divided by a
-    constant Z fixed on the first batch as mean score * N, as in the authors' code; bank
-    entries are then updated as normalise(momentum * m + (1 - momentum) * v).
+    entry of the sample's own dataset index; the ``negatives`` others (capped at N - 1)
+    are drawn with replacement, by ``negative_sampling``: ``"other_class"`` uniformly from
+    the training samples of classes other than the anchor's (RepDistiller's default,
+    ``CIFAR100InstanceSample`` in mode ``exact``), or ``"uniform"`` from every index but the
+    sample's own. Scores exp(<v, m> / nce_t) are divided by a constant Z fixed on the first
+    batch as mean score * N, as in the authors' code; bank entries are then updated as
+    normalise(momentum * m + (1 - momentum) * v).
 
     Defaults are the authors' CIFAR-100 ones (dim 128, 16384 negatives, nce_t 0.07,
     momentum 0.5) and RepDistiller's ``--distill crd -r 1 -a 0 -b 0.8``: CE weight 1,
     no KD term, CRD weight 0.8. Set ``kd_weight = 1`` for RepDistiller's CRD+KD (KD at
-    ``temperature`` 4, Hinton's T^2-scaled KL). RepDistiller draws negatives from other
-    classes; labels of unseen indices are unknown here, so negatives are any other index.
+    ``temperature`` 4, Hinton's T^2-scaled KL).
     """
 
     features = ("pool",)
@@ -51,22 +64,28 @@ class CRD(DistillationLoss):
     def __init__(
         self,
         *,
-        weight: float = 0.8,
-        ce_weight: float = 1.0,
-        kd_weight: float = 0.0,
-        temperature: float = 4.0,
-        feature_dim: int = 128,
-        negatives: int = 16384,
-        nce_t: float = 0.07,
-        momentum: float = 0.5,
+        weight: Weight = 0.8,
+        ce_weight: Weight = 1.0,
+        kd_weight: Weight = 0.0,
+        temperature: Temperature = 4.0,
+        feature_dim: PositiveInt = 128,
+        negatives: PositiveInt = 16384,
+        negative_sampling: Literal["other_class", "uniform"] = "other_class",
+        nce_t: Temperature = 0.07,
+        momentum: Momentum = 0.5,
     ) -> None:
         super().__init__()
+        if negative_sampling not in ("other_class", "uniform"):
+            raise ValueError(
+                f"negative_sampling must be 'other_class' or 'uniform', got {negative_sampling!r}"
+            )
         self.weight = weight
         self.ce_weight = ce_weight
         self.kd_weight = kd_weight
         self.temperature = temperature
         self.feature_dim = feature_dim
         self.negatives = negatives
+        self.negative_sampling = negative_sampling
         self.nce_t = nce_t
         self.momentum = momentum
         self.num_data = 0
@@ -83,6 +102,8 @@ class CRD(DistillationLoss):
     def setup(self, context: LossContext) -> None:
         if context.num_train < 2:
             raise ConfigError("crd needs a training set of at least two samples")
+        if self.negative_sampling == "other_class":
+            self._index_classes(context)
         s_dim = math.prod(context.student_feature_shapes["pool"])
         t_dim = math.prod(context.teacher_feature_shapes["pool"])
         self.embed_student = nn.Linear(s_dim, self.feature_dim)
@@ -97,12 +118,54 @@ class CRD(DistillationLoss):
         self.register_buffer("z_student", torch.tensor(-1.0))
         self.register_buffer("z_teacher", torch.tensor(-1.0))
 
+    def _index_classes(self, context: LossContext) -> None:
+        """Training indices sorted by class, and each class's block in that order.
+
+        Kept as buffers, so they move to the training device with the loss and sampling
+        needs no host round trip; not persistent, as they are rebuilt from the data.
+        """
+        labels = context.train_labels
+        if labels is None or len(labels) != context.num_train:
+            raise ConfigError(
+                "crd with negative_sampling = 'other_class' needs the training labels "
+                "(LossContext.train_labels, one per training sample); set "
+                "negative_sampling = 'uniform' to draw from every sample instead"
+            )
+        labels = torch.as_tensor(labels).long().flatten()
+        counts = torch.bincount(labels)
+        if int(counts.max()) == len(labels):
+            raise ConfigError(
+                "crd with negative_sampling = 'other_class' needs at least two classes in the "
+                "training set"
+            )
+        for name, value in (
+            ("train_labels", labels),
+            ("by_class", torch.argsort(labels, stable=True)),
+            ("class_start", torch.cumsum(counts, 0) - counts),
+            ("class_count", counts),
+        ):
+            self.register_buffer(name, value, persistent=False)
+
     def sample_negatives(self, indices: torch.Tensor) -> torch.Tensor:
-        """``num_negatives`` indices per sample, uniform over the dataset minus the sample."""
-        draws = torch.randint(
-            0, self.num_data - 1, (len(indices), self.num_negatives), device=indices.device
-        )
-        return draws + (draws >= indices.unsqueeze(1)).long()
+        """``num_negatives`` indices per sample, drawn with replacement by ``negative_sampling``.
+
+        ``"uniform"``: uniform over the dataset minus the sample itself. ``"other_class"``:
+        with the indices sorted by class, draw a position r uniform in [0, N - n_c), n_c the
+        anchor class's size, and step over the class's block (r >= start -> r + n_c), so
+        every sample of another class has probability 1 / (N - n_c). r is a 62-bit random
+        integer modulo N - n_c: the modulo bias is below N / 2^62.
+        """
+        shape = (len(indices), self.num_negatives)
+        if self.negative_sampling == "uniform":
+            draws = torch.randint(0, self.num_data - 1, shape, device=indices.device)
+            return draws + (draws >= indices.unsqueeze(1)).long()
+        device = self.by_class.device
+        classes = self.train_labels[indices.to(device)].unsqueeze(1)
+        start, count = self.class_start[classes], self.class_count[classes]
+        raw = torch.randint(0, 2**62, shape, device=device, dtype=torch.long)
+        position = raw % (self.num_data - count)
+        position = position + (position >= start).long() * count
+        return self.by_class[position].to(indices.device)
 
     def _scores(self, anchor: torch.Tensor, bank: torch.Tensor, rows: torch.Tensor, z):
         scores = torch.exp(torch.bmm(bank[rows], anchor.unsqueeze(2)).squeeze(2) / self.nce_t)

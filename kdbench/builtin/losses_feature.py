@@ -16,7 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench import ConfigError, DistillationLoss, LossContext, LossInputs, hookimpl
+from kdbench import (
+    ConfigError,
+    DistillationLoss,
+    LossContext,
+    LossInputs,
+    PositiveFloat,
+    Weight,
+    hookimpl,
+)
 from kdbench.functional import stage_taps
 
 __all__ = ["AT", "PKT", "RKD", "SP", "FitNets"]
@@ -85,7 +93,9 @@ class FitNets(DistillationLoss):
     benchmark, training is single-stage (the paper pre-trains to the hint, then runs KD).
     """
 
-    def __init__(self, *, hint: str | None = None, weight: float = 100.0, ce_weight: float = 1.0):
+    def __init__(
+        self, *, hint: str | None = None, weight: Weight = 100.0, ce_weight: Weight = 1.0
+    ) -> None:
         super().__init__()
         self.hint = hint
         self.weight = weight
@@ -141,9 +151,9 @@ class AT(DistillationLoss):
     def __init__(
         self,
         *,
-        p: float = 2.0,
-        weight: float = 1000.0,
-        ce_weight: float = 1.0,
+        p: PositiveFloat = 2.0,
+        weight: Weight = 1000.0,
+        ce_weight: Weight = 1.0,
         layers: list[str] | None = None,
     ) -> None:
         super().__init__()
@@ -199,7 +209,7 @@ class SP(DistillationLoss):
     """
 
     def __init__(
-        self, *, weight: float = 3000.0, ce_weight: float = 1.0, layer: str | None = None
+        self, *, weight: Weight = 3000.0, ce_weight: Weight = 1.0, layer: str | None = None
     ) -> None:
         super().__init__()
         self.weight = weight
@@ -269,10 +279,10 @@ class RKD(DistillationLoss):
     def __init__(
         self,
         *,
-        distance_weight: float = 25.0,
-        angle_weight: float = 50.0,
-        weight: float = 1.0,
-        ce_weight: float = 1.0,
+        distance_weight: Weight = 25.0,
+        angle_weight: Weight = 50.0,
+        weight: Weight = 1.0,
+        ce_weight: Weight = 1.0,
     ) -> None:
         super().__init__()
         self.distance_weight = distance_weight
@@ -312,7 +322,7 @@ class PKT(DistillationLoss):
 
     features = ("pool",)
 
-    def __init__(self, *, weight: float = 30000.0, ce_weight: float = 1.0) -> None:
+    def __init__(self, *, weight: Weight = 30000.0, ce_weight: Weight = 1.0) -> None:
         super().__init__()
         self.weight = weight
         self.ce_weight = ce_weight

@@ -6,7 +6,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench import ConfigError, DistillationLoss, LossContext, LossInputs, hookimpl
+from kdbench import (
+    ConfigError,
+    DistillationLoss,
+    LossContext,
+    LossInputs,
+    NonNegativeInt,
+    PositiveInt,
+    Weight,
+    hookimpl,
+)
 from kdbench.functional import stage_taps
 
 __all__ = ["ABF", "ReviewKD", "hcl"]
@@ -91,10 +100,10 @@ class ReviewKD(DistillationLoss):
     def __init__(
         self,
         *,
-        weight: float = 5.0,
-        ce_weight: float = 1.0,
-        warmup: int = 20,
-        mid_channels: int | None = None,
+        weight: Weight = 5.0,
+        ce_weight: Weight = 1.0,
+        warmup: NonNegativeInt = 20,
+        mid_channels: PositiveInt | None = None,
         teacher_preact: bool = True,
     ) -> None:
         super().__init__()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from kdbench import hookimpl
+from kdbench import PositiveInt, hookimpl
 
 __all__ = ["SmallCNN", "MLP", "cnn", "mlp"]
 
@@ -57,12 +57,16 @@ class MLP(nn.Module):
         return self.fc(self.hidden(self.flatten(x)))
 
 
-def cnn(num_classes: int, in_channels: int, *, width: int = 16, depth: int = 2) -> SmallCNN:
+def cnn(
+    num_classes: int, in_channels: int, *, width: PositiveInt = 16, depth: PositiveInt = 2
+) -> SmallCNN:
     """Small CNN: `depth` conv stages starting at `width` channels."""
     return SmallCNN(num_classes, in_channels, width, depth)
 
 
-def mlp(num_classes: int, in_channels: int, *, hidden: int = 128, layers: int = 1) -> MLP:
+def mlp(
+    num_classes: int, in_channels: int, *, hidden: PositiveInt = 128, layers: PositiveInt = 1
+) -> MLP:
     """MLP over flattened pixels: `layers` hidden layers of `hidden` units."""
     return MLP(num_classes, hidden, layers)
 

@@ -10,7 +10,6 @@ teacher is then fine-tuned on the benchmark's data rather than used with ImageNe
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 
 import torchvision
 from torch import nn
@@ -87,8 +86,13 @@ def build(name: str, num_classes: int, in_channels: int, *, pretrained: bool = F
 
 
 def _factory(name: str) -> Callable[..., nn.Module]:
-    factory = partial(build, name)
+    """``build`` for one model: a plain function, so its parameters' annotations resolve."""
+
+    def factory(num_classes: int, in_channels: int, *, pretrained: bool = False) -> nn.Module:
+        return build(name, num_classes, in_channels, pretrained=pretrained)
+
     factory.__doc__ = f"torchvision {name}, stem and classifier fitted to the dataset."
+    factory.__qualname__ = factory.__name__ = f"tv_{name}"
     return factory
 
 

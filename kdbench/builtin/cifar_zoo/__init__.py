@@ -2,10 +2,12 @@
 
 ResNets (CIFAR and bottleneck), Wide ResNets, VGG with BatchNorm, half-width
 MobileNetV2 and ShuffleNet V1/V2, each registered under its usual benchmark name as
-both teacher and student. Every model declares the same kind of feature taps:
-``stem``, ``stage1``..``stageN`` (post-activation stage outputs), ``stageK_pre`` (the
-matching pre-activations) and ``pool`` (the embedding the classifier sees); see
-``docs/models.md`` for their shapes.
+both teacher and student. Module names, and so state-dict keys, are RepDistiller's, so
+its published CIFAR-100 teachers load unchanged. Every model declares the same kind of
+feature taps, the reference's ``model(x, is_feat=True)`` list: ``stem``,
+``stage1``..``stageN`` (stage outputs: post-activation, for Wide ResNets the raw group
+sums), ``stageK_pre`` (the matching pre-activations) and ``pool`` (the embedding the
+classifier sees); see ``docs/models.md`` for their shapes.
 """
 
 from __future__ import annotations

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["ChannelShuffle", "conv1x1", "conv3x3", "init_weights", "stage_taps"]
+__all__ = [
+    "ChannelShuffle",
+    "StagedNet",
+    "accept_legacy_layout",
+    "conv1x1",
+    "conv3x3",
+    "conv_bn_relu",
+    "init_weights",
+    "renamed",
+    "stage_taps",
+]
 
 
 def conv3x3(
@@ -76,34 +87,90 @@ def stage_taps(
 
 
 class StagedNet(nn.Module):
-    """Shared body of the zoo's staged networks: ``stem``, ``<stage_prefix>1..N``, an
-    optional ``head`` (``has_head``), average pool and linear classifier.
+    """Shared body of the zoo's staged networks, in the reference module names.
 
-    Subclasses build the modules and set ``num_stages``. By default each stage's last
-    block ends in an ``out_relu`` module, whose input is the stage's pre-activation.
+    ``conv1``-``bn1``-``relu`` stem, stages ``layer1..N``, an optional ``conv2``-``bn2``-
+    ``relu2`` head (``has_head``), average pool and the linear classifier, named
+    ``classifier_name`` (``fc`` or ``linear``, as the reference names it). Subclasses
+    call :meth:`_build_stem`, add the stages, call :meth:`_build_head` (if any) and
+    :meth:`_build_classifier` in that order (it is the state-dict order), and set
+    ``num_stages``. Each stage's last block ends in an ``out_relu`` module, whose input
+    is the stage's pre-activation. Files of the first zoo layout load through the
+    subclass's ``LEGACY_RENAMES``.
     """
 
     num_stages: int
-    stage_prefix = "stage"
+    classifier_name = "fc"
     has_head = False
 
-    def forward(self, x):
-        x = self.stem(x)
+    def __init__(self) -> None:
+        super().__init__()
+        accept_legacy_layout(self)
+
+    def _build_stem(self, conv: nn.Conv2d) -> None:
+        self.conv1 = conv
+        self.bn1 = nn.BatchNorm2d(conv.out_channels)
+        self.relu = nn.ReLU(inplace=True)
+
+    def _build_head(self, conv: nn.Conv2d) -> None:
+        self.conv2 = conv
+        self.bn2 = nn.BatchNorm2d(conv.out_channels)
+        self.relu2 = nn.ReLU(inplace=True)
+
+    def _build_classifier(self, in_features: int, num_classes: int) -> None:
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.add_module(self.classifier_name, nn.Linear(in_features, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
         for k in range(1, self.num_stages + 1):
-            x = getattr(self, f"{self.stage_prefix}{k}")(x)
+            x = getattr(self, f"layer{k}")(x)
         if self.has_head:
-            x = self.head(x)
-        return self.fc(self.flatten(self.avgpool(x)))
+            x = self.relu2(self.bn2(self.conv2(x)))
+        return getattr(self, self.classifier_name)(self.flatten(self.avgpool(x)))
 
     def feature_taps(self) -> dict[str, str]:
-        return last_block_taps(self, self.stage_prefix, self.num_stages)
+        stages = []
+        for k in range(1, self.num_stages + 1):
+            last = len(getattr(self, f"layer{k}")) - 1
+            stages.append((f"layer{k}", f"layer{k}.{last}.out_relu:in"))
+        return stage_taps("relu", stages)
 
 
-def last_block_taps(model: nn.Module, prefix: str, num_stages: int) -> dict[str, str]:
-    """Taps of ``stem`` + stages ``<prefix>1..N``, each ending in a block whose ``out_relu``
-    input is the stage's pre-activation."""
-    stages = []
-    for k in range(1, num_stages + 1):
-        last = len(getattr(model, f"{prefix}{k}")) - 1
-        stages.append((f"{prefix}{k}", f"{prefix}{k}.{last}.out_relu:in"))
-    return stage_taps("stem", stages)
+# Module names of kdbench's first zoo layout -> reference names: (regex, replacement)
+# pairs applied in order; each family lists its own in ``LEGACY_RENAMES``.
+Renames = tuple[tuple[str, str], ...]
+STEM_RENAMES: Renames = ((r"^stem\.0\.", "conv1."), (r"^stem\.1\.", "bn1."))
+
+
+def accept_legacy_layout(model: nn.Module) -> None:
+    """Let ``model.load_state_dict`` also take weights saved in kdbench's first zoo layout.
+
+    Those files hold the same tensors in the same order under other module names; the
+    model's ``legacy_key(key)`` method, or else its class's ``LEGACY_RENAMES``, gives
+    each old key's reference name. Keys the model has are left alone, so files in the
+    reference layout load as they are.
+    """
+    model.register_load_state_dict_pre_hook(_rename_legacy_keys)
+
+
+def renamed(renames: Renames, key: str) -> str:
+    """``key`` with every (regex, replacement) of ``renames`` applied in order."""
+    for pattern, replacement in renames:
+        key = re.sub(pattern, replacement, key)
+    return key
+
+
+def _rename_legacy_keys(module: nn.Module, state_dict: dict, prefix: str, *_args) -> None:
+    own = set(module.state_dict(keep_vars=True))
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        local = key[len(prefix) :]
+        if local in own:
+            continue
+        if hasattr(module, "legacy_key"):
+            new = module.legacy_key(local)
+        else:
+            new = renamed(getattr(module, "LEGACY_RENAMES", ()), local)
+        if new != local:
+            state_dict[prefix + new] = state_dict.pop(key)

@@ -2,7 +2,9 @@
 
 Depth ``6n + 2`` gives ``n`` blocks per stage. The ``x4`` variants widen every stage
 fourfold (32-channel stem, 64/128/256-channel stages), the usual strong teachers of
-CIFAR distillation benchmarks.
+CIFAR distillation benchmarks. Module names are the reference ones (``conv1``/``bn1``
+stem, ``layerK.i``, ``downsample`` projections, ``fc``), so published teacher
+state dicts load as they are.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import torch
 from torch import nn
 
 from kdbench.builtin.cifar_zoo._layers import (
+    STEM_RENAMES,
     StagedNet,
     conv1x1,
     conv3x3,
-    conv_bn_relu,
     init_weights,
 )
 
@@ -46,24 +48,24 @@ class BasicBlock(nn.Module):
         self.conv2 = conv3x3(channels, channels)
         self.bn2 = nn.BatchNorm2d(channels)
         if stride != 1 or in_channels != channels:
-            self.shortcut = nn.Sequential(
+            self.downsample = nn.Sequential(
                 conv1x1(in_channels, channels, stride), nn.BatchNorm2d(channels)
             )
         else:
-            self.shortcut = nn.Identity()
+            self.downsample = nn.Identity()
         # Not in place: a hook on its input must still see the pre-activation afterwards.
         self.out_relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.out_relu(out + self.shortcut(x))
+        return self.out_relu(out + self.downsample(x))
 
 
 class CifarResNet(StagedNet):
     """3x3 stem, three stages of basic blocks (the last two halve the resolution), linear head."""
 
-    stage_prefix = "layer"
+    LEGACY_RENAMES = (*STEM_RENAMES, (r"\.shortcut\.", ".downsample."))
 
     def __init__(
         self, depth: int, widths: Sequence[int], num_classes: int, in_channels: int
@@ -73,7 +75,7 @@ class CifarResNet(StagedNet):
             raise ValueError(f"a CIFAR ResNet has depth 6n + 2, not {depth}")
         blocks = (depth - 2) // 6
         stem_width, *stage_widths = widths
-        self.stem = conv_bn_relu(conv3x3(in_channels, stem_width))
+        self._build_stem(conv3x3(in_channels, stem_width))
         channels = stem_width
         for k, width in enumerate(stage_widths, start=1):
             stride = 1 if k == 1 else 2
@@ -82,9 +84,7 @@ class CifarResNet(StagedNet):
             self.add_module(f"layer{k}", nn.Sequential(*layer))
             channels = width
         self.num_stages = len(stage_widths)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten()
-        self.fc = nn.Linear(channels, num_classes)
+        self._build_classifier(channels, num_classes)
         init_weights(self)
 
 

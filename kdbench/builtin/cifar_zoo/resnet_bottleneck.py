@@ -2,7 +2,8 @@
 
 The 7x7 stride-2 stem and its max-pool would leave a 1x1 map after four stages on
 CIFAR, so the stem is a single 3x3 stride-1 conv; the four stages then run at
-32/16/8/4 px.
+32/16/8/4 px. Module names are the reference ones (``conv1``/``bn1``, ``layerK.i``,
+``shortcut``, ``linear``).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import torch
 from torch import nn
 
 from kdbench.builtin.cifar_zoo._layers import (
+    STEM_RENAMES,
     StagedNet,
     conv1x1,
     conv3x3,
-    conv_bn_relu,
     init_weights,
 )
 
@@ -58,11 +59,12 @@ class Bottleneck(nn.Module):
 class BottleneckResNet(StagedNet):
     """3x3 stem, four bottleneck stages of 64/128/256/512 (x4 out) channels, linear head."""
 
-    stage_prefix = "layer"
+    classifier_name = "linear"
+    LEGACY_RENAMES = (*STEM_RENAMES, (r"^fc\.", "linear."))
 
     def __init__(self, blocks: Sequence[int], num_classes: int, in_channels: int) -> None:
         super().__init__()
-        self.stem = conv_bn_relu(conv3x3(in_channels, 64))
+        self._build_stem(conv3x3(in_channels, 64))
         channels = 64
         for k, count in enumerate(blocks, start=1):
             width = 64 * 2 ** (k - 1)
@@ -71,9 +73,7 @@ class BottleneckResNet(StagedNet):
             layer += [Bottleneck(channels, width) for _ in range(count - 1)]
             self.add_module(f"layer{k}", nn.Sequential(*layer))
         self.num_stages = len(blocks)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten()
-        self.fc = nn.Linear(channels, num_classes)
+        self._build_classifier(channels, num_classes)
         init_weights(self)
 
 

@@ -2,7 +2,8 @@
 
 A 1x1 stem keeps the full resolution; three stages of 4/8/4 units at 240/480/960
 channels each start with a stride-2 unit whose output is concatenated with an
-average-pooled shortcut.
+average-pooled shortcut. Module names are the reference ones (``conv1``/``bn1``,
+``layerK.i``, ``linear``).
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import torch
 from torch import nn
 
 from kdbench.builtin.cifar_zoo._layers import (
+    STEM_RENAMES,
     ChannelShuffle,
     StagedNet,
     conv1x1,
     conv3x3,
-    conv_bn_relu,
 )
 
 __all__ = ["ShuffleNetV1", "ShuffleUnit", "shufflenet_v1"]
@@ -61,6 +62,9 @@ class ShuffleUnit(nn.Module):
 class ShuffleNetV1(StagedNet):
     """1x1 stem, three stages of shuffle units, average pool, linear head."""
 
+    classifier_name = "linear"
+    LEGACY_RENAMES = (*STEM_RENAMES, (r"^stage(\d+)\.", r"layer\1."), (r"^fc\.", "linear."))
+
     def __init__(
         self,
         widths: Sequence[int],
@@ -71,7 +75,7 @@ class ShuffleNetV1(StagedNet):
     ) -> None:
         super().__init__()
         channels = 24
-        self.stem = conv_bn_relu(conv1x1(in_channels, channels))
+        self._build_stem(conv1x1(in_channels, channels))
         for k, (width, count) in enumerate(zip(widths, units, strict=True), start=1):
             blocks = []
             for i in range(count):
@@ -81,11 +85,9 @@ class ShuffleNetV1(StagedNet):
                     ShuffleUnit(channels, width, 2 if i == 0 else 1, groups, first_groups)
                 )
                 channels = width
-            self.add_module(f"stage{k}", nn.Sequential(*blocks))
+            self.add_module(f"layer{k}", nn.Sequential(*blocks))
         self.num_stages = len(widths)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten()
-        self.fc = nn.Linear(channels, num_classes)
+        self._build_classifier(channels, num_classes)
 
 
 def shufflenet_v1(num_classes: int, in_channels: int) -> ShuffleNetV1:

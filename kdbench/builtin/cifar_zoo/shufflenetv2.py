@@ -2,7 +2,8 @@
 
 A 1x1 stem keeps the full resolution; each of the three stages is a stride-2 down
 unit then 3/7/3 basic units (116/232/464 channels), followed by a 1x1 head conv to
-1024 channels.
+1024 channels. Module names are the reference ones (``conv1``/``bn1``, ``layerK.i``,
+``conv2``/``bn2`` head, ``linear``).
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import torch
 from torch import nn
 
 from kdbench.builtin.cifar_zoo._layers import (
+    STEM_RENAMES,
     ChannelShuffle,
     StagedNet,
     conv1x1,
     conv3x3,
-    conv_bn_relu,
 )
 
 __all__ = ["BasicUnit", "DownUnit", "ShuffleNetV2", "shufflenet_v2"]
@@ -56,33 +57,49 @@ class DownUnit(nn.Module):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         mid = out_channels // 2
-        self.left = nn.Sequential(
-            conv3x3(in_channels, in_channels, 2, groups=in_channels),
-            nn.BatchNorm2d(in_channels),
-            conv1x1(in_channels, mid),
-            nn.BatchNorm2d(mid),
-            nn.ReLU(inplace=True),
-        )
-        self.right = nn.Sequential(
-            conv1x1(in_channels, mid),
-            nn.BatchNorm2d(mid),
-            nn.ReLU(inplace=True),
-            conv3x3(mid, mid, 2, groups=mid),
-            nn.BatchNorm2d(mid),
-            conv1x1(mid, mid),
-            nn.BatchNorm2d(mid),
-            nn.ReLU(inplace=True),
-        )
+        # Left: conv1-bn1 (depthwise), conv2-bn2-ReLU.
+        self.conv1 = conv3x3(in_channels, in_channels, 2, groups=in_channels)
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv2 = conv1x1(in_channels, mid)
+        self.bn2 = nn.BatchNorm2d(mid)
+        self.relu2 = nn.ReLU(inplace=True)
+        # Right: conv3-bn3-ReLU, conv4-bn4 (depthwise), conv5-bn5-ReLU.
+        self.conv3 = conv1x1(in_channels, mid)
+        self.bn3 = nn.BatchNorm2d(mid)
+        self.relu3 = nn.ReLU(inplace=True)
+        self.conv4 = conv3x3(mid, mid, 2, groups=mid)
+        self.bn4 = nn.BatchNorm2d(mid)
+        self.conv5 = conv1x1(mid, mid)
+        self.bn5 = nn.BatchNorm2d(mid)
+        self.relu5 = nn.ReLU(inplace=True)
         self.shuffle = ChannelShuffle(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shuffle(torch.cat([self.left(x), self.right(x)], 1))
+        left = self.relu2(self.bn2(self.conv2(self.bn1(self.conv1(x)))))
+        right = self.bn4(self.conv4(self.relu3(self.bn3(self.conv3(x)))))
+        right = self.relu5(self.bn5(self.conv5(right)))
+        return self.shuffle(torch.cat([left, right], 1))
+
+
+_LEFT = ("conv1", "bn1", "conv2", "bn2")
+_RIGHT = ((0, "conv3"), (1, "bn3"), (3, "conv4"), (4, "bn4"), (5, "conv5"), (6, "bn5"))
 
 
 class ShuffleNetV2(StagedNet):
     """1x1 stem, three stages (down unit + basic units), 1x1 head conv, linear classifier."""
 
     has_head = True
+    classifier_name = "linear"
+    LEGACY_RENAMES = (
+        *STEM_RENAMES,
+        (r"^head\.0\.", "conv2."),
+        (r"^head\.1\.", "bn2."),
+        (r"^stage(\d+)\.", r"layer\1."),
+        # The down unit's left and right Sequentials, indices of their conv/BN layers.
+        *((rf"\.left\.{i}\.", f".{name}.") for i, name in enumerate(_LEFT)),
+        *((rf"\.right\.{i}\.", f".{name}.") for i, name in _RIGHT),
+        (r"^fc\.", "linear."),
+    )
 
     def __init__(
         self,
@@ -94,17 +111,15 @@ class ShuffleNetV2(StagedNet):
     ) -> None:
         super().__init__()
         channels = 24
-        self.stem = conv_bn_relu(conv1x1(in_channels, channels))
+        self._build_stem(conv1x1(in_channels, channels))
         for k, (width, count) in enumerate(zip(widths, units, strict=True), start=1):
             blocks: list[nn.Module] = [DownUnit(channels, width)]
             blocks += [BasicUnit(width) for _ in range(count)]
-            self.add_module(f"stage{k}", nn.Sequential(*blocks))
+            self.add_module(f"layer{k}", nn.Sequential(*blocks))
             channels = width
         self.num_stages = len(widths)
-        self.head = conv_bn_relu(conv1x1(channels, head))
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten()
-        self.fc = nn.Linear(head, num_classes)
+        self._build_head(conv1x1(channels, head))
+        self._build_classifier(head, num_classes)
 
 
 def shufflenet_v2(num_classes: int, in_channels: int) -> ShuffleNetV2:

@@ -3,7 +3,8 @@
 Five conv blocks separated by 2x2 max-pools, then global average pooling and one
 linear layer instead of the 4096-wide classifier. Block 0 plays the stem; blocks 1-4
 are the four stages. The pool between blocks 3 and 4 is only used on inputs of 64 px
-or more, so blocks 3 and 4 share a 4x4 map on CIFAR.
+or more, so blocks 3 and 4 share a 4x4 map on CIFAR. Module names are the reference
+ones (``blockI.J``, ``classifier``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from kdbench.builtin.cifar_zoo._layers import conv3x3, init_weights, stage_taps
+from kdbench.builtin.cifar_zoo._layers import (
+    accept_legacy_layout,
+    conv3x3,
+    init_weights,
+    stage_taps,
+)
 
 __all__ = ["VGG", "vgg8", "vgg11", "vgg13", "vgg16", "vgg19"]
 
@@ -37,6 +43,8 @@ def _block(in_channels: int, out_channels: int, convs: int) -> nn.Sequential:
 class VGG(nn.Module):
     """Five blocks of conv-BN-ReLU (``convs[i]`` convs in block i), average pool, linear head."""
 
+    LEGACY_RENAMES = ((r"^fc\.", "classifier."),)
+
     def __init__(self, convs: Sequence[int], num_classes: int, in_channels: int) -> None:
         super().__init__()
         channels = in_channels
@@ -49,8 +57,9 @@ class VGG(nn.Module):
         self.pool3 = nn.MaxPool2d(2)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
-        self.fc = nn.Linear(channels, num_classes)
+        self.classifier = nn.Linear(channels, num_classes)
         init_weights(self, linear_std=0.01)
+        accept_legacy_layout(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         large = x.shape[-2] >= 64
@@ -61,7 +70,7 @@ class VGG(nn.Module):
         if large:
             x = self.pool3(x)
         x = self.block4(x)
-        return self.fc(self.flatten(self.avgpool(x)))
+        return self.classifier(self.flatten(self.avgpool(x)))
 
     def feature_taps(self) -> dict[str, str]:
         stages = []

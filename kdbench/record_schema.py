@@ -1,0 +1,159 @@
+"""The record schema: what one cell's JSON file holds, as one typed model.
+
+The writer builds every record through :class:`Record` and every reader parses through
+it, so a field is named in one place. Sections whose keys grow with the measurement
+(latency, size, provenance, ...) are typed where readers rely on a key and keep any
+further keys. Records of an older :data:`SCHEMA_VERSION` are upgraded by
+:func:`migrate`; ``docs/record.schema.json`` is :func:`json_schema` written out.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SCHEMA_VERSION = 2
+# Versions :func:`migrate` can upgrade to :data:`SCHEMA_VERSION`.
+MIGRATABLE = frozenset({1, SCHEMA_VERSION})
+
+
+class _Open(BaseModel):
+    """A section that keeps keys this schema does not name (new measurements)."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+
+class ModelConfig(_Open):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class LossConfig(_Open):
+    name: str
+    label: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TeacherConfig(_Open):
+    id: str | None = None
+    model: ModelConfig
+    dataset: ModelConfig | None = None
+    recipe: dict[str, Any] | None = None
+    seed: int | None = None
+
+
+class CellConfig(_Open):
+    """The resolved configuration of a cell (its id is a hash of it)."""
+
+    benchmark: str
+    dataset: ModelConfig
+    student: ModelConfig
+    loss: LossConfig
+    seed: int
+    recipe: dict[str, Any] = Field(default_factory=dict)
+    measure: dict[str, Any] = Field(default_factory=dict)
+    teacher: TeacherConfig | None = None
+
+
+class HistoryEntry(BaseModel):
+    """One training epoch: its learning rate, test accuracy and mean loss terms."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    epoch: int = Field(ge=1, description="1-based")
+    lr: float | None = None
+    test_top1: float | None = None
+    train: dict[str, float] = Field(default_factory=dict)
+
+
+class Metrics(_Open):
+    top1: float
+    top5: float | None = None
+    final_train_loss: dict[str, float] | None = None
+    best_top1: float | None = None
+    best_epoch: int | None = None
+
+
+class Error(_Open):
+    type: str
+    message: str
+    traceback: str | None = None
+
+
+class Record(_Open):
+    """One cell's record: ``ok`` with metrics, or ``failed`` with the error."""
+
+    schema_version: Literal[2]
+    cell_id: str = Field(min_length=1)
+    status: Literal["ok", "failed"]
+    config: CellConfig
+    benchmark_config_hash: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    executor: str | None = None
+    attempts: int | None = None
+    earlier_errors: list[dict[str, Any]] | None = None
+    teacher: dict[str, Any] | None = None
+    metrics: Metrics | None = None
+    history: list[HistoryEntry] = Field(default_factory=list)
+    error: Error | None = None
+    size: dict[str, Any] | None = None
+    latency: dict[str, Any] | None = None
+    cost: dict[str, Any] | None = None
+    dataset: dict[str, Any] | None = None
+    protocol: dict[str, Any] | None = None
+    provenance: dict[str, Any] | None = None
+
+    @field_validator("history", mode="before")
+    @classmethod
+    def _epochs(cls, value: Any) -> Any:
+        return upgrade_history(value)
+
+    @model_validator(mode="after")
+    def _outcome(self) -> Record:
+        if self.status == "ok" and self.metrics is None:
+            raise ValueError("status 'ok' without metrics")
+        if self.status == "failed" and self.error is None:
+            raise ValueError("status 'failed' without error")
+        return self
+
+
+def upgrade_history(history: Any) -> Any:
+    """Version-1 history (one plain dict of loss terms per epoch) as epoch entries.
+
+    A dict that already names its ``epoch`` is left for validation to judge.
+    """
+    if not isinstance(history, list):
+        return history
+    return [
+        {"epoch": i + 1, "lr": None, "test_top1": None, "train": entry}
+        if isinstance(entry, dict) and "epoch" not in entry
+        else entry
+        for i, entry in enumerate(history)
+    ]
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """A record of any version in :data:`MIGRATABLE` as one of :data:`SCHEMA_VERSION`.
+
+    Version 1 differs only in the shape of ``history``, which validation upgrades.
+    """
+    if data.get("schema_version") == 1:
+        data = {**data, "schema_version": SCHEMA_VERSION}
+    return data
+
+
+def dump(record: Record) -> dict[str, Any]:
+    """A record as JSON data, with exactly the keys it was built with."""
+    return record.model_dump(mode="json", exclude_unset=True)
+
+
+def json_schema() -> str:
+    """The JSON Schema of a record, as committed in ``docs/record.schema.json``."""
+    return json.dumps(Record.model_json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":  # python -m kdbench.record_schema > docs/record.schema.json
+    print(json_schema(), end="")
