@@ -56,6 +56,8 @@ class Recipe(_Strict):
     epochs: Annotated[int, Field(gt=0)] = 240
     batch_size: Annotated[int, Field(gt=0)] = 64
     eval_batch_size: Annotated[int, Field(gt=0)] = 512
+    # test accuracy every this many epochs (and always after the last one)
+    eval_every: Annotated[int, Field(ge=1)] = 1
     optimizer: Optimizer = Optimizer()
     schedule: Schedule = Schedule(milestones=[150, 180, 210])
     augment: Augment = Augment()

@@ -17,14 +17,30 @@ from typing import Any
 from tabulate import tabulate
 
 from kdbench.config import BASELINE_LOSS
-from kdbench.leaderboard import MEASURED, PUBLISHED, Board, CrossPair, Leaderboard, Row
+from kdbench.leaderboard import (
+    MEASURED,
+    PUBLISHED,
+    Board,
+    CrossPair,
+    Leaderboard,
+    Row,
+    published_label,
+)
+from kdbench.reference import BEST, LAST
 from kdbench.stats import CONFIDENCE
 
 OVERLAP = "†"
+TEST_SELECTED = "‡"
 CI_LABEL = f"{CONFIDENCE:.0%} CI ±"
+BEST_LABEL = f"best{TEST_SELECTED} % (test-selected)"
 
 NOTES = [
-    "top-1 %: last-epoch test accuracy, mean ± sample std over the n seeds that finished.",
+    "top-1 %: last-epoch test accuracy, mean ± sample std over the n seeds that finished; "
+    "it alone sorts, ranks and picks the best (bold) method.",
+    f"{BEST_LABEL}: each seed's highest test accuracy over its evaluated epochs (every "
+    "eval_every epochs and the last), mean ± std; the epoch is chosen by looking at the "
+    "test split, so the figure is optimistic and only for comparison with sources that "
+    "publish it; (n=k): only k seeds have it; - : records without per-epoch accuracy.",
     f"{CI_LABEL}: half-width of the {CONFIDENCE:.0%} confidence interval of the mean "
     "(Student t, n - 1 degrees of freedom); none for n < 2.",
     f"{OVERLAP}: this method's interval overlaps the best method's (bold) interval: "
@@ -38,7 +54,10 @@ NOTES = [
     "multiply-add); extra params: trainable parameters the distiller adds during training.",
     "train s: mean training wall time per cell (a lockstep group's time shared among its cells).",
     "published rows are figures from the cited source, never part of any mean, rank or "
-    "best; vs published = measured mean - published figure.",
+    f"best, named with the epoch their source reports ({LAST}: the last; {BEST}: the best "
+    "test epoch, test-selected; unstated: not said); vs published = measured mean of the "
+    f"same kind - published figure: top-1 for {LAST}, best{TEST_SELECTED} for {BEST}, none "
+    "for unstated.",
     "failed cells are counted in status and never dropped; missing seeds are seeds other "
     "methods of the pair have that this one lacks.",
 ]
@@ -78,7 +97,7 @@ class Cells:
 
 def board_columns(board: Board) -> list[str]:
     columns = [
-        "method", "top-1 %", "n", CI_LABEL, f"Δ vs {BASELINE_LOSS}", "gap closed",
+        "method", "top-1 %", "n", CI_LABEL, BEST_LABEL, f"Δ vs {BASELINE_LOSS}", "gap closed",
         "b1 p50 ms", "img/s", "params", "MFLOPs", "extra params", "train s", "status",
     ]  # fmt: skip
     if board.has_published:
@@ -94,15 +113,32 @@ def top1_text(row: Row) -> str:
     return num(row.mean) if _isnan(row.std) else f"{row.mean:.2f} ± {row.std:.2f}"
 
 
+def best_text(row: Row) -> str:
+    """The test-selected best-epoch figure, with how many seeds it covers when not all."""
+    if row.kind != MEASURED or row.best_n == 0:
+        return "-"
+    text = num(row.best_mean) if row.best_n < 2 else f"{row.best_mean:.2f} ± {row.best_std:.2f}"
+    return text if row.best_n == row.n else f"{text} (n={row.best_n})"
+
+
+def vs_published_text(row: Row) -> str:
+    """Measured minus published, naming the measured figure compared."""
+    if _isnan(row.vs_published):
+        return "-"
+    kind = f"best{TEST_SELECTED}" if row.vs_statistic == BEST else row.vs_statistic
+    return f"{row.vs_published:+.2f} ({kind})"
+
+
 def board_cells(board: Board, row: Row) -> Cells:
     """The display strings of one row, in :func:`board_columns` order."""
     measured = row.kind == MEASURED
-    label = row.label if measured else f"{row.method} (published)"
+    label = row.label if measured else published_label(row.method, row.statistic)
     values = {
         "method": label,
         "top-1 %": top1_text(row),
         "n": str(row.n) if measured else "-",
         CI_LABEL: num(row.ci) if measured else "-",
+        BEST_LABEL: best_text(row),
         f"Δ vs {BASELINE_LOSS}": (
             "baseline"
             if measured and row.method == BASELINE_LOSS
@@ -122,7 +158,7 @@ def board_cells(board: Board, row: Row) -> Cells:
         "status": row.status,
     }
     if board.has_published:
-        values["vs published"] = num(row.vs_published, "{:+.2f}") if measured else "-"
+        values["vs published"] = vs_published_text(row) if measured else "-"
         values["source"] = row.source if not measured else "measured"
     return Cells(
         kind=row.kind,
@@ -138,10 +174,10 @@ def board_cells(board: Board, row: Row) -> Cells:
 def teacher_line(board: Board) -> str:
     parts = [f"teacher {board.teacher}: {num(board.teacher_top1)} % top-1"]
     pub = board.teacher_published
-    if pub is not None:
-        diff = board.teacher_top1 - pub.top1
+    if pub is not None:  # the teacher's measured figure is its final weights': last epoch
+        diff = board.teacher_top1 - pub.top1 if pub.statistic == LAST else math.nan
         parts.append(
-            f"published {pub.top1:.2f} % ({pub.source}; measured - published "
+            f"published {pub.top1:.2f} % ({pub.statistic}; {pub.source}; measured - published "
             f"{num(diff, '{:+.2f}')})"
         )
     parts.append(f"{BASELINE_LOSS} baseline: {num(board.baseline)} %")
@@ -236,8 +272,9 @@ def _md_cross(cross: CrossPair) -> str:
             text = cross_cell(cross, method, column)
             cells.append(f"**{text}**" if cross_is_best(cross, method, column) else text)
         rows.append([method, *cells, avg_rank_text(cross, method)])
-    for method, values in cross.published.items():
-        rows.append([f"*{method} (published)*", *[num(values.get(c)) for c in cross.columns], "-"])
+    for key, values in cross.published.items():
+        rows.append([f"*{published_label(*key)}*", *[num(values.get(c)) for c in cross.columns],
+                     "-"])  # fmt: skip
     headers = [_md_escape(h) for h in headers]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
@@ -261,10 +298,12 @@ def _md_runs(board_set: Leaderboard) -> str:
 
 CSV_COLUMNS = [
     "dataset", "teacher", "student", "variant", "kind", "method", "status", "n", "n_failed",
-    "seeds", "missing_seeds", "top1_mean", "top1_std", "ci95", "top5_mean",
-    "delta_vs_baseline", "gap_recovered", "best", "ci_overlaps_best", "p50_ms",
-    "throughput_img_s", "params", "flops_per_image", "extra_params", "train_seconds",
-    "step_ms", "teacher_top1", "baseline_top1", "published_top1", "vs_published", "source",
+    "seeds", "missing_seeds", "statistic", "top1_mean", "top1_std", "ci95", "top5_mean",
+    "best_top1_test_selected_mean", "best_top1_test_selected_std", "best_top1_test_selected_n",
+    "best_epoch_mean", "delta_vs_baseline", "gap_recovered", "best", "ci_overlaps_best",
+    "p50_ms", "throughput_img_s", "params", "flops_per_image", "extra_params", "train_seconds",
+    "step_ms", "teacher_top1", "baseline_top1", "published_top1", "vs_published",
+    "vs_published_statistic", "source",
 ]  # fmt: skip
 
 
@@ -283,10 +322,15 @@ def row_record(board: Board, row: Row) -> dict[str, Any]:
         "n_failed": row.n_failed if measured else None,
         "seeds": row.seeds,
         "missing_seeds": row.missing_seeds,
+        "statistic": row.statistic,
         "top1_mean": row.mean,
         "top1_std": row.std,
         "ci95": row.ci,
         "top5_mean": row.top5,
+        "best_top1_test_selected_mean": row.best_mean,
+        "best_top1_test_selected_std": row.best_std,
+        "best_top1_test_selected_n": row.best_n if measured else None,
+        "best_epoch_mean": row.best_epoch,
         "delta_vs_baseline": row.delta,
         "gap_recovered": row.gap,
         "best": row.best if measured else None,
@@ -302,6 +346,7 @@ def row_record(board: Board, row: Row) -> dict[str, Any]:
         "baseline_top1": board.baseline,
         "published_top1": row.published,
         "vs_published": row.vs_published,
+        "vs_published_statistic": row.vs_statistic or None,
         "source": row.source,
         "errors": row.errors,
         "cells": row.cells,
@@ -420,7 +465,8 @@ def to_json(board_set: Leaderboard) -> str:
 _TEX = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "→": r"$\to$", "±": r"$\pm$", "Δ": r"$\Delta$", "†": r"$^\dagger$", "<": r"\textless{}",
+    "→": r"$\to$", "±": r"$\pm$", "Δ": r"$\Delta$", "†": r"$^\dagger$", "‡": r"$^\ddagger$",
+    "<": r"\textless{}",
     ">": r"\textgreater{}", "−": "-",
 }  # fmt: skip
 _TEX_RE = re.compile("|".join(re.escape(k) for k in _TEX))
@@ -432,8 +478,8 @@ def tex(text: str) -> str:
 
 
 LATEX_COLUMNS = [
-    "method", "top-1 %", "n", CI_LABEL, f"Δ vs {BASELINE_LOSS}", "gap closed", "b1 p50 ms",
-    "img/s", "params", "MFLOPs", "extra params", "train s", "status",
+    "method", "top-1 %", "n", CI_LABEL, BEST_LABEL, f"Δ vs {BASELINE_LOSS}", "gap closed",
+    "b1 p50 ms", "img/s", "params", "MFLOPs", "extra params", "train s", "status",
 ]  # fmt: skip
 
 
@@ -487,7 +533,8 @@ def _latex_board(board: Board) -> str:
             r"\centering",
             r"\small",
             f"\\caption{{{tex(board.title)}: top-1 (\\%) mean $\\pm$ std over seeds; "
-            f"bold: best; $^\\dagger$: 95\\% CI overlaps the best.}}",
+            f"bold: best; $^\\dagger$: 95\\% CI overlaps the best; $^\\ddagger$: best epoch, "
+            "selected on the test split (never ranked).}",
             _fit(body),
             r"\par\footnotesize " + r" \\ ".join(notes),
             r"\end{table}",
@@ -517,8 +564,8 @@ def _latex_cross(cross: CrossPair) -> str:
         lines.append(" & ".join([tex(method), *cells, tex(avg_rank_text(cross, method))]) + r" \\")
     if cross.published:
         lines.append(r"\midrule")
-    for method, values in cross.published.items():
-        row = [f"\\textit{{{tex(method)} (published)}}"]
+    for key, values in cross.published.items():
+        row = [f"\\textit{{{tex(published_label(*key))}}}"]
         row += [num(values.get(c)) for c in cross.columns]
         lines.append(" & ".join([*row, "-"]) + r" \\")
     spec = "l" + "r" * (len(columns) - 1)

@@ -10,6 +10,11 @@ A row pools the seeds of one configuration (:func:`kdbench.identity.configuratio
 records of a method run with other parameters (another benchmark's ``kd`` temperature)
 are a row of their own, labelled with their configuration hash, unless ``pool`` asks
 for one row per method name.
+
+The headline is the last epoch's top-1. The best evaluated epoch's (``best_top1``) is
+carried beside it, because some sources publish that figure; it is selected on the test
+split, so it never sorts, ranks or picks the best method. A published figure is compared
+with the measured figure of its own kind (:mod:`kdbench.reference`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from kdbench.collect import Collected
 from kdbench.config import BASELINE_LOSS
 from kdbench.identity import LOCATION, configuration_id
 from kdbench.matrix import stable_hash
-from kdbench.reference import TEACHER, Published, for_pair, method_key
+from kdbench.reference import BEST, LAST, TEACHER, Published, for_pair, method_key
 from kdbench.stats import SeedStats, gap_recovered, intervals_overlap, ranks, seed_stats
 
 NAN = math.nan
@@ -48,6 +53,10 @@ class Row:
     std: float = NAN
     ci: float = NAN
     top5: float = NAN
+    best_mean: float = NAN  # best evaluated epoch's top-1: selected on the test split
+    best_std: float = NAN
+    best_n: int = 0
+    best_epoch: float = NAN
     delta: float = NAN
     gap: float = NAN
     best: bool = False
@@ -61,6 +70,8 @@ class Row:
     step_ms: float = NAN
     published: float = NAN
     vs_published: float = NAN
+    statistic: str = LAST  # which epoch the top-1 is (published rows: as their source says)
+    vs_statistic: str = ""  # the kind of figure vs_published compares
     source: str = ""
     shared: bool = False
     errors: list[str] = field(default_factory=list)
@@ -127,7 +138,7 @@ class CrossPair:
     avg_rank: dict[str, float]
     n_ranked: dict[str, int]
     best: dict[str, float]
-    published: dict[str, dict[str, float]]
+    published: dict[tuple[str, str], dict[str, float]]  # (method, statistic) -> pair -> top-1
 
 
 @dataclass
@@ -318,6 +329,9 @@ def _measured_row(method: str, items: list[_Item], all_seeds: list[int]) -> Row:
     row.errors = sorted({f"seed {i.seed}: {_first_line(i.record)}" for i in failed})
     records = [i.record for i in ok]
     row.top5 = _mean(_values(records, "metrics", "top5"))
+    best = seed_stats(_values(records, "metrics", "best_top1"))
+    row.best_mean, row.best_std, row.best_n = best.mean, best.std, best.n
+    row.best_epoch = _mean(_values(records, "metrics", "best_epoch"))
     row.p50_ms = _median(_values(records, "latency", "batch1_p50_ms"))
     row.throughput = _median(_values(records, "latency", "throughput_img_s"))
     row.params = _max(_values(records, "size", "params"))
@@ -395,11 +409,24 @@ def _with_published(board: Board, rows: list[Row], reference: list[Published]) -
             continue
         matched.add(method_key(row.method))
         row.published = pub.top1
-        row.vs_published = row.mean - pub.top1
+        row.vs_published = measured_figure(row, pub.statistic) - pub.top1
+        row.vs_statistic = pub.statistic
         out.append(_published_row(pub, row.method))
     rest = [p for k, p in by_key.items() if k not in matched]
     out.extend(_published_row(p, p.method) for p in sorted(rest, key=lambda p: -p.top1))
     return out
+
+
+def measured_figure(row: Row, statistic: str) -> float:
+    """The measured mean of the kind a published figure is (NaN when unstated or missing).
+
+    A best-epoch figure is only complete when every finished seed has one.
+    """
+    if statistic == LAST:
+        return row.mean
+    if statistic == BEST and row.best_n == row.n:
+        return row.best_mean
+    return NAN
 
 
 def _published_row(pub: Published, method: str) -> Row:
@@ -410,8 +437,14 @@ def _published_row(pub: Published, method: str) -> Row:
         mean=pub.top1,
         std=pub.std,
         published=pub.top1,
+        statistic=pub.statistic,
         source=pub.source,
     )
+
+
+def published_label(method: str, statistic: str) -> str:
+    """A published row's name in tables: the method and which epoch its source reports."""
+    return f"{method} (published, {statistic})"
 
 
 def cross_pair(boards: list[Board]) -> CrossPair:
@@ -424,7 +457,7 @@ def cross_pair(boards: list[Board]) -> CrossPair:
         means = {}
         for row in board.rows:
             if row.kind == PUBLISHED:
-                published[row.method][column] = row.mean
+                published[(row.method, row.statistic)][column] = row.mean
                 continue
             order.setdefault(row.label)
             top1[(row.label, column)] = row.mean

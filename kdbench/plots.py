@@ -16,8 +16,10 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, FuncFormatter
 
+from kdbench.formats import TEST_SELECTED
 from kdbench.leaderboard import PUBLISHED, Board, Leaderboard
 from kdbench.records import atomic_path
+from kdbench.reference import BEST, LAST, UNSTATED
 from kdbench.stats import pareto_front
 
 MARKERS = "osD^v<>pPX*h"
@@ -114,29 +116,33 @@ def bars(board: Board) -> Figure:
     errors = [0.0 if math.isnan(r.ci) else r.ci for r in rows]
     colors = ["C1" if r.best else "C0" for r in rows]
     ax.bar(xs, means, yerr=errors, color=colors, capsize=4, label="measured (±95 % CI)")
-    published = {
-        r.method: r.mean for r in board.rows if r.kind == PUBLISHED and not math.isnan(r.mean)
-    }
-    pub_x = [x for x, r in zip(xs, rows) if r.method in published]
-    if pub_x:
-        ax.plot(
-            pub_x,
-            [published[rows[x].method] for x in pub_x],
-            "kx",
-            markersize=9,
-            label="published",
-        )
+    published = {r.method: r for r in board.rows if r.kind == PUBLISHED and not math.isnan(r.mean)}
+    pub = {x: published[r.method] for x, r in zip(xs, rows) if r.method in published}
+    for statistic, marker, label in (
+        (LAST, "kx", "published (last epoch)"),
+        (BEST, "k+", f"published (best epoch: compare best{TEST_SELECTED})"),
+        (UNSTATED, "k.", "published (epoch unstated)"),
+    ):
+        pub_x = [x for x, r in pub.items() if r.statistic == statistic]
+        if pub_x:
+            ax.plot(pub_x, [pub[x].mean for x in pub_x], marker,
+                    markersize=9, label=label)  # fmt: skip
+    best_x = [x for x, r in zip(xs, rows) if r.best_n]
+    if best_x:
+        ax.plot(best_x, [rows[x].best_mean for x in best_x], "_", color="C2", markersize=14,
+                label=f"best{TEST_SELECTED} epoch (test-selected)")  # fmt: skip
     if not math.isnan(board.baseline):
         ax.axhline(board.baseline, color="0.3", ls=":", lw=1, label="ce baseline")
     if not math.isnan(board.teacher_top1):
         ax.axhline(board.teacher_top1, color="C3", ls="--", lw=1, label="teacher")
     values = [r.mean - (0 if math.isnan(r.ci) else r.ci) for r in rows if r.n]
-    values += list(published.values())
+    values += [r.mean for r in published.values()]
     values += [v for v in (board.baseline,) if not math.isnan(v)]
     if values:
         top = max(
             [r.mean + (0 if math.isnan(r.ci) else r.ci) for r in rows if r.n]
-            + list(published.values())
+            + [r.mean for r in published.values()]
+            + [r.best_mean for r in rows if r.best_n]
             + [v for v in (board.teacher_top1,) if not math.isnan(v)]
         )
         low = min(values)

@@ -1,10 +1,15 @@
 """Published numbers shown beside measured ones, always as their own, marked rows.
 
 A reference file is ``<dataset>_published.csv`` with the columns ``teacher, student,
-method, top1, std, source``. The method ``teacher`` is the teacher's own accuracy and
-``student`` the student trained alone (the ``ce`` baseline). Other methods match a
-measured loss label after normalisation (case, ``+`` for ``_``: ``kd+ls`` is ``kd_ls``).
-These rows never enter means, ranks or the choice of the best method.
+method, top1, std, statistic, source``. The method ``teacher`` is the teacher's own
+accuracy and ``student`` the student trained alone (the ``ce`` baseline). Other methods
+match a measured loss label after normalisation (case, ``+`` for ``_``: ``kd+ls`` is
+``kd_ls``). These rows never enter means, ranks or the choice of the best method.
+
+``statistic`` says which epoch the source reports: ``last`` (RepDistiller: the final
+epoch), ``best`` (mdistiller: the best test epoch, so selected on the test set) or
+``unstated``. A published figure is compared only with the measured figure of the same
+kind: ``last`` with the last epoch's top-1, ``best`` with the best evaluated epoch's.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from kdbench.errors import KdbenchError
 
 SUFFIX = "_published.csv"
 TEACHER = "teacher"
-COLUMNS = ("teacher", "student", "method", "top1", "std", "source")
+COLUMNS = ("teacher", "student", "method", "top1", "std", "statistic", "source")
+LAST, BEST, UNSTATED = "last", "best", "unstated"
+STATISTICS = (LAST, BEST, UNSTATED)
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,7 @@ class Published:
     top1: float
     std: float
     source: str
+    statistic: str = UNSTATED
 
 
 def method_key(label: str) -> str:
@@ -82,6 +90,12 @@ def _read(path: Path, dataset: str) -> list[Published]:
                 std = float(row["std"]) if row["std"].strip() else math.nan
             except ValueError as exc:
                 raise KdbenchError(f"{path}:{line}: {exc}") from None
+            statistic = row["statistic"].strip()
+            if statistic not in STATISTICS:
+                raise KdbenchError(
+                    f"{path}:{line}: statistic must be one of {', '.join(STATISTICS)} "
+                    f"(got '{statistic}')"
+                )
             rows.append(
                 Published(
                     dataset=dataset,
@@ -91,6 +105,7 @@ def _read(path: Path, dataset: str) -> list[Published]:
                     top1=top1,
                     std=std,
                     source=row["source"].strip(),
+                    statistic=statistic,
                 )
             )
     return rows

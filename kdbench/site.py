@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from kdbench.config import BASELINE_LOSS
 from kdbench.formats import (
+    BEST_LABEL,
     CI_LABEL,
     NOTES,
     OVERLAP,
@@ -31,7 +32,7 @@ from kdbench.formats import (
     summary_line,
     teacher_line,
 )
-from kdbench.leaderboard import PUBLISHED, Board, Leaderboard, Row
+from kdbench.leaderboard import PUBLISHED, Board, Leaderboard, Row, published_label
 from kdbench.plots import png_bytes, slug
 
 CSS = """
@@ -94,7 +95,8 @@ JS = """
 """
 
 NUMERIC = {
-    "top-1 %": "mean", "n": "n", CI_LABEL: "ci", f"Δ vs {BASELINE_LOSS}": "delta",
+    "top-1 %": "mean", "n": "n", CI_LABEL: "ci", BEST_LABEL: "best_mean",
+    f"Δ vs {BASELINE_LOSS}": "delta",
     "gap closed": "gap", "b1 p50 ms": "p50_ms", "img/s": "throughput", "params": "params",
     "MFLOPs": "flops", "extra params": "extra_params", "train s": "train_s",
     "vs published": "vs_published",
@@ -178,8 +180,8 @@ def _cross_table(board_set: Leaderboard) -> str:
         rank = cross.avg_rank[method]
         tds.append(f'<td data-sort="{_sort_value(rank)}">{_e(avg_rank_text(cross, method))}</td>')
         rows.append(f'<tr class="measured" data-method="{_e(method)}">{"".join(tds)}</tr>')
-    for method, values in cross.published.items():
-        tds = [f"<td>{_e(method)} (published)</td>"]
+    for (method, statistic), values in cross.published.items():
+        tds = [f"<td>{_e(published_label(method, statistic))}</td>"]
         tds += [
             f'<td data-sort="{_sort_value(values.get(c))}">{num(values.get(c))}</td>'
             for c in cross.columns

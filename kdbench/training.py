@@ -4,6 +4,10 @@ A step runs the teacher once (when any loss needs it) and then every student in 
 group on the same batch, each with its own loss and optimizer: a lockstep group of
 cells sharing teacher, dataset, seed and data order (:func:`kdbench.cell.run_group`),
 or a single cell, which is a group of one.
+
+Each run's history has one entry per epoch: ``{"epoch", "lr", "test_top1", "train"}``,
+the learning rate the epoch trained with, its test top-1 (None on epochs not
+evaluated) and the mean of each training-loss term.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -80,7 +85,10 @@ class StudentRun:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     taps: FeatureTaps | None = None
     scaler: torch.amp.GradScaler | None = None
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    eval_every: int = 1
+    eval_batch_size: int = 512
+    accuracy: dict[str, float] = field(default_factory=dict)  # the latest evaluation
     step_seconds: float = 0.0
     steps: int = 0
     error: BaseException | None = None
@@ -155,7 +163,7 @@ def train_epoch(
     amp_dtype: torch.dtype | None = None,
     on_step: Callable[[int, float], None] | None = None,
 ) -> None:
-    """One pass over the stream; appends each run's mean loss terms to its history.
+    """One pass over the stream; appends each run's epoch entry (lr, loss terms) to its history.
 
     Each run draws from its own random-number state, so a student trained in a group
     sees the same random numbers as when trained alone. A run that fails keeps its
@@ -201,12 +209,13 @@ def train_epoch(
     for run, totals in zip(runs, sums, strict=True):
         if run.error is not None:
             continue
-        history = {name: float(value) / max(steps, 1) for name, value in totals.items()}
-        if not math.isfinite(history["total"]):
-            run.error = DivergedError(f"loss is {history['total']} in epoch {epoch + 1}")
+        terms = {name: float(value) / max(steps, 1) for name, value in totals.items()}
+        if not math.isfinite(terms["total"]):
+            run.error = DivergedError(f"loss is {terms['total']} in epoch {epoch + 1}")
             continue
+        lr = float(run.optimizer.param_groups[0]["lr"])  # what this epoch trained with
         run.scheduler.step()
-        run.history.append(history)
+        run.history.append({"epoch": epoch + 1, "lr": lr, "test_top1": None, "train": terms})
 
 
 def _step(
@@ -247,7 +256,7 @@ def _step(
     return terms
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(
     model: nn.Module,
     split: Split,
@@ -258,9 +267,14 @@ def evaluate(
     batch_size: int = 512,
     amp_dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
-    """Top-1 and top-5 accuracy (%) on a split; top-5 only with at least 5 classes."""
+    """Top-1 and top-5 accuracy (%) on a split; top-5 only with at least 5 classes.
+
+    Runs in eval mode and puts the model back in the mode it was in, so it can be
+    called between training epochs; it draws no random numbers.
+    """
+    was_training = model.training
     model.eval()
-    correct1 = correct5 = 0
+    hits1 = hits5 = torch.zeros((), dtype=torch.long, device=device)
     for inputs, targets in eval_batches(
         split, batch_size=batch_size, mean=mean, std=std, device=device
     ):
@@ -269,8 +283,10 @@ def evaluate(
         k = min(5, logits.shape[1])
         top = logits.topk(k, dim=1).indices
         hits = top.eq(targets.view(-1, 1))
-        correct1 += hits[:, 0].sum().item()
-        correct5 += hits.any(dim=1).sum().item()
+        hits1 = hits1 + hits[:, 0].sum()  # summed on the device: one sync at the end
+        hits5 = hits5 + hits.any(dim=1).sum()
+    model.train(was_training)
+    correct1, correct5 = int(hits1), int(hits5)
     n = len(split)
     result = {"top1": 100.0 * correct1 / n}
     if logits.shape[1] >= 5:
@@ -291,7 +307,60 @@ def make_run(
     optimizer = build_optimizer(params, recipe["optimizer"])
     scheduler = build_scheduler(optimizer, recipe["schedule"], recipe["epochs"])
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    return StudentRun(model, loss, optimizer, scheduler, taps=taps, scaler=scaler)
+    return StudentRun(
+        model,
+        loss,
+        optimizer,
+        scheduler,
+        taps=taps,
+        scaler=scaler,
+        eval_every=recipe.get("eval_every", 1),
+        eval_batch_size=recipe.get("eval_batch_size", 512),
+    )
+
+
+@dataclass(frozen=True)
+class TestSplit:
+    """The split runs are evaluated on between epochs, normalised as for the final figure."""
+
+    split: Split
+    mean: torch.Tensor
+    std: torch.Tensor
+    device: torch.device
+    amp_dtype: torch.dtype | None = None
+
+    __test__ = False  # not a pytest class, though its name starts with Test
+
+
+def evaluate_epoch(runs: list[StudentRun], test: TestSplit, *, epoch: int, epochs: int) -> None:
+    """Test top-1 of every live run due at this epoch (0-based), into its last history entry.
+
+    A run is due every ``eval_every`` epochs and always after the last one; the full
+    result (top-1 and top-5) is kept as ``run.accuracy``. A run whose evaluation fails
+    keeps the error, as in training; the others go on.
+    """
+    for run in runs:
+        if run.error is not None or not run.history or run.history[-1]["epoch"] != epoch + 1:
+            continue
+        if (epoch + 1) % run.eval_every and epoch + 1 != epochs:
+            continue
+        try:
+            run.accuracy = evaluate(
+                run.model,
+                test.split,
+                mean=test.mean,
+                std=test.std,
+                device=test.device,
+                batch_size=run.eval_batch_size,
+                amp_dtype=test.amp_dtype,
+            )
+        except Exception as exc:  # noqa: BLE001 - the run fails, the group goes on
+            run.error = exc
+            continue
+        finally:
+            if run.taps is not None:
+                run.taps.pop()  # the evaluation's activations are no training step's
+        run.history[-1]["test_top1"] = run.accuracy["top1"]
 
 
 class Progress:
@@ -314,8 +383,13 @@ def fit(
     teacher: TeacherSource | None = None,
     amp_dtype: torch.dtype | None = None,
     progress: Progress | None = None,
+    test: TestSplit | None = None,
 ) -> float:
-    """Train every run for ``epochs``; returns the wall time in seconds."""
+    """Train every run for ``epochs``; returns the wall time in seconds.
+
+    With ``test``, each run is evaluated on it after its due epochs (see
+    :func:`evaluate_epoch`); the time counts in the wall time.
+    """
     progress = progress or Progress()
     steps = len(stream)
     started = time.perf_counter()
@@ -329,8 +403,10 @@ def fit(
             amp_dtype=amp_dtype,
             on_step=lambda step, loss: progress.step(step, steps, loss),
         )
+        if test is not None:
+            evaluate_epoch(runs, test, epoch=epoch, epochs=epochs)
         live = [run for run in runs if run.error is None]
         if not live:
             break
-        progress.epoch_done(epoch, live[0].history[-1]["total"])
+        progress.epoch_done(epoch, live[0].history[-1]["train"]["total"])
     return time.perf_counter() - started

@@ -137,9 +137,10 @@ def test_pool_lockstep_groups_equal_local_cells_one_by_one(
         assert left["size"] == right["size"] and left["dataset"] == right["dataset"]
         assert len(left["history"]) == len(right["history"]) == 2
         for x, y in zip(left["history"], right["history"]):
-            x, y = x["train"], y["train"]  # the loss terms of an epoch entry
-            assert x.keys() == y.keys()
-            assert all(math.isclose(x[k], y[k], rel_tol=0, abs_tol=1e-6) for k in x)
+            assert x["train"].keys() == y["train"].keys()
+            assert all(math.isclose(x["train"][k], y["train"][k], rel_tol=0, abs_tol=1e-6)
+                       for k in x["train"])  # fmt: skip
+            assert (x["lr"], x["test_top1"]) == (y["lr"], y["test_top1"])
 
 
 def test_a_dead_pool_worker_fails_every_cell_of_its_group(tmp_path: Path, context: RunContext):

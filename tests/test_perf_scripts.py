@@ -43,3 +43,21 @@ def test_kd_step_runs_every_variant_and_projects_a_cell(tmp_path: Path):
         assert set(row["projected_240_epoch_cifar100_minutes"]) == variants
         assert row["teacher_bn_folded"] == 4  # cnn: two conv-BatchNorm pairs in each of 2 stages
     assert "projected 240 epochs x 50,000 images" in done.stdout
+
+
+@pytest.mark.slow
+def test_eval_cost_times_evaluation_against_training_epochs(tmp_path: Path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "benchmarks/perf/eval_cost.py", "--device", "cpu", "--steps", "1",
+         "--eval-images", "64", "--eval-batch", "32", "--repeats", "1", "--out", str(tmp_path)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "eval_cost_cpu.json").read_text())
+    assert result["kd_full_seconds"] > result["ce_full_seconds"] > 0  # the teacher costs
+    assert (
+        result["eval_32_vs_kd_epoch"] == result["eval_32_full_seconds"] / result["kd_full_seconds"]
+    )
+    assert len(result["load_average_before"]) == 3
+    assert "% of a kd epoch" in done.stdout

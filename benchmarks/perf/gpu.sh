@@ -10,7 +10,8 @@
 #      CUDA graphs, synchronised latency);
 #   3. benchmarks/fashion_mnist.toml on CUDA, if the Fashion-MNIST files are at hand
 #      (Debian's /usr/share/datasets/fashion-mnist, or data/fashion-mnist in this tree);
-#   4. kdbench with compile = "reduce-overhead" (CUDA graphs) at batch 64.
+#   4. kdbench with compile = "reduce-overhead" (CUDA graphs) at batch 64;
+#   5. the cost of evaluating the test split after each epoch against a training epoch.
 # Results go to results/perf/ (and results/fashion_mnist_cuda/).
 #
 # On a machine without network access, put wheels of missing dependencies (e.g.
@@ -60,3 +61,6 @@ fi
 
 stage 150 python3 benchmarks/perf/kd_step.py --device cuda --batch 64 --images 8192 \
   --workers 8 --compile --tag _graphs --out "$out" 2>&1 | tee "$out/kd_step_cuda_graphs.txt"
+
+stage 90 python3 benchmarks/perf/eval_cost.py --device cuda --steps 200 --eval-images 10000 \
+  --eval-batch 512 1024 --repeats 3 --out "$out" 2>&1 | tee "$out/eval_cost_cuda.txt"

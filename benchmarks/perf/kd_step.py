@@ -177,9 +177,9 @@ def minimal_loop(student, teacher, split, *, data, batch, steps, augment, amp, d
 
 
 def kdbench_loop(student, source, split, *, batch, augment, amp, device, data, layout,
-                 compile_mode=None):  # fmt: skip
-    """kdbench's training loop over exactly ``steps * batch`` images."""
-    run = make_run(student, KD(), RECIPE, amp_dtype=amp)
+                 compile_mode=None, loss=None):  # fmt: skip
+    """kdbench's training loop over exactly ``steps * batch`` images (KD unless ``loss``)."""
+    run = make_run(student, loss or KD(), RECIPE, amp_dtype=amp)
     if compile_mode:
         run.forward = compiled(student, compile_mode)
     stream = BatchStream(split, batch_size=batch, augment=augment, mean=torch.tensor(data.mean),

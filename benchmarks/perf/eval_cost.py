@@ -1,0 +1,123 @@
+"""What evaluating the test split after every epoch costs, against one training epoch.
+
+Run with ``python benchmarks/perf/eval_cost.py [--device cpu|cuda] [--steps N]``.
+resnet32x4 -> resnet8x4 on CIFAR-shaped data: random uint8 images (3x32x32, 100
+classes), since only time is measured and CIFAR itself may not be on the machine.
+
+- one evaluation: :func:`kdbench.training.evaluate` of the student, as a cell runs it
+  after each epoch (each ``--eval-batch``), timed on ``--eval-images`` test images and
+  scaled to 10,000;
+- one training epoch: kdbench's KD loop (teacher forward every step, BatchNorms folded)
+  timed over ``--steps`` steps of batch 64 and scaled to 50,000 images; the same for the
+  student trained alone with cross-entropy (the ``ce`` baseline: no teacher, the case
+  where evaluation weighs most).
+
+The variants run interleaved, ``--repeats`` rounds after one warm-up round, and each
+keeps its median, so a busy moment of a shared machine slows them alike.
+
+Prints the ratios and writes JSON (with the machine and its load average) under
+results/perf/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import statistics
+from pathlib import Path
+
+import torch
+from kd_step import kdbench_loop, setup, timed
+
+from kdbench.builtin.losses_basic import CrossEntropy
+from kdbench.context import RunContext
+from kdbench.data import Augment, Split
+from kdbench.folding import fold_batchnorm
+from kdbench.matrix import ModelSpec
+from kdbench.measure import device_name
+from kdbench.training import OnlineTeacher, autocast_dtype, evaluate
+
+TRAIN_IMAGES, TEST_IMAGES, BATCH = 50_000, 10_000, 64
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=12, help="training steps per pass")
+    parser.add_argument("--eval-images", type=int, default=1000, help="test images per pass")
+    parser.add_argument("--eval-batch", type=int, nargs="+", default=[128, 512])
+    parser.add_argument("--repeats", type=int, default=4, help="timed passes (median kept)")
+    parser.add_argument("--out", type=Path, default=Path("results/perf"))
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    data, t_name, s_name, t_params, s_params, padding = setup("cifar")
+    context = RunContext()
+
+    def build(kind: str, name: str, params: dict) -> torch.nn.Module:
+        torch.manual_seed(0)
+        return context.build_model(kind, ModelSpec(name, params), data).to(device)
+
+    teacher = build("teachers", t_name, t_params).eval().requires_grad_(False)
+    fold_batchnorm(teacher)
+    layout = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    teacher = teacher.to(memory_format=layout)
+    amp = autocast_dtype("auto", device)
+    mean, std = torch.tensor(data.mean), torch.tensor(data.std)
+    part_images = args.steps * BATCH
+    part = Split(data.train.images[:part_images], data.train.labels[:part_images])
+    test = Split(data.train.images[: args.eval_images], data.train.labels[: args.eval_images])
+    common = dict(batch=BATCH, augment=Augment(crop_padding=padding, flip=True), amp=amp,
+                  device=device, data=data, layout=layout)  # fmt: skip
+    student = build("students", s_name, s_params).to(memory_format=layout)
+
+    result = {
+        "device": device_name(device),
+        "machine": platform.node(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "load_average_before": os.getloadavg(),
+        "pair": f"{t_name} -> {s_name}",
+        "data": "random uint8 CIFAR-shaped images (time only)",
+        "steps_per_pass": args.steps,
+        "eval_images_per_pass": args.eval_images,
+        "repeats": args.repeats,
+        "batch": BATCH,
+    }
+    loops = {
+        "kd": kdbench_loop(student, OnlineTeacher(teacher, None, amp), part, **common),
+        "ce": kdbench_loop(student, None, part, loss=CrossEntropy(), **common),
+    }
+    for batch in args.eval_batch:
+        loops[f"eval_{batch}"] = functools.partial(
+            evaluate, student, test, mean=mean, std=std, device=device, batch_size=batch,
+            amp_dtype=amp,
+        )  # fmt: skip
+    seconds = timed(loops, device, args.repeats)
+    scale = {"kd": TRAIN_IMAGES / part_images, "ce": TRAIN_IMAGES / part_images}
+    epochs = {}
+    for name, times in seconds.items():
+        full = statistics.median(times) * scale.get(name, TEST_IMAGES / args.eval_images)
+        result[f"{name}_pass_seconds"] = times
+        result[f"{name}_full_seconds"] = full
+        if name in scale:
+            epochs[name] = full
+            print(f"{name} epoch (50,000 images): {full:.1f} s", flush=True)
+            continue
+        shares = {f"vs_{v}_epoch": full / e for v, e in epochs.items()}
+        result.update({f"{name}_{k}": v for k, v in shares.items()})
+        print(f"{name.replace('_', ' at batch ')}: 10,000 images {full:.1f} s = "
+              + ", ".join(f"{100 * v:.1f} % of a {k[3:5]} epoch" for k, v in shares.items()),
+              flush=True)  # fmt: skip
+    result["load_average_after"] = os.getloadavg()
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"eval_cost_{device.type}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"load average before {result['load_average_before']}, after "
+          f"{result['load_average_after']}; wrote {path}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
