@@ -200,7 +200,9 @@ class _Builder:
         )
 
     def _pair(self, matches: Callable[[Pair], bool]) -> tuple[int, Pair]:
-        return next((i, p) for i, p in enumerate(self.config.pairs) if matches(p))
+        """The first pair a cell came from (its index names the key of an error)."""
+        found = ((i, p) for i, p in enumerate(self.config.pairs) if matches(p))
+        return next(found, (0, self.config.pairs[0]))
 
 
 def _dry_forward(model: nn.Module, sample: torch.Tensor) -> bool:
