@@ -290,6 +290,15 @@ CASES = [
         ),
         [["pairs[0].teacher", "pretrained weights"]],
     ),
+    (
+        "second-pair-named",
+        sub(
+            "[losses.kd]",
+            '[[pairs]]\nteacher = "cnn"\nstudent = "tiny"\n'
+            "student_params = { pretrained = true }\n\n[losses.kd]",
+        ),
+        [["pairs[1].student", "pretrained weights"]],
+    ),
     # teacher checkpoints of each bad kind
     (
         "checkpoint-truncated",
