@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from kdbench.cell_checkpoint import GroupCheckpoint, Outputs
 from kdbench.context import RunContext, resolve_device
 from kdbench.data import Augment, BatchStream, DatasetSplits, sample_inputs
 from kdbench.features import FeatureTaps
@@ -34,6 +35,7 @@ from kdbench.measure import (
 from kdbench.provenance import provenance
 from kdbench.records import SCHEMA_VERSION
 from kdbench.seeding import seed_everything
+from kdbench.students import save_student
 from kdbench.teachers import load_teacher
 from kdbench.training import (
     OnlineTeacher,
@@ -58,7 +60,7 @@ class CellJob:
     teacher_info: dict[str, Any] | None = None
     source_dir: str = "."
     config_hash: str | None = None
-    results_dir: str | None = None  # where architecture costs are shared (None: per cell)
+    outputs: Outputs | None = None  # checkpoints, kept student, costs; none: per-cell latency
 
 
 def run_cell(
@@ -225,11 +227,26 @@ def _train_group(
                 )
             )  # fmt: skip
             cached = True
+    outputs = jobs[0].outputs
+    checkpoint = GroupCheckpoint(outputs, [job.cell.id for job in jobs]) if outputs else None
+    resumed = checkpoint.load(len(live)) if checkpoint else None
+    earlier = 0.0
+    if resumed:
+        for s, state in zip(live, resumed["runs"], strict=True):
+            s.run.load_state_dict(state)
+        stream.load_state_dict(resumed["stream"])
+        earlier = resumed["seconds"]
+
+    def save(epoch: int, seconds: float) -> None:
+        if checkpoint.due(epoch, recipe["epochs"]):
+            states = [s.run.state_dict() for s in live]
+            checkpoint.save(epoch, earlier + seconds, stream.state_dict(), states)
+
     with contextlib.ExitStack() as taps:
         for tap in [teacher_taps, *(s.run.taps for s in live)]:
             if tap is not None:
                 taps.enter_context(tap)
-        seconds = fit(
+        seconds = earlier + fit(
             stream,
             [s.run for s in live],
             epochs=recipe["epochs"],
@@ -237,6 +254,8 @@ def _train_group(
             amp_dtype=amp,
             progress=progress,
             test=TestSplit(data.test, mean, std, device, amp),
+            start_epoch=resumed["epochs_done"] if resumed else 0,
+            on_epoch_end=save if checkpoint else None,
         )
     shared = {
         "dataset": {
@@ -252,12 +271,37 @@ def _train_group(
         "teacher_bn_folded": folded,
         "compile": mode or False,
         "data_on_device": stream.on_device,
+        "resumed_from_epoch": resumed["epochs_done"] if resumed else None,
         "teacher_cost": teacher_cost,
     }
-    return [
+    results = [
         s if isinstance(s, BaseException) else s.run.error or _finish(s, data, sample, shared)
         for s in students
     ]
+    if outputs and outputs.keep_students:
+        for s, result in zip(students, results, strict=True):
+            if isinstance(result, dict):
+                result["student"] = _keep(s, data, outputs)
+    if checkpoint:
+        checkpoint.discard()
+    return results
+
+
+def _keep(student: _Student, data: DatasetSplits, outputs: Outputs) -> dict[str, Any]:
+    """Save a trained student beside the records; the record's ``student`` entry."""
+    cell = student.job.cell
+    meta = {
+        "cell_id": cell.id,
+        "model": cell.student.name,
+        "params": cell.student.params,
+        "num_classes": data.num_classes,
+        "in_channels": data.in_channels,
+        "image_size": list(data.image_size),
+        "mean": list(data.mean),
+        "std": list(data.std),
+        "classes": list(data.classes),
+    }
+    return save_student(student.run.model, Path(outputs.out_dir), cell.id, meta)
 
 
 def _use_cache(recipe: dict[str, Any]) -> bool:
@@ -354,19 +398,22 @@ def _finish(
     metrics = {**run.accuracy, "final_train_loss": run.history[-1]["train"]}
     if best is not None:
         metrics["best_top1"], metrics["best_epoch"] = best
+    cost = {
+        # The cell's share of its group's wall time; the whole group's is kept too.
+        "train_seconds": shared["train_seconds"] / shared["group_size"],
+        "group_train_seconds": shared["train_seconds"],
+        "step_ms": 1e3 * run.step_seconds / max(run.steps, 1),
+        "steps": run.steps,
+        "lockstep_group": shared["group_size"],
+    }
+    if shared["resumed_from_epoch"]:  # trained on from a checkpoint after this many epochs
+        cost["resumed_from_epoch"] = shared["resumed_from_epoch"]
     return {
         "metrics": metrics,
         "history": run.history,
         "size": _size(run.model, run.loss, sample, cell.measure),
         **_inference_cost(student.job, run.model, sample, data.num_classes, shared),
-        "cost": {
-            # The cell's share of its group's wall time; the whole group's is kept too.
-            "train_seconds": shared["train_seconds"] / shared["group_size"],
-            "group_train_seconds": shared["train_seconds"],
-            "step_ms": 1e3 * run.step_seconds / max(run.steps, 1),
-            "steps": run.steps,
-            "lockstep_group": shared["group_size"],
-        },
+        "cost": cost,
         "dataset": shared["dataset"],
         "protocol": {
             "accuracy": ACCURACY_PROTOCOL,
@@ -399,7 +446,7 @@ def _inference_cost(
     job: CellJob, student, sample, num_classes: int, shared: dict[str, Any]
 ) -> dict[str, Any]:
     """References to the networks' shared cost files, or (alone) a per-cell latency."""
-    if job.results_dir is None:
+    if job.outputs is None:
         return {"latency": protocol_latency(student, sample, job.cell.measure)}
     refs = {"student": _cost_ref(job, student, sample, num_classes, "student")}
     if shared["teacher_cost"] is not None:
@@ -409,12 +456,13 @@ def _inference_cost(
 
 def _cost_ref(job: CellJob, model, sample, num_classes: int, role: str) -> dict[str, str] | None:
     """The network's cost file (measured once per architecture and device, as loaded)."""
-    if job.results_dir is None:
+    if job.outputs is None:
         return None
     config = job.cell.config()
     student = role == "student"
     return architecture_cost(
         model, sample, job.cell.measure, num_classes=num_classes,
         spec=config["student"] if student else config["teacher"]["model"],
-        channels_last=job.cell.recipe["channels_last"] and student, results=Path(job.results_dir),
+        channels_last=job.cell.recipe["channels_last"] and student,
+        results=Path(job.outputs.out_dir),
     )  # fmt: skip

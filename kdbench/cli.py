@@ -37,25 +37,31 @@ class _Group(click.Group):
     """Turns user errors, file-system failures and Ctrl-C into one line and an exit code."""
 
     def invoke(self, ctx: click.Context):
-        debug = bool(ctx.obj and ctx.obj.get("debug"))
         try:
             return super().invoke(ctx)
         except KdbenchError as exc:
-            if debug:
+            if _debug(ctx):
                 raise
             _fail(exc)
         except OSError as exc:
             # A file the harness could not read or write (permissions, a full disk, a
             # path through a file) is the user's to fix; any other OSError is a bug.
-            if debug or (exc.filename is None and exc.errno not in _ENVIRONMENT_ERRNOS):
+            if _debug(ctx) or (exc.filename is None and exc.errno not in _ENVIRONMENT_ERRNOS):
                 raise
             _fail(StorageError(exc.filename, exc, "access") if exc.filename else exc.strerror)
         except KeyboardInterrupt:
             _interrupted()
 
 
+def _debug(ctx: click.Context) -> bool:
+    """--debug, read once the group's callback has run (before it, ``ctx.obj`` is unset)."""
+    return bool(ctx.obj and ctx.obj.get("debug"))
+
+
 def _fail(message: object) -> NoReturn:
-    click.echo(f"kdbench: error: {message}", err=True)
+    """One ``kdbench: error:`` line per mistake (a benchmark file may have several)."""
+    for line in str(message).splitlines() or [type(message).__name__]:
+        click.echo(f"kdbench: error: {line}", err=True)
     sys.exit(EXIT_USAGE)
 
 
@@ -93,6 +99,12 @@ _WAIT = click.option(
     is_flag=True,
     help="If another kdbench process writes the results folder, wait for it instead of exiting 2.",
 )
+_YES = click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Go beyond the limits on seeds, epochs and matrix size (see docs/benchmark-files.md).",
+)
 
 
 @cli.command()
@@ -115,6 +127,7 @@ _WAIT = click.option(
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress display; print only the table.")
 @_WAIT
+@_YES
 def run(
     file: Path,
     out: Path | None,
@@ -123,6 +136,7 @@ def run(
     dry_run: bool,
     quiet: bool,
     wait: bool,
+    yes: bool,
 ) -> None:
     """Run every cell of the benchmark FILE that has no complete record yet.
 
@@ -133,7 +147,8 @@ def run(
     from kdbench.runner import default_out_dir, plan, run_benchmark
 
     context = _context()
-    the_plan = plan(file, context)
+    # Validated first: an invalid file writes nothing, not even the results folder.
+    the_plan = plan(file, context, validate=True, confirmed=yes)
     out_dir = out or default_out_dir(the_plan.config)
     if dry_run:
         store = RecordStore(out_dir)
@@ -175,7 +190,10 @@ def teachers() -> None:
               show_default=True, help="Where to train.")  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @_WAIT
-def teachers_train(file: Path, out: Path | None, device: str, quiet: bool, wait: bool) -> None:
+@_YES
+def teachers_train(
+    file: Path, out: Path | None, device: str, quiet: bool, wait: bool, yes: bool
+) -> None:
     """Train (or load) every teacher FILE needs and print their test accuracy.
 
     Trained teachers are cached in <out>/teachers/ by content hash; `kdbench run`
@@ -187,7 +205,7 @@ def teachers_train(file: Path, out: Path | None, device: str, quiet: bool, wait:
     from kdbench.runner import default_out_dir, load_datasets, plan, provision_teachers
 
     context = _context()
-    the_plan = plan(file, context)
+    the_plan = plan(file, context, validate=True, confirmed=yes)
     out_dir = out or default_out_dir(the_plan.config)
     load_datasets(the_plan, context)
     display = None if quiet else RichDisplay(0)
@@ -207,11 +225,17 @@ def teachers_train(file: Path, out: Path | None, device: str, quiet: bool, wait:
 
 @cli.command()
 @click.argument("file", type=click.Path(path_type=Path))
-def validate(file: Path) -> None:
-    """Check a benchmark FILE (keys, types, names, parameters) without running it."""
+@_YES
+def validate(file: Path, yes: bool) -> None:
+    """Check a benchmark FILE as a run would, training nothing and writing nothing.
+
+    Keys, types, ranges, names and limits are checked; datasets are loaded, every model
+    is built and run on two samples on the CPU, teacher checkpoints are opened and
+    matched, and every loss gets the feature taps it needs. Every mistake is listed.
+    """
     from kdbench.runner import plan
 
-    the_plan = plan(file, _context())
+    the_plan = plan(file, _context(), validate=True, confirmed=yes)
     click.echo(f"{file}: ok ({len(the_plan.cells)} cells)")
 
 
@@ -351,6 +375,29 @@ def status(directory: Path, file: Path | None) -> None:
         # A lockstep group's job lists its cells one per line.
         rows = [[j["job_id"], j["state"], "\n".join(j["labels"]), j["since"]] for j in state.jobs]
         click.echo(tabulate(rows, headers=["slurm job", "state", "cells", "submitted"]))
+
+
+@cli.command()
+@click.argument("results", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("cell")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["torchscript", "onnx"]),
+    default="torchscript",
+    show_default=True,
+    help="onnx needs the onnx package.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Output file (default: RESULTS/exports/CELL.pt or .onnx).",
+)
+def export(results: Path, cell: str, fmt: str, out: Path | None) -> None:
+    """Write the trained student of CELL (a cell id) in RESULTS as a deployable file."""
+    from kdbench.export import export_student
+
+    click.echo(export_student(results, cell, fmt, out))
 
 
 def main() -> None:

@@ -2,8 +2,9 @@
 
 Validation happens in two passes. Pydantic checks the shape (unknown keys rejected,
 types checked); then every name is looked up in the plugin registry and every
-parameter checked against what the plugin accepts. Each error is one
-:class:`ConfigError` naming the file, the key path and what was expected.
+parameter checked against what the plugin accepts and its type annotation. Each error
+is one :class:`ConfigError` naming the file, the key path and what was expected; all
+of a pass's errors are reported together (:class:`ConfigErrors`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from kdbench.errors import ConfigError, did_you_mean
+from kdbench.errors import ConfigError, KdbenchError, did_you_mean
+from kdbench.limits import MAX_FILE_BYTES
+from kdbench.param_types import shorten, shown
 from kdbench.registry import Registry
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -24,7 +27,8 @@ BASELINE_LOSS = "ce"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict as plugin parameters are: "10" is not a number; 3 is a float, 1.0 not an int.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Optimizer(_Strict):
@@ -91,6 +95,7 @@ class BenchmarkInfo(_Strict):
     description: str = ""
     seeds: Annotated[list[int], Field(min_length=1)] = [0]
     teacher_seed: int = 0
+    max_cells: Annotated[int, Field(gt=0)] | None = None  # see kdbench.limits
 
     @field_validator("seeds")
     @classmethod
@@ -109,6 +114,14 @@ class Executor(_Strict):
     lockstep: bool = True
 
 
+class Run(_Strict):
+    """What a run keeps beside its records; none of it changes a cell's result or id."""
+
+    checkpoint_every: Annotated[int, Field(ge=0)] = 1  # epochs; 0: no checkpoints
+    keep_checkpoints: bool = False
+    keep_students: bool = True
+
+
 class BenchmarkConfig(_Strict):
     """A whole benchmark file."""
 
@@ -120,6 +133,7 @@ class BenchmarkConfig(_Strict):
     losses: dict[str, dict[str, Any]] = {}
     measure: Measure = Measure()
     executor: Executor = Executor()
+    run: Run = Run()
 
     def loss_name(self, label: str) -> str:
         """The registered loss behind a ``[losses.<label>]`` table (``loss = "..."`` renames)."""
@@ -149,77 +163,172 @@ def _merge_recipe(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
     return Recipe.model_validate(merged)
 
 
+class ConfigErrors(ConfigError):
+    """Several mistakes in one file, reported together: one ``file: key: what`` line each."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(str(error) for error in self.errors))
+
+
+def raise_if_any(errors: list[ConfigError]) -> None:
+    """Raise one error as itself, several as :class:`ConfigErrors`, none not at all."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ConfigErrors(errors)
+
+
 def load_config(path: str | Path, registry: Registry) -> BenchmarkConfig:
     """Read, validate and name-check a benchmark file."""
-    path = Path(path)
-    file = str(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("no such benchmark file", file=file) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", file=file) from None
-    try:
-        config = BenchmarkConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise _config_error(exc, file) from None
-    check_names(config, registry, file)
+    file = shorten(str(path))
+    config = parse_config(read_benchmark(path), file)
+    raise_if_any(name_errors(config, registry, file))
     return config
 
 
-def check_names(config: BenchmarkConfig, registry: Registry, file: str) -> None:
+def read_benchmark(path: str | Path) -> dict[str, Any]:
+    """The TOML table of a benchmark file; anything unreadable is one :class:`ConfigError`.
+
+    The size is checked before reading, so a huge file is refused without being parsed.
+    """
+    path = Path(path)
+    file = shorten(str(path))
+    try:
+        if path.is_dir():
+            raise ConfigError("is a folder, not a benchmark file", file=file)
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ConfigError(
+                f"{size:,} bytes is larger than the {MAX_FILE_BYTES:,} a benchmark file may have",
+                file=file,
+            )
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("no such benchmark file", file=file) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read it: {exc.strerror or exc}", file=file) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} on line {line}", file=file
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=file) from None
+
+
+def parse_config(raw: dict[str, Any], file: str) -> BenchmarkConfig:
+    """The typed model of a TOML table; every shape error at once."""
+    try:
+        return BenchmarkConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise_if_any(_config_errors(exc, file))
+        raise  # unreachable: a ValidationError has at least one error
+
+
+def name_errors(config: BenchmarkConfig, registry: Registry, file: str) -> list[ConfigError]:
     """Every dataset, model, loss and executor exists and gets only parameters it accepts."""
+    errors: list[ConfigError] = []
+
+    def check(kind: str, name: Any, params: dict[str, Any], key: str, params_key: str) -> bool:
+        try:
+            entry = registry.get(kind, name, file=file, key=key)
+        except ConfigError as exc:
+            errors.append(exc)
+            return False
+        found = entry.param_errors(params, file=file, key=params_key)
+        errors.extend(found)
+        return not found
+
     for name, params in config.datasets.items():
-        key = f"datasets.{name}"
-        registry.get("datasets", name, file=file, key=key).check_params(params, file=file, key=key)
+        check("datasets", name, params, f"datasets.{name}", f"datasets.{name}")
+    for label, table in config.losses.items():
+        if not isinstance(table.get("loss", label), str):
+            errors.append(
+                ConfigError(
+                    f"must be the name of a registered loss, got {shown(table['loss'])}",
+                    file=file,
+                    key=f"losses.{label}.loss",
+                )
+            )
+    labels = [label for label in config.loss_labels() if isinstance(config.loss_name(label), str)]
     for i, pair in enumerate(config.pairs):
         for role, kind in (("teacher", "teachers"), ("student", "students")):
-            key = f"pairs[{i}].{role}"
-            entry = registry.get(kind, getattr(pair, role), file=file, key=key)
             params = getattr(pair, f"{role}_params")
-            entry.check_params(params, file=file, key=f"pairs[{i}].{role}_params")
+            check(
+                kind, getattr(pair, role), params, f"pairs[{i}].{role}", f"pairs[{i}].{role}_params"
+            )
         try:
             config.student_recipe(pair)
         except ValidationError as exc:
-            raise _config_error(exc, file, prefix=f"pairs[{i}].recipe", model=Recipe) from None
+            errors += _config_errors(exc, file, prefix=f"pairs[{i}].recipe", model=Recipe)
         for label in pair.loss_params:
             if label not in config.loss_labels():
-                raise ConfigError(
-                    f"no loss '{label}' in [losses]{did_you_mean(label, config.loss_labels())}",
-                    file=file,
-                    key=f"pairs[{i}].loss_params.{label}",
+                errors.append(
+                    ConfigError(
+                        f"no loss '{label}' in [losses]{did_you_mean(label, config.loss_labels())}",
+                        file=file,
+                        key=f"pairs[{i}].loss_params.{label}",
+                    )
                 )
-        for label in config.loss_labels():
+        for label in labels:
+            if i > 0 and label not in pair.loss_params:
+                continue  # the file's own [losses.<label>] table is checked once
             key = (
                 f"pairs[{i}].loss_params.{label}"
                 if label in pair.loss_params
                 else f"losses.{label}"
             )
-            _check_loss(
-                registry, config.loss_name(label), config.loss_params(label, pair), file, key
-            )
-    entry = registry.get("executors", config.executor.name, file=file, key="executor.name")
-    entry.check_params(config.executor.params, file=file, key="executor.params")
+            name, params = config.loss_name(label), config.loss_params(label, pair)
+            if check("losses", name, params, key, key):
+                errors.extend(_construction_errors(registry, name, params, file, key))
+    check(
+        "executors",
+        config.executor.name,
+        config.executor.params,
+        "executor.name",
+        "executor.params",
+    )
+    return errors
 
 
-def _check_loss(registry: Registry, name: str, params: dict[str, Any], file: str, key: str) -> None:
-    entry = registry.get("losses", name, file=file, key=key)
-    entry.check_params(params, file=file, key=key)
+def _construction_errors(
+    registry: Registry, name: str, params: dict[str, Any], file: str, key: str
+) -> list[ConfigError]:
+    """A loss's own checks in its constructor (combinations a type cannot express)."""
+    entry = registry.get("losses", name)
     try:
         entry.obj(**params)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(
-            f"invalid parameters for loss '{entry.name}': {exc}", file=file, key=key
-        ) from None
+    except ConfigError as exc:
+        return [ConfigError(exc.detail, file=file, key=key)]
+    except (TypeError, ValueError, KdbenchError) as exc:
+        return [
+            ConfigError(f"invalid parameters for loss '{entry.name}': {exc}", file=file, key=key)
+        ]
+    return []
 
 
-def _config_error(
+def _config_errors(
     exc: ValidationError, file: str, *, prefix: str = "", model: type[BaseModel] = BenchmarkConfig
-) -> ConfigError:
-    """The first pydantic error as a ConfigError with the key path and what was expected."""
-    error = exc.errors()[0]
+) -> list[ConfigError]:
+    """Every pydantic error as a ConfigError (the first one per key)."""
+    errors: dict[str | None, ConfigError] = {}
+    for error in exc.errors():
+        found = _config_error(error, file, prefix=prefix, model=model)
+        errors.setdefault(found.key, found)
+    return list(errors.values())
+
+
+def _config_error(error: Any, file: str, *, prefix: str, model: type[BaseModel]) -> ConfigError:
+    """One pydantic error as a ConfigError with the key path and what was expected."""
     loc = [str(part) for part in error["loc"]]
-    key = ".".join(filter(None, [prefix, *loc])).replace(".[", "[")
+    # List positions read as in the file's own terms: pairs[0].teacher, seeds[2].
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
+    key = (prefix + path).lstrip(".")
     if error["type"] == "extra_forbidden":
         allowed = _fields_at(model, list(error["loc"][:-1]))
         message = f"unknown key '{loc[-1]}'{did_you_mean(loc[-1], allowed)}"
@@ -228,7 +337,7 @@ def _config_error(
     elif error["type"] == "missing":
         message = "this key is required"
     else:
-        message = f"{error['msg']} (got {error.get('input')!r})"
+        message = f"{error['msg']} (got {shown(error.get('input'))})"
     return ConfigError(message, file=file, key=key)
 
 

@@ -180,9 +180,7 @@ def cost_line(board: Board) -> str:
     """The student's (and teacher's) inference cost, once per device: it is the
     architecture's, not a method's."""
     parts = [f"student {board.student} on {c.device}: {cost_text(c)}" for c in board.costs]
-    parts += [
-        f"teacher {board.teacher} on {c.device}: {cost_text(c)}" for c in board.teacher_costs
-    ]
+    parts += [f"teacher {board.teacher} on {c.device}: {cost_text(c)}" for c in board.teacher_costs]
     return "; ".join(parts) or f"student {board.student}: no cost measured"
 
 

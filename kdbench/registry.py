@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kdbench.errors import ConfigError, PluginError, did_you_mean
+from kdbench.param_types import annotations_of, value_problem
 
 KINDS = ("teachers", "students", "losses", "datasets", "executors")
 SINGULAR = {kind: kind.removesuffix("es") if kind == "losses" else kind[:-1] for kind in KINDS}
@@ -50,33 +51,61 @@ class Entry:
         """True when the callable takes ``**kwargs`` and so any parameter."""
         return any(p.kind == p.VAR_KEYWORD for p in self._signature_params())
 
+    @property
+    def _target(self) -> Callable[..., Any]:
+        """What takes the parameters: a class's constructor, or the factory itself."""
+        return self.obj.__init__ if inspect.isclass(self.obj) else self.obj
+
     def _signature_params(self) -> list[inspect.Parameter]:
-        target = self.obj.__init__ if inspect.isclass(self.obj) else self.obj
         skip = {"self"} | _HARNESS_ARGS.get(self.kind, set())
-        params = inspect.signature(target).parameters.values()
+        params = inspect.signature(self._target).parameters.values()
         return [p for p in params if p.name not in skip and p.kind != p.VAR_POSITIONAL]
 
+    @property
+    def annotations(self) -> dict[str, Any]:
+        """Each parameter's type annotation (``Annotated`` constraints kept), where declared."""
+        return annotations_of(self._target)
+
     def check_params(self, given: Mapping[str, Any], *, file: str | None, key: str) -> None:
-        """Raise a :class:`ConfigError` for unknown or missing parameters."""
+        """Raise the first of :meth:`param_errors`."""
+        errors = self.param_errors(given, file=file, key=key)
+        if errors:
+            raise errors[0]
+
+    def param_errors(
+        self, given: Mapping[str, Any], *, file: str | None, key: str
+    ) -> list[ConfigError]:
+        """Unknown, missing and ill-typed or out-of-range parameters, one error each."""
         known = self.params
         accepted = ", ".join(known) or "none"
+        errors = []
         if not self.accepts_any:
-            for name in given:
-                if name not in known:
-                    raise ConfigError(
-                        f"unknown parameter '{name}' for {SINGULAR[self.kind]} '{self.name}'"
-                        f"{did_you_mean(name, known)}; accepted parameters: {accepted}",
-                        file=file,
-                        key=f"{key}.{name}",
-                    )
+            errors += [
+                ConfigError(
+                    f"unknown parameter '{name}' for {SINGULAR[self.kind]} '{self.name}'"
+                    f"{did_you_mean(name, known)}; accepted parameters: {accepted}",
+                    file=file,
+                    key=f"{key}.{name}",
+                )
+                for name in given
+                if name not in known
+            ]
         missing = [n for n, default in known.items() if default is _REQUIRED and n not in given]
         if missing:
-            raise ConfigError(
-                f"{SINGULAR[self.kind]} '{self.name}' needs parameter(s) {', '.join(missing)}; "
-                f"accepted parameters: {accepted}",
-                file=file,
-                key=key,
+            errors.append(
+                ConfigError(
+                    f"{SINGULAR[self.kind]} '{self.name}' needs parameter(s) "
+                    f"{', '.join(missing)}; accepted parameters: {accepted}",
+                    file=file,
+                    key=key,
+                )
             )
+        annotations = self.annotations
+        for name, value in given.items():
+            problem = value_problem(annotations[name], value) if name in annotations else None
+            if problem:
+                errors.append(ConfigError(problem, file=file, key=f"{key}.{name}"))
+        return errors
 
 
 class Registry:

@@ -13,19 +13,21 @@ import torch
 from rich.console import Console
 
 from kdbench.cell import CellJob, lockstep_groups, run_cell, run_group
+from kdbench.cell_checkpoint import Outputs
 from kdbench.collect import collect
-from kdbench.config import BenchmarkConfig, load_config
+from kdbench.config import BenchmarkConfig
 from kdbench.context import RunContext, resolve_device
 from kdbench.formats import markdown
 from kdbench.leaderboard import build
 from kdbench.lock import results_lock
-from kdbench.matrix import Cell, expand, stable_hash, teachers_of
+from kdbench.matrix import Cell, stable_hash, teachers_of
 from kdbench.progress import RichDisplay
 from kdbench.records import RecordStore, write_text_atomic
 from kdbench.reference import default_reference_dir, load_reference
 from kdbench.report import publish
 from kdbench.teachers import provision
 from kdbench.training import Progress
+from kdbench.validation import validate_benchmark
 
 
 @dataclass
@@ -47,11 +49,22 @@ class RunResult:
     table: str = ""
 
 
-def plan(path: str | Path, context: RunContext) -> Plan:
+def plan(
+    path: str | Path, context: RunContext, *, validate: bool = False, confirmed: bool = False
+) -> Plan:
+    """The benchmark and its cells, nothing written.
+
+    ``validate`` (validate, run, teachers train) also builds every dataset, model and loss
+    and applies the limits, which ``confirmed`` lifts; without it only the file's keys,
+    values and names are checked (enough to count cells, as ``kdbench status`` does).
+    """
     path = Path(path)
-    config = load_config(path, context.plugins.registry)
-    cells = expand(config, context.plugins.registry, path)
-    return Plan(path, config, cells, stable_hash(config.model_dump()))
+    config, cells = validate_benchmark(
+        path, context, build=validate, confirmed=confirmed or not validate
+    )
+    # The cell limit steers this run only; it is not part of the experiment.
+    identity = config.model_dump(exclude={"benchmark": {"max_cells"}})
+    return Plan(path, config, cells, stable_hash(identity))
 
 
 def load_datasets(the_plan: Plan, context: RunContext) -> None:
@@ -137,7 +150,7 @@ def run_benchmark(
                         teacher_info=teachers[cell.teacher.id] if cell.teacher else None,
                         source_dir=str(the_plan.path.parent.resolve()),
                         config_hash=the_plan.config_hash,
-                        results_dir=str(out_dir.resolve()),
+                        outputs=Outputs(str(out_dir.resolve()), **the_plan.config.run.model_dump()),
                     )
                     for cell in pending
                 ]

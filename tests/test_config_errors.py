@@ -95,6 +95,32 @@ def test_missing_file_is_a_usage_error(tmp_path):
 
 
 @pytest.mark.parametrize("bench", sorted(Path("benchmarks").glob("*.toml")), ids=str)
-def test_shipped_benchmarks_validate(bench):
+def test_shipped_benchmarks_validate_up_to_datasets_absent_here(bench):
+    """Validation loads datasets; CIFAR is not on every machine, and then only that is said."""
+    result = CliRunner().invoke(cli, ["validate", str(bench)])
+    if result.exit_code != 0:
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2, result.output
+        assert all(": datasets.cifar" in line and "files not found" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_shipped_cifar_benchmark_builds_every_model_on_cifar_files(tmp_path, monkeypatch):
+    """With CIFAR-100 present (tiny stand-in files), every pair, loss and tap builds."""
+    from test_datasets_files import write_cifar100
+
+    write_cifar100(tmp_path / "data")
+    bench = Path("benchmarks/cifar.toml").resolve()
+    monkeypatch.chdir(tmp_path)  # the file's root = "data/" is read from here
     result = CliRunner().invoke(cli, ["validate", str(bench)])
     assert result.exit_code == 0, result.output
+    assert not (tmp_path / "results").exists()
+
+
+def test_run_on_an_invalid_file_writes_nothing_and_exits_2(tmp_path, monkeypatch):
+    bench = write_benchmark(tmp_path, text=GOOD.replace("epochs = 2", "epochs = 0"))
+    monkeypatch.chdir(tmp_path)  # the default results/<name>/ would be created here
+    result = CliRunner().invoke(cli, ["run", str(bench), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "recipe.epochs" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.toml"]
