@@ -76,6 +76,23 @@ class Metrics(_Open):
     best_epoch: int | None = None
 
 
+class CostRef(BaseModel):
+    """Where one architecture's inference cost is kept, relative to the results folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(min_length=1)
+    file: str = Field(min_length=1, description="costs/<key>.json in the results folder")
+
+
+class ArchCost(_Open):
+    """The cost files of the networks a cell used, measured once per architecture and device
+    (records without it carry their own ``latency``)."""
+
+    student: CostRef | None = None
+    teacher: CostRef | None = None
+
+
 class Error(_Open):
     type: str
     message: str
@@ -109,6 +126,7 @@ class Record(_Open):
     error: Error | None = None
     size: dict[str, Any] | None = None
     latency: dict[str, Any] | None = None
+    arch_cost: ArchCost | None = None
     cost: dict[str, Any] | None = None
     dataset: dict[str, Any] | None = None
     protocol: dict[str, Any] | None = None
