@@ -22,6 +22,7 @@ from kdbench import (
     LossContext,
     LossInputs,
     PositiveFloat,
+    TapPair,
     Weight,
     hookimpl,
 )
@@ -30,12 +31,19 @@ from kdbench.functional import stage_taps
 __all__ = ["AT", "PKT", "RKD", "SP", "FitNets"]
 
 
-def _check_taps(loss: str, wanted: Sequence[str], available: Sequence[str]) -> tuple[str, ...]:
+def _check_taps(
+    loss: str, wanted: Sequence[str], available: Sequence[str], network: str = ""
+) -> tuple[str, ...]:
     missing = [name for name in wanted if name not in available]
     if missing:
+        who = (
+            f"the {network} does not declare; its taps"
+            if network
+            else ("the teacher and student do not both declare; shared taps")
+        )
         raise ConfigError(
-            f"loss '{loss}' needs feature tap(s) {', '.join(missing)}, which the teacher and "
-            f"student do not both declare; shared taps: {', '.join(available) or 'none'}"
+            f"loss '{loss}' needs feature tap(s) {', '.join(missing)}, which "
+            f"{who}: {', '.join(available) or 'none'}"
         )
     return tuple(wanted)
 
@@ -87,42 +95,62 @@ class FitNets(DistillationLoss):
     """FitNets (Romero et al., ICLR 2015): ce*CE + weight*MSE(r(student hint), teacher hint).
 
     The paper's hint loss 1/2 ||u_h - r(v_g)||^2 is taken as a mean over elements, the
-    scale RepDistiller's weight 100 is tuned for. ``hint`` names the tap; by default the
-    middle stage (``stage2`` of three, RepDistiller's ``--hint_layer 2``). The regressor
-    ``r`` is built in :meth:`setup` and trained with the student. Like RepDistiller's
+    scale RepDistiller's weight 100 is tuned for. ``hint`` names the student's tap and,
+    unless ``teacher_hint`` names another, the teacher's. By default each network's
+    middle stage (``stage2`` of three, RepDistiller's ``--hint_layer 2``), so a 2-stage
+    student's ``stage1`` learns from a 3-stage teacher's ``stage2``. The regressor ``r``
+    is built in :meth:`setup` and trained with the student. Like RepDistiller's
     benchmark, training is single-stage (the paper pre-trains to the hint, then runs KD).
     """
 
     def __init__(
-        self, *, hint: str | None = None, weight: Weight = 100.0, ce_weight: Weight = 1.0
+        self,
+        *,
+        hint: str | None = None,
+        teacher_hint: str | None = None,
+        weight: Weight = 100.0,
+        ce_weight: Weight = 1.0,
     ) -> None:
         super().__init__()
         self.hint = hint
+        self.teacher_hint = teacher_hint
         self.weight = weight
         self.ce_weight = ce_weight
-        self.layer: str | None = None
+        self.pair: TapPair | None = None
         self.regressor: nn.Module | None = None
 
-    def _hint_layer(self, available: Sequence[str]) -> str:
-        if self.hint is not None:
-            return self.hint
-        stages = _stages("fitnets", available)
-        return stages[(len(stages) - 1) // 2]
+    def _pair(self, student: Sequence[str], teacher: Sequence[str]) -> TapPair:
+        def middle(names: Sequence[str]) -> str:
+            stages = _stages("fitnets", names)
+            return stages[(len(stages) - 1) // 2]
+
+        s = self.hint if self.hint is not None else middle(student)
+        t = self.teacher_hint or (self.hint if self.hint is not None else middle(teacher))
+        return TapPair(s, t)
 
     def required_features(self, available):
-        return _check_taps("fitnets", [self._hint_layer(available)], available)
+        student = getattr(available, "student", available)
+        teacher = getattr(available, "teacher", available)
+        self.pair = self._pair(student, teacher)
+        _check_taps("fitnets", [self.pair.student], student, "student")
+        _check_taps("fitnets", [self.pair.teacher], teacher, "teacher")
+        same = self.pair.student == self.pair.teacher
+        return (self.pair.student,) if same else (self.pair,)
 
     def setup(self, context: LossContext) -> None:
-        self.layer = self._hint_layer(list(context.student_feature_shapes))
+        if self.pair is None:
+            self.pair = self._pair(
+                list(context.student_feature_shapes), list(context.teacher_feature_shapes)
+            )
         self.regressor = _regressor(
-            context.student_feature_shapes[self.layer],
-            context.teacher_feature_shapes[self.layer],
-            relu=not self.layer.endswith("_pre"),
+            context.student_feature_shapes[self.pair.student],
+            context.teacher_feature_shapes[self.pair.teacher],
+            relu=not self.pair.teacher.endswith("_pre"),
         )
 
     def forward(self, inputs: LossInputs):
-        student = self.regressor(inputs.student_features[self.layer].float())
-        teacher = inputs.teacher_features[self.layer].detach().float()
+        student = self.regressor(inputs.student_features[self.pair.student].float())
+        teacher = inputs.teacher_features[self.pair.teacher].detach().float()
         return {
             "ce": self.ce_weight * F.cross_entropy(inputs.student_logits, inputs.targets),
             "fitnets": self.weight * F.mse_loss(student, teacher),

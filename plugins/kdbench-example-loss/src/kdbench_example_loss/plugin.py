@@ -17,7 +17,7 @@ class LogitMSE(DistillationLoss):
     def forward(self, inputs: LossInputs):
         return {
             "ce": F.cross_entropy(inputs.student_logits, inputs.targets),
-            "logit_mse": self.beta * F.mse_loss(inputs.student_logits, inputs.teacher_logits),
+            "logit_mse": self.beta * F.mse_loss(inputs.student_logits, inputs.teacher_logits.detach()),
         }
 
 
