@@ -106,7 +106,8 @@ def run_group(
     records = [
         record_head(job)
         | {"provenance": provenance(device=device, plugin_versions=versions,
-                                    source_dir=Path(job.source_dir))}
+                                    source_dir=Path(job.source_dir),
+                                    plugin_problems=context.plugins.problems)}
         for job in jobs
     ]  # fmt: skip
     if progress:
