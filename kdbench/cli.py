@@ -363,6 +363,23 @@ def show(kind: str, name: str, input_shape: str) -> None:
         click.echo(tabulate(taps, headers=["tap", "module", "shape"]) if taps else "  none")
 
 
+@cli.command(name="new-plugin")
+@click.argument("kind", type=click.Choice(["loss", "model", "dataset"]))
+@click.argument("name")
+@click.option("--dir", "parent", type=click.Path(path_type=Path, file_okay=False), default=".",
+              show_default=True, help="Where to create the distribution's folder.")  # fmt: skip
+def new_plugin(kind: str, name: str, parent: Path) -> None:
+    """Create a plugin distribution kdbench-NAME registering one KIND called NAME.
+
+    It has the entry point, a working plugin module to edit, a README and a test that
+    runs kdbench's kit on it: `pip install -e kdbench-NAME && pytest kdbench-NAME`.
+    """
+    from kdbench.scaffold import new_plugin as write
+
+    folder = write(kind, name, parent)
+    click.echo(f"created {folder}")
+
+
 @cli.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
 @click.option(
