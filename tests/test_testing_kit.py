@@ -199,3 +199,13 @@ def test_fitnets_distils_the_tap_pair_asked_for():
     assert feature_pairs(loss, list(tiny_student().taps), list(tiny_teacher().taps)) == (
         TapPair("stage2", "stage3"),
     )
+
+
+def test_the_pytest_plugin_module_imports_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, kdbench.testing.fixtures; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
