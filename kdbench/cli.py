@@ -312,6 +312,8 @@ def list_(kind: str, pattern: str | None, plugin: str | None, show_all: bool) ->
             click.echo(clip(line, WIDTH))
     if not any(groups.values()):
         click.echo(f"no {kind} match" + (f" '{pattern}'" if pattern else ""))
+    elif kind in ("teachers", "students"):
+        click.echo(f"feature taps and their shapes: kdbench show {kind[:-1]} NAME")
 
 
 _SHOW_KINDS = {"model": "students", "teacher": "teachers", "student": "students",
