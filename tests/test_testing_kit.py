@@ -209,3 +209,14 @@ def test_the_pytest_plugin_module_imports_without_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_sp_compares_the_last_stage_of_each_network_whatever_their_depths():
+    from kdbench.losses import feature_pairs
+
+    sp = REGISTRY.get("losses", "sp").obj
+    pairs = feature_pairs(sp(), list(tiny_student().taps), list(tiny_teacher().taps))
+    assert pairs == (TapPair("stage2", "stage3"),)
+    assert feature_pairs(sp(layer="stage1"), ["stage1", "stage2"], ["stage1", "stage2"]) == (
+        TapPair("stage1", "stage1"),
+    )

@@ -23,6 +23,7 @@ from kdbench import (
     LossInputs,
     PositiveFloat,
     TapPair,
+    Taps,
     Weight,
     hookimpl,
 )
@@ -46,6 +47,19 @@ def _check_taps(
             f"{who}: {', '.join(available) or 'none'}"
         )
     return tuple(wanted)
+
+
+def _sides(available: Sequence[str]) -> tuple[Sequence[str], Sequence[str]]:
+    """Each network's own taps when the harness says (``kdbench.Taps``), else the shared."""
+    return getattr(available, "student", available), getattr(available, "teacher", available)
+
+
+def _check_pair(loss: str, pair: TapPair, available: Sequence[str]) -> tuple[str | TapPair, ...]:
+    """``pair`` as ``required_features`` returns it: a bare name when both sides share it."""
+    student, teacher = _sides(available)
+    _check_taps(loss, [pair.student], student, "student" if student is not teacher else "")
+    _check_taps(loss, [pair.teacher], teacher, "teacher" if student is not teacher else "")
+    return (pair.student,) if pair.student == pair.teacher else (pair,)
 
 
 def _stages(loss: str, available: Sequence[str]) -> list[str]:
@@ -129,13 +143,8 @@ class FitNets(DistillationLoss):
         return TapPair(s, t)
 
     def required_features(self, available):
-        student = getattr(available, "student", available)
-        teacher = getattr(available, "teacher", available)
-        self.pair = self._pair(student, teacher)
-        _check_taps("fitnets", [self.pair.student], student, "student")
-        _check_taps("fitnets", [self.pair.teacher], teacher, "teacher")
-        same = self.pair.student == self.pair.teacher
-        return (self.pair.student,) if same else (self.pair,)
+        self.pair = self._pair(*_sides(available))
+        return _check_pair("fitnets", self.pair, available)
 
     def setup(self, context: LossContext) -> None:
         if self.pair is None:
@@ -233,7 +242,8 @@ class SP(DistillationLoss):
     """SP (Tung & Mori, ICCV 2019): ce*CE + weight * ||G~_t - G~_s||_F^2 / b^2.
 
     G~ is the row-normalised b x b similarity of the batch's activations at ``layer`` (by
-    default the last stage, RepDistiller's ``feat[-2]``); weight 3000 is RepDistiller's.
+    default each network's last stage, RepDistiller's ``feat[-2]``, whatever their
+    depths); weight 3000 is RepDistiller's.
     """
 
     def __init__(
@@ -244,16 +254,19 @@ class SP(DistillationLoss):
         self.ce_weight = ce_weight
         self.layer = layer
 
-    def _layer(self, available: Sequence[str]) -> str:
-        return self.layer if self.layer is not None else _stages("sp", available)[-1]
+    def _pair(self, available: Sequence[str]) -> TapPair:
+        if self.layer is not None:
+            return TapPair(self.layer, self.layer)
+        student, teacher = _sides(available)
+        return TapPair(_stages("sp", student)[-1], _stages("sp", teacher)[-1])
 
     def required_features(self, available):
-        return _check_taps("sp", [self._layer(available)], available)
+        return _check_pair("sp", self._pair(available), available)
 
     def forward(self, inputs: LossInputs):
-        layer = self._layer(list(inputs.student_features))
-        gs = similarity_matrix(inputs.student_features[layer].float())
-        gt = similarity_matrix(inputs.teacher_features[layer].detach().float())
+        pair = self._pair(Taps(list(inputs.student_features), list(inputs.teacher_features)))
+        gs = similarity_matrix(inputs.student_features[pair.student].float())
+        gt = similarity_matrix(inputs.teacher_features[pair.teacher].detach().float())
         b = gs.shape[0]
         return {
             "ce": self.ce_weight * F.cross_entropy(inputs.student_logits, inputs.targets),
