@@ -37,6 +37,7 @@ _LAZY = {
     "LossInputs": "kdbench.losses",
     "TapPair": "kdbench.losses",
     "Taps": "kdbench.losses",
+    "load_student": "kdbench.students",
 }
 
 
@@ -72,4 +73,5 @@ __all__ = [
     "Weight",
     "__version__",
     "hookimpl",
+    "load_student",
 ]

@@ -91,6 +91,14 @@ class Provenance(_Open):
     )
 
 
+class StudentFile(_Open):
+    """The kept student's weights: a file under the results folder, and its hash."""
+
+    file: str = Field(description="relative to the results folder")
+    sha256: str
+    bytes: int | None = None
+
+
 class Record(_Open):
     """One cell's record: ``ok`` with metrics, or ``failed`` with the error."""
 
@@ -114,6 +122,7 @@ class Record(_Open):
     dataset: dict[str, Any] | None = None
     protocol: dict[str, Any] | None = None
     provenance: Provenance | None = None
+    student: StudentFile | None = None
 
     @field_validator("history", mode="before")
     @classmethod
