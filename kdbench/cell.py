@@ -22,7 +22,7 @@ from kdbench.data import Augment, BatchStream, DatasetSplits, sample_inputs
 from kdbench.features import FeatureTaps
 from kdbench.folding import fold_batchnorm
 from kdbench.logit_cache import CachedTeacher, build_logit_cache, worth_caching
-from kdbench.losses import LossContext
+from kdbench.losses import LossContext, TapPair, feature_pairs
 from kdbench.matrix import Cell, stable_hash
 from kdbench.measure import (
     FLOPS_UNIT,
@@ -116,7 +116,8 @@ def run_group(
     records = [
         record_head(job)
         | {"provenance": provenance(device=device, plugin_versions=versions,
-                                    source_dir=Path(job.source_dir))}
+                                    source_dir=Path(job.source_dir),
+                                    plugin_problems=context.plugins.problems)}
         for job in jobs
     ]  # fmt: skip
     if progress:
@@ -164,7 +165,7 @@ def error_of(exc: BaseException, prefix: str = "") -> dict[str, str]:
 class _Student:
     job: CellJob
     run: StudentRun
-    features: tuple[str, ...]
+    features: tuple[TapPair, ...]
 
 
 def _train_group(
@@ -199,7 +200,7 @@ def _train_group(
         except Exception as exc:  # noqa: BLE001 - one bad loss must not sink the group
             students.append(exc)
     live = [s for s in students if isinstance(s, _Student)]
-    wanted = sorted({name for s in live for name in s.features})
+    wanted = sorted({pair.teacher for s in live for pair in s.features})
     teacher_taps = FeatureTaps(teacher, t_taps, wanted) if wanted else None
     stream = BatchStream(
         data.train,
@@ -331,17 +332,18 @@ def _prepare(
     student.eval()
     with torch.no_grad():
         student(sample)  # materialise lazy layers before optimizers and taps see them
-    wanted: tuple[str, ...] = ()
+    wanted: tuple[TapPair, ...] = ()
     student_taps = None
     shapes: tuple[dict, dict] = ({}, {})
     if teacher is not None and loss.needs_teacher:
         s_taps = context.taps("students", cell.student, student)
-        wanted = tuple(loss.required_features([name for name in s_taps if name in t_taps]))
+        wanted = feature_pairs(loss, list(s_taps), list(t_taps))
         if wanted:
-            student_taps = FeatureTaps(student, s_taps, wanted)
+            student_taps = FeatureTaps(student, s_taps, [p.student for p in wanted])
+            teacher_wanted = FeatureTaps(teacher, t_taps, [p.teacher for p in wanted])
             shapes = (
                 _feature_shapes(student, student_taps, sample),
-                _feature_shapes(teacher, FeatureTaps(teacher, t_taps, wanted), sample),
+                _feature_shapes(teacher, teacher_wanted, sample),
             )
     loss.setup(
         LossContext(
@@ -419,7 +421,7 @@ def _finish(
             "accuracy": ACCURACY_PROTOCOL,
             "eval_every": cell.recipe["eval_every"],
             "amp": shared["amp"],
-            "features": list(student.features),
+            "features": [str(pair) for pair in student.features],
             "lockstep_group": shared["group_size"],
             "logit_cache": shared["logit_cache"],
             "channels_last": cell.recipe["channels_last"],

@@ -240,6 +240,11 @@ def build(
     reference = list(reference)
     items = [_item(r, collected.paths.get(r["cell_id"])) for r in collected.records]
     warnings = list(collected.warnings)
+    warnings += [
+        f"when cells ran: {problem}"
+        for r in collected.records
+        for problem in (r.get("provenance") or {}).get("plugin_problems") or ()
+    ]
     boards = _boards(items, reference, warnings, pool)
     return Leaderboard(
         boards=boards,

@@ -99,6 +99,15 @@ class Error(_Open):
     traceback: str | None = None
 
 
+class Provenance(_Open):
+    """What produced a record; further keys (versions, device, git) are kept as written."""
+
+    plugin_problems: list[str] | None = Field(
+        default=None,
+        description="plugins skipped and names disabled when the cell ran (absent: none)",
+    )
+
+
 class StudentFile(_Open):
     """The kept student's weights: a file under the results folder, and its hash."""
 
@@ -130,7 +139,7 @@ class Record(_Open):
     cost: dict[str, Any] | None = None
     dataset: dict[str, Any] | None = None
     protocol: dict[str, Any] | None = None
-    provenance: dict[str, Any] | None = None
+    provenance: Provenance | None = None
     student: StudentFile | None = None
 
     @field_validator("history", mode="before")
