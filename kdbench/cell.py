@@ -20,7 +20,7 @@ from kdbench.context import RunContext, resolve_device
 from kdbench.data import Augment, BatchStream, DatasetSplits, sample_inputs
 from kdbench.features import FeatureTaps
 from kdbench.folding import fold_batchnorm
-from kdbench.logit_cache import CachedTeacher, build_logit_cache, worth_caching
+from kdbench.logit_cache import CachedTeacher, build_logit_cache, cache_key, worth_caching
 from kdbench.losses import LossContext
 from kdbench.matrix import Cell, stable_hash
 from kdbench.measure import FLOPS_UNIT, count_params, flops_per_image, latency, serialized_bytes
@@ -204,7 +204,7 @@ def _train_group(
         forward = compiled(teacher, mode) if mode else None
         source = OnlineTeacher(teacher, teacher_taps, amp, forward=forward)
         if not wanted and _use_cache(recipe):
-            key = f"{first.teacher.id}-{stable_hash(recipe['augment'])}-{device}-{folded}"
+            key = cache_key(first.teacher.id, recipe["augment"], device, folded, amp)
             source = CachedTeacher(
                 context.cached(
                     key,

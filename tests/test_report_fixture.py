@@ -27,7 +27,9 @@ from click.testing import CliRunner
 from kdbench.cli import cli
 from kdbench.collect import collect
 from kdbench.formats import tex
+from kdbench.identity import experiment_id
 from kdbench.leaderboard import build
+from kdbench.records import read_record
 from kdbench.reference import load_reference
 
 DATA = Path(__file__).parent / "data" / "records"
@@ -249,7 +251,7 @@ def test_duplicates_are_counted_once_and_reported_with_both_paths():
     assert "metrics.top1 76.5 (kept) vs 76.9" in differ
     (retry,) = [w for w in duplicates if "c59a96d57f77" in w]
     assert "status ok (kept) vs failed" in retry
-    assert found.paths["c59a96d57f77"].parent.parent.name == "machine_a"
+    assert found.paths[migrated("c59a96d57f77")].parent.parent.name == "machine_a"
 
 
 def test_the_same_folder_twice_is_not_a_duplicate():
@@ -262,6 +264,11 @@ def test_cli_warns_about_duplicates_on_stderr():
     assert result.exit_code == 0, result.output
     assert result.stderr.count("kdbench: warning: duplicate record") == 3
     assert "duplicate" not in result.stdout
+
+
+def migrated(name: str) -> str:
+    """The id a machine-a record file of an older schema is read under."""
+    return read_record(MACHINES[0] / "records" / f"{name}.json").cell_id
 
 
 def _renamed_copy(tmp_path: Path, **loss_params) -> dict:
@@ -280,9 +287,9 @@ def test_one_experiment_under_another_benchmark_name_counts_once(tmp_path: Path)
     record = _renamed_copy(tmp_path)
     board_set = build(collect([MACHINES[0], tmp_path]))
     (warning,) = [w for w in board_set.warnings if "0123456789ab" in w]
-    assert warning.startswith("duplicate record for cell eaa8309a79a5")
-    assert "benchmark 'renamed'" in warning
-    rows = [r for b in board_set.boards for r in b.measured if "eaa8309a79a5" in r.cells]
+    # Migration gives both the experiment's id, whatever the benchmark's name.
+    assert warning.startswith(f"duplicate record for cell {migrated('eaa8309a79a5')} (")
+    rows = [r for b in board_set.boards for r in b.measured if migrated("eaa8309a79a5") in r.cells]
     assert rows and all(r.seeds.count(record["config"]["seed"]) == 1 for r in rows)
     assert not any("0123456789ab" in r.cells for b in board_set.boards for r in b.measured)
 
@@ -293,9 +300,9 @@ def test_one_seed_of_two_configurations_is_two_rows_unless_pooled(tmp_path: Path
     config = record["config"]
     board_set = build(collect([MACHINES[0], tmp_path]))
     rows = [r for b in board_set.boards for r in b.measured if r.method == config["loss"]["label"]]
-    mine = [r for r in rows if "0123456789ab" in r.cells]
+    mine = [r for r in rows if experiment_id(config) in r.cells]
     assert len(mine) == 1 and mine[0].n == 1 and mine[0].config
-    (other,) = [r for r in rows if "eaa8309a79a5" in r.cells]
+    (other,) = [r for r in rows if migrated("eaa8309a79a5") in r.cells]
     assert other.config and other.config != mine[0].config
     assert mine[0].label == f"{config['loss']['label']} [{mine[0].config}]"
 
@@ -303,7 +310,7 @@ def test_one_seed_of_two_configurations_is_two_rows_unless_pooled(tmp_path: Path
     (warning,) = [w for w in pooled.warnings if "recorded by more than one cell" in w]
     assert f"{config['loss']['label']}: seed(s) [{config['seed']}]" in warning
     assert any("2 configurations pooled" in w for w in pooled.warnings)
-    rows = [r for b in pooled.boards for r in b.measured if "0123456789ab" in r.cells]
+    rows = [r for b in pooled.boards for r in b.measured if experiment_id(config) in r.cells]
     assert rows and all(r.seeds.count(config["seed"]) == 2 and not r.config for r in rows)
 
 
