@@ -1,17 +1,31 @@
-"""The plugin manager: loads built-in and installed plugins and builds the registry.
+"""The plugin manager: loads built-in and installed plugins and calls their hooks.
 
 Nothing else in kdbench touches pluggy. Installed distributions are found through the
 ``kdbench`` entry-point group and loaded one at a time: one that fails to import is
-reported and skipped (``KDBENCH_STRICT_PLUGINS=1`` makes that fatal).
+reported and skipped (``KDBENCH_STRICT_PLUGINS=1`` makes that fatal). Every hook is
+called through pluggy's hook callers, never by calling an implementation directly.
+
+Two ways in: :func:`load_plugins` loads every plugin of the ``kdbench`` group and fills
+the registry of models, losses, datasets and executors (torch comes with them);
+:func:`command_line_plugins` loads only the built-ins that import no torch and the
+modules of the ``kdbench.cli`` entry-point group, which add commands and report
+formats, so ``kdbench --help`` and ``kdbench report`` start fast whatever else is
+installed (a model zoo's plugin imports its framework)::
+
+    [project.entry-points."kdbench.cli"]
+    my_plugin = "my_package.kdbench_commands"   # imports no torch
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata as md
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pluggy
 
@@ -20,6 +34,13 @@ from kdbench.errors import PluginError
 from kdbench.registry import KINDS, Registry
 
 ENTRY_POINT_GROUP = "kdbench"
+COMMAND_LINE_GROUP = "kdbench.cli"
+
+# Built-ins that import no torch: all the command line needs before a command runs.
+COMMAND_LINE_PLUGINS = (
+    "kdbench.builtin.commands",
+    "kdbench.builtin.formats_json",
+)
 
 BUILTIN_PLUGINS = (
     "kdbench.builtin.datasets_digits",
@@ -36,6 +57,7 @@ BUILTIN_PLUGINS = (
     "kdbench.builtin.executors",
     "kdbench.builtin.executors_slurm",
     "kdbench.builtin.executors_ray",
+    *COMMAND_LINE_PLUGINS,
 )
 
 
@@ -60,25 +82,41 @@ class Plugins:
         return {info.name: info.version for info in self.infos}
 
 
+@dataclass(frozen=True)
+class ReportFormat:
+    """An output format of ``kdbench report``: leaderboard -> text, and its file name."""
+
+    name: str
+    render: Callable[[Any], str]
+    filename: str
+    plugin: str
+    description: str = ""
+
+
 def make_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     return pm
 
 
-def load_plugins(*, strict: bool | None = None) -> Plugins:
-    """Load built-ins and installed plugins and fill a fresh registry."""
-    strict = os.environ.get("KDBENCH_STRICT_PLUGINS") == "1" if strict is None else strict
-    pm = make_plugin_manager()
+def _strict(strict: bool | None) -> bool:
+    return os.environ.get("KDBENCH_STRICT_PLUGINS") == "1" if strict is None else strict
+
+
+def _load(
+    pm: pluggy.PluginManager, builtins: tuple[str, ...], strict: bool, group: str
+) -> tuple[list[PluginInfo], list[tuple[str, str]]]:
+    """Register ``builtins`` and every installed plugin of entry-point ``group`` into ``pm``."""
     from kdbench import __version__
 
     infos: list[PluginInfo] = []
     failures: list[tuple[str, str]] = []
-    for module_name in BUILTIN_PLUGINS:
-        pm.register(importlib.import_module(module_name), name=module_name.rsplit(".", 1)[1])
-        infos.append(PluginInfo(module_name.rsplit(".", 1)[1], __version__, "built-in"))
+    for module_name in builtins:
+        name = module_name.rsplit(".", 1)[1]
+        pm.register(importlib.import_module(module_name), name=name)
+        infos.append(PluginInfo(name, __version__, "built-in"))
 
-    for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in md.entry_points(group=group):
         dist = ep.dist.name if ep.dist else "unknown distribution"
         version = ep.dist.version if ep.dist else "unknown"
         try:
@@ -89,7 +127,7 @@ def load_plugins(*, strict: bool | None = None) -> Plugins:
             message = f"{type(exc).__name__}: {exc}"
             if strict:
                 raise PluginError(f"plugin '{ep.name}' ({dist}) failed to load: {message}") from exc
-            warnings.warn(f"kdbench: skipped plugin '{ep.name}' ({dist}): {message}", stacklevel=2)
+            warnings.warn(f"kdbench: skipped plugin '{ep.name}' ({dist}): {message}", stacklevel=3)
             failures.append((ep.name, message))
             continue
         infos.append(PluginInfo(ep.name, version, dist))
@@ -98,12 +136,70 @@ def load_plugins(*, strict: bool | None = None) -> Plugins:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"a plugin implements an unknown hook: {exc}") from exc
+    return infos, failures
 
+
+def call_each(pm: pluggy.PluginManager, hook: str, make_register: Callable[[str], Any]) -> None:
+    """Call ``hook`` through pluggy once per implementing plugin, each with its own
+    ``register`` (``make_register(plugin_name)``), so what it registers is its own.
+
+    Plugins are called in registration order (built-ins first), as pluggy orders them
+    with ``tryfirst`` / ``trylast``; hook wrappers of the same plugin still apply.
+    """
+    impls = getattr(pm.hook, hook).get_hookimpls()
+    names = list(dict.fromkeys(impl.plugin_name for impl in impls if not impl.hookwrapper))
+    plugins = [impl.plugin for impl in impls]
+    for name in names:
+        others = [p for p in plugins if p is not pm.get_plugin(name)]
+        pm.subset_hook_caller(hook, remove_plugins=others)(register=make_register(name))
+
+
+def load_plugins(*, strict: bool | None = None) -> Plugins:
+    """Load built-ins and installed plugins and fill a fresh registry."""
+    pm = make_plugin_manager()
+    infos, failures = _load(pm, BUILTIN_PLUGINS, _strict(strict), ENTRY_POINT_GROUP)
     registry = Registry()
-    for impl in pm.hook.register_models.get_hookimpls():
-        impl.function(register=registry.model_registrar(impl.plugin_name))
+    call_each(pm, "register_models", registry.model_registrar)
     for kind in KINDS:
-        hook = getattr(pm.hook, f"register_{kind}")
-        for impl in hook.get_hookimpls():
-            impl.function(register=registry.registrar(kind, impl.plugin_name))
+        call_each(pm, f"register_{kind}", functools.partial(registry.registrar, kind))
     return Plugins(registry, infos, failures)
+
+
+@functools.cache
+def command_line_plugins() -> pluggy.PluginManager:
+    """The plugins the command line asks for commands and formats: the built-ins that
+    import no torch and the ``kdbench.cli`` entry points.
+
+    Loaded once per process; a plugin that fails to load is reported as by
+    :func:`load_plugins`.
+    """
+    pm = make_plugin_manager()
+    _load(pm, COMMAND_LINE_PLUGINS, _strict(None), COMMAND_LINE_GROUP)
+    return pm
+
+
+def add_commands(cli: Any) -> None:
+    """Let every plugin add commands to the ``kdbench`` click group."""
+    command_line_plugins().hook.register_commands(cli=cli)
+
+
+@functools.cache
+def report_formats() -> dict[str, ReportFormat]:
+    """Report formats registered by plugins, by name (a name registered twice is an error)."""
+    formats: dict[str, ReportFormat] = {}
+
+    def registrar(plugin: str) -> Callable[..., None]:
+        def register(
+            name: str, render: Callable[[Any], str], *, filename: str, description: str = ""
+        ) -> None:
+            if name in formats:
+                raise PluginError(
+                    f"report format '{name}' is registered twice: by plugin "
+                    f"'{formats[name].plugin}' and by plugin '{plugin}'"
+                )
+            formats[name] = ReportFormat(name, render, filename, plugin, description)
+
+        return register
+
+    call_each(command_line_plugins(), "register_formats", registrar)
+    return formats
