@@ -117,7 +117,7 @@ def bars(board: Board) -> Figure:
     colors = ["C1" if r.best else "C0" for r in rows]
     ax.bar(xs, means, yerr=errors, color=colors, capsize=4, label="measured (±95 % CI)")
     published = {r.method: r for r in board.rows if r.kind == PUBLISHED and not math.isnan(r.mean)}
-    pub = {x: published[r.method] for x, r in zip(xs, rows) if r.method in published}
+    pub = {x: published[r.method] for x, r in zip(xs, rows, strict=True) if r.method in published}
     for statistic, marker, label in (
         (LAST, "kx", "published (last epoch)"),
         (BEST, "k+", f"published (best epoch: compare best{TEST_SELECTED})"),
@@ -127,7 +127,7 @@ def bars(board: Board) -> Figure:
         if pub_x:
             ax.plot(pub_x, [pub[x].mean for x in pub_x], marker,
                     markersize=9, label=label)  # fmt: skip
-    best_x = [x for x, r in zip(xs, rows) if r.best_n]
+    best_x = [x for x, r in zip(xs, rows, strict=True) if r.best_n]
     if best_x:
         ax.plot(best_x, [rows[x].best_mean for x in best_x], "_", color="C2", markersize=14,
                 label=f"best{TEST_SELECTED} epoch (test-selected)")  # fmt: skip
@@ -148,7 +148,7 @@ def bars(board: Board) -> Figure:
         low = min(values)
         margin = max(0.5, 0.15 * (top - low))
         ax.set_ylim(max(0.0, low - margin), min(100.0, top + margin))
-    for x, r in zip(xs, rows):
+    for x, r in zip(xs, rows, strict=True):
         if r.n == 0:
             ax.text(x, ax.get_ylim()[0], "failed", rotation=90, ha="center", va="bottom",
                     color="C3")  # fmt: skip

@@ -136,7 +136,7 @@ def test_pool_lockstep_groups_equal_local_cells_one_by_one(
         assert left["metrics"].get("top5") == right["metrics"].get("top5")
         assert left["size"] == right["size"] and left["dataset"] == right["dataset"]
         assert len(left["history"]) == len(right["history"]) == 2
-        for x, y in zip(left["history"], right["history"]):
+        for x, y in zip(left["history"], right["history"], strict=True):
             assert x["train"].keys() == y["train"].keys()
             assert all(math.isclose(x["train"][k], y["train"][k], rel_tol=0, abs_tol=1e-6)
                        for k in x["train"])  # fmt: skip

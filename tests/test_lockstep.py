@@ -56,7 +56,7 @@ def test_group_records_equal_one_by_one_records(setup):
 
     together = run_group(group, context)
     alone = [run_cell(job, context) for job in group]
-    for a, b in zip(together, alone):
+    for a, b in zip(together, alone, strict=True):
         assert a["status"] == b["status"] == "ok", (a.get("error"), b.get("error"))
         assert a["cell_id"] == b["cell_id"]
         assert a["metrics"] == b["metrics"]  # exact: same batches, same random numbers

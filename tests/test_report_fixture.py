@@ -364,9 +364,9 @@ def test_failed_cells_are_shown_not_dropped(board_set):
 
 def test_published_rows_sit_beside_measured_rows_and_change_no_statistic(board_set):
     bare = build(collect(MACHINES), [])
-    for board, plain in zip(board_set.boards, bare.boards):
+    for board, plain in zip(board_set.boards, bare.boards, strict=True):
         assert [r.method for r in plain.rows] == [r.method for r in board.measured]
-        for row, same in zip(board.measured, plain.rows):
+        for row, same in zip(board.measured, plain.rows, strict=True):
             assert (row.mean, row.best, row.overlaps_best) == (
                 same.mean,
                 same.best,
@@ -704,7 +704,9 @@ def test_html_rows_numbers_markers_and_provenance(published_dir: Path):
         header, *rows = page.tables[f"board-{index}"]
         col = {text: i for i, (_, text) in enumerate(header)}
         kinds = page.row_attrs[f"board-{index}"][1:]
-        measured = {r[0][1]: r for r, a in zip(rows, kinds) if a["data-kind"] == "measured"}
+        measured = {
+            r[0][1]: r for r, a in zip(rows, kinds, strict=True) if a["data-kind"] == "measured"
+        }
         assert set(measured) == set(methods_of(student))
         for method, row in measured.items():
             e = expected(student, method)
@@ -716,7 +718,9 @@ def test_html_rows_numbers_markers_and_provenance(published_dir: Path):
             assert text == best_text(e) and _same(_csv_number(attrs["data-sort"]), e["best_mean"])
             assert row[col["status"]][1] == status_text(e)
         sources = [
-            r[col["source"]][1] for r, a in zip(rows, kinds) if a["data-kind"] == "published"
+            r[col["source"]][1]
+            for r, a in zip(rows, kinds, strict=True)
+            if a["data-kind"] == "published"
         ]
         assert "HobbitLong/RepDistiller README.md" in sources
     provenance = page.tables["provenance"]
