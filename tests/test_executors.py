@@ -258,7 +258,7 @@ def test_job_list_of_an_older_kdbench_still_reads(tmp_path: Path):
 def test_a_dead_slurm_job_fails_every_cell_of_its_group(
     tmp_path: Path, context: RunContext, monkeypatch
 ):
-    submitit = pytest.importorskip("submitit")
+    submitit = pytest.importorskip("submitit", reason="submitit is not installed (.[slurm])")
     from kdbench.builtin.executors_slurm import JOBS_FILE, SlurmExecutor
 
     # submitit waits 15 s for a result file a slow shared disk may still be writing;
@@ -303,7 +303,7 @@ def test_slurm_job_that_cannot_see_the_results_dir_stops_the_run(
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[object]:
-    ray = pytest.importorskip("ray")
+    ray = pytest.importorskip("ray", reason="ray is not installed (.[ray])")
     ray.init(num_cpus=2, include_dashboard=False)
     yield ray
     ray.shutdown()

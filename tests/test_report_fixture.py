@@ -640,7 +640,13 @@ def test_tex_escapes_every_special_character():
     )
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+needs_pdflatex = pytest.mark.skipif(
+    shutil.which("pdflatex") is None,
+    reason="pdflatex is absent (apt-get install texlive-latex-base texlive-latex-recommended)",
+)
+
+
+@needs_pdflatex
 def test_latex_compiles(published_dir: Path, tmp_path: Path):
     compile_latex(published_dir / "leaderboard.tex", tmp_path)
 
