@@ -147,7 +147,8 @@ def call_each(pm: pluggy.PluginManager, hook: str, make_register: Callable[[str]
     with ``tryfirst`` / ``trylast``; hook wrappers of the same plugin still apply.
     """
     impls = getattr(pm.hook, hook).get_hookimpls()
-    names = list(dict.fromkeys(impl.plugin_name for impl in impls if not impl.hookwrapper))
+    callers = [impl for impl in impls if not (impl.hookwrapper or impl.wrapper)]
+    names = list(dict.fromkeys(impl.plugin_name for impl in callers))
     plugins = [impl.plugin for impl in impls]
     for name in names:
         others = [p for p in plugins if p is not pm.get_plugin(name)]
