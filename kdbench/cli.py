@@ -240,11 +240,16 @@ def validate(file: Path) -> None:
 @cli.command()
 def plugins() -> None:
     """List every loaded plugin: version, source and what it registered."""
+    from kdbench.plugins import report_formats
+
     context = _context()
     registry = context.plugins.registry
+    formats = report_formats()
     rows = []
     for info in context.plugins.infos:
         registered = registry.by_plugin(info.name)
+        if mine := sorted(f.name for f in formats.values() if f.plugin == info.name):
+            registered["formats"] = mine
         what = "; ".join(f"{kind}: {_some(names)}" for kind, names in registered.items())
         rows.append([info.name, info.version, info.source, what or "-"])
     click.echo(tabulate(rows, headers=["plugin", "version", "source", "registered"]))

@@ -131,3 +131,10 @@ def test_each_plugin_is_credited_with_what_it_registered():
     call_each(pm, "register_losses", lambda name: registry.registrar("losses", name))
     assert registry.by_plugin("first") == {"losses": ["a_loss"]}
     assert registry.by_plugin("second") == {"losses": ["b_loss"]}
+
+
+def test_plugins_command_lists_the_formats_a_plugin_registered():
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert result.exit_code == 0, result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("formats_json ")]
+    assert line.split()[-2:] == ["formats:", "json"]
