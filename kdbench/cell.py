@@ -21,7 +21,7 @@ from kdbench.context import RunContext, resolve_device
 from kdbench.data import Augment, BatchStream, DatasetSplits, sample_inputs
 from kdbench.features import FeatureTaps
 from kdbench.folding import fold_batchnorm
-from kdbench.logit_cache import CachedTeacher, build_logit_cache, worth_caching
+from kdbench.logit_cache import CachedTeacher, build_logit_cache, cache_key, worth_caching
 from kdbench.losses import LossContext, TapPair, feature_pairs
 from kdbench.matrix import Cell, stable_hash
 from kdbench.measure import (
@@ -217,7 +217,7 @@ def _train_group(
         forward = compiled(teacher, mode) if mode else None
         source = OnlineTeacher(teacher, teacher_taps, amp, forward=forward)
         if not wanted and _use_cache(recipe):
-            key = f"{first.teacher.id}-{stable_hash(recipe['augment'])}-{device}-{folded}"
+            key = cache_key(first.teacher.id, recipe["augment"], device, folded, amp)
             source = CachedTeacher(
                 context.cached(
                     key,

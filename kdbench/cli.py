@@ -35,7 +35,29 @@ _ENVIRONMENT_ERRNOS = frozenset(
 
 
 class _Group(click.Group):
-    """Turns user errors, file-system failures and Ctrl-C into one line and an exit code."""
+    """Turns user errors, file-system failures and Ctrl-C into one line and an exit code.
+
+    Commands plugins add (the ``register_commands`` hook) are loaded only when a name
+    is not one of the built-in commands, or for the list in ``--help``.
+    """
+
+    _plugin_commands_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if not self._plugin_commands_added:
+            self._plugin_commands_added = True
+            from kdbench.plugins import add_commands
+
+            add_commands(self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            self._add_plugin_commands()
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -250,10 +272,15 @@ def plugins() -> None:
     Always exits 0 when kdbench itself works: skipped plugins and names registered twice
     are listed under the table (`kdbench list` shows the names themselves).
     """
+    from kdbench.plugins import report_formats
+
     loaded = _context().plugins
+    formats = report_formats()
     rows = []
     for info in loaded.infos:
         registered = loaded.registry.by_plugin(info.name)
+        if mine := sorted(f.name for f in formats.values() if f.plugin == info.name):
+            registered["formats"] = mine
         what = "; ".join(f"{kind}: {_some(names)}" for kind, names in registered.items())
         rows.append([info.name, info.version, info.source, what or "-"])
     click.echo(_fit(rows, ["plugin", "version", "source", "registered"]))
@@ -382,13 +409,30 @@ def new_plugin(kind: str, name: str, parent: Path) -> None:
     click.echo(f"created {folder}")
 
 
+class _FormatChoice(click.Choice):
+    """The built-in report formats and those plugins registered, looked up when needed."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from kdbench.report import all_formats
+
+        return all_formats()
+
+    @choices.setter
+    def choices(self, value: object) -> None:
+        pass  # always the registered formats
+
+
 @cli.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
 @click.option(
     "--format",
     "formats",
     multiple=True,
-    type=click.Choice(["md", "csv", "latex", "html", "json"]),
+    type=_FormatChoice(),
     help="Output format; repeat for several. Default: md on stdout, or all of them with --out.",
 )
 @click.option(
@@ -429,7 +473,7 @@ def report(
     configurations is one row per configuration unless --pool. Unusable record files
     are skipped with a warning (only `kdbench run` quarantines them).
     """
-    from kdbench.report import FORMATS, build_leaderboard, publish, render_format
+    from kdbench.report import all_formats, build_leaderboard, publish, render_format
 
     board_set = build_leaderboard(results, reference, use_reference=not no_reference, pool=pool)
     for warning in board_set.warnings:
@@ -439,7 +483,7 @@ def report(
             click.echo(render_format(board_set, fmt), nl=False)
             click.echo()
         return
-    written = publish(board_set, out, formats or FORMATS, plots=not no_plots)
+    written = publish(board_set, out, formats or all_formats(), plots=not no_plots)
     for path in written:
         click.echo(str(path))
 

@@ -13,6 +13,7 @@ still foldable.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Iterable
 
@@ -81,7 +82,7 @@ def _sequential_pairs(model: nn.Module) -> list[tuple[str, str]]:
         if type(module).forward is not nn.Sequential.forward:
             continue
         names = [f"{path}.{name}" if path else name for name, _ in module.named_children()]
-        pairs += zip(names, names[1:])
+        pairs += itertools.pairwise(names)
     return pairs
 
 

@@ -8,6 +8,12 @@ thing the plugin provides. Distributions expose their plugin module through the
     [project.entry-points.kdbench]
     my_plugin = "my_package.kdbench_plugin"
 
+Commands and report formats come from the ``kdbench.cli`` group instead (a module that
+imports no torch, so the command line starts fast)::
+
+    [project.entry-points."kdbench.cli"]
+    my_plugin = "my_package.kdbench_commands"
+
 Built-in plugins (``kdbench/builtin/``) use exactly these hooks.
 """
 
@@ -70,4 +76,26 @@ def register_executors(register):
     unit ends. A unit is a job, whose result is a record, or a list of jobs (a lockstep
     group), whose result is a list of records. Optional ``start(out_dir)``, ``cancel()``
     and ``close()`` bracket a run. See ``kdbench/builtin/executors.py``.
+    """
+
+
+@hookspec
+def register_formats(register):
+    """Register report formats: ``register(name, render, *, filename, description="")``.
+
+    ``render(leaderboard) -> str`` turns a :class:`kdbench.leaderboard.Leaderboard`
+    into text; ``kdbench report --format NAME`` prints it, and with ``--out`` writes it
+    to ``filename``. Called on the modules of the ``kdbench.cli`` entry-point group,
+    which should import no torch, so ``kdbench report`` starts fast. See
+    ``kdbench/builtin/formats_json.py``.
+    """
+
+
+@hookspec
+def register_commands(cli):
+    """Add commands to the ``kdbench`` command line: ``cli`` is its click group.
+
+    Decorate functions with ``@cli.command()``; they appear in ``kdbench --help``.
+    Called on the modules of the ``kdbench.cli`` entry-point group, which should import
+    no torch (import it inside the command). See ``kdbench/builtin/commands.py``.
     """

@@ -1,26 +1,43 @@
 """The identity of an experiment: what changes its result, and nothing else.
 
-Two records of the same experiment are one sample wherever they were found, whatever
-benchmark file or folder produced them. A cell's id also hashes the benchmark's name
-and execution switches, so reports key records by :func:`experiment_id` instead, and
-put records in one row only when their :func:`configuration_id` (the experiment
-without its seed) is the same.
+A cell's id is :func:`experiment_id` of its config and a teacher's id is
+:func:`teacher_id`: both hash the data, the models, the loss and its parameters, the
+recipe's numbers, the seed and the precision, and never how fast a run goes (execution
+switches), where the data lives or what the benchmark is called. So two records of the
+same experiment have the same id wherever they were found, turning on ``compile`` or
+the logit cache or renaming a benchmark reruns nothing, and reports put records in one
+row only when their :func:`configuration_id` (the experiment without its seed) is the
+same. This module is the one definition; the planner and the readers of records both
+import it, and it imports nothing of either.
+
+Loss parameters are hashed as the benchmark file gives them, not with the loss's
+defaults filled in: a default lives in the loss's code, which the record's provenance
+(kdbench version, git sha, plugin versions) names.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
-from kdbench.matrix import stable_hash
-
-# Recipe keys that change how fast a cell runs, not what it learns or scores.
-EXECUTION_SWITCHES = frozenset({"compile", "channels_last", "eval_batch_size", "logit_cache"})
+# Recipe keys that change how fast a cell runs or how often it is watched, not what it
+# learns or scores (``eval_every`` changes only which epochs get a test accuracy).
+EXECUTION_SWITCHES = frozenset(
+    {"compile", "channels_last", "eval_batch_size", "eval_every", "logit_cache"}
+)
 # Dataset parameters that say where the data lives, not what it is: machines differ.
 LOCATION = frozenset({"root", "download"})
 
 
+def stable_hash(data: Any, length: int = 12) -> str:
+    """sha256 of canonical JSON: the same configuration always gives the same id."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
 def experiment(config: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a record's config that change its result.
+    """The parts of a cell's config that change its result.
 
     Dropped: the benchmark's name, how latency is measured (``measure``), execution
     switches, where datasets live and the teacher's derived id (its parts stay).
@@ -28,18 +45,32 @@ def experiment(config: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in config.items() if k not in ("benchmark", "measure")}
     out["recipe"] = _without(config.get("recipe"), EXECUTION_SWITCHES)
     out["dataset"] = _dataset(config.get("dataset"))
-    teacher = config.get("teacher")
-    if isinstance(teacher, dict):
-        teacher = {k: v for k, v in teacher.items() if k != "id"}
-        teacher["recipe"] = _without(teacher.get("recipe"), EXECUTION_SWITCHES)
-        teacher["dataset"] = _dataset(teacher.get("dataset"))
-        out["teacher"] = teacher
+    if isinstance(config.get("teacher"), dict):
+        out["teacher"] = teacher_experiment(config["teacher"])
+    return out
+
+
+def teacher_experiment(teacher: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a teacher's config that change its weights.
+
+    Its checkpoint's path is dropped (the file's sha256 stays), and so are the teacher
+    recipe's execution switches (a teacher is never distilled, so ``logit_cache`` is
+    ignored there too) and where its dataset lives.
+    """
+    out = {k: v for k, v in teacher.items() if k not in ("id", "checkpoint")}
+    out["recipe"] = _without(teacher.get("recipe"), EXECUTION_SWITCHES)
+    out["dataset"] = _dataset(teacher.get("dataset"))
     return out
 
 
 def experiment_id(config: dict[str, Any]) -> str:
-    """A hash of :func:`experiment`: equal for the same experiment run anywhere."""
+    """A cell's id: a hash of :func:`experiment`, equal for the same experiment anywhere."""
     return stable_hash(experiment(config))
+
+
+def teacher_id(teacher: dict[str, Any]) -> str:
+    """A teacher's id (and its cache key): a hash of :func:`teacher_experiment`."""
+    return stable_hash(teacher_experiment(teacher))
 
 
 def configuration_id(config: dict[str, Any], length: int = 6) -> str:

@@ -311,13 +311,13 @@ def _fill(
         by_method[(item.method, "" if pool else item.configuration)].append(item)
     rows = [_measured_row(method, group, board.seeds) for (method, _), group in by_method.items()]
     configs = defaultdict(list)
-    for (method, config), row in zip(by_method, rows):
+    for (method, config), row in zip(by_method, rows, strict=True):
         configs[method].append((config, row))
     for variants in configs.values():
         if len(variants) > 1:  # name the configuration only where it tells rows apart
             for config, row in variants:
                 row.config = config
-    for row, group in zip(rows, by_method.values()):
+    for row, group in zip(rows, by_method.values(), strict=True):
         pooled = {i.configuration for i in group}
         if len(pooled) > 1:
             warnings.append(
@@ -521,7 +521,7 @@ def cross_pair(boards: list[Board]) -> CrossPair:
     columns = [b.title for b in boards]
     top1, status, rank, teacher, best, published = {}, {}, {}, {}, {}, defaultdict(dict)
     order: dict[str, None] = {}
-    for board, column in zip(boards, columns):
+    for board, column in zip(boards, columns, strict=True):
         teacher[column] = board.teacher_top1
         means = {}
         for row in board.rows:
@@ -612,7 +612,7 @@ def _runs(items: list[_Item]) -> list[dict[str, Any]]:
         times = sorted(r["finished_at"] for r in rows if r["finished_at"])
         runs.append(
             {
-                **dict(zip(RUN_KEYS, key)),
+                **dict(zip(RUN_KEYS, key, strict=True)),
                 "records": len(rows),
                 "failed": sum(r["status"] != "ok" for r in rows),
                 "first_finished": times[0] if times else None,

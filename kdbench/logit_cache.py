@@ -14,6 +14,18 @@ import torch
 from torch import nn
 
 from kdbench.data import Augment, Batch, Split, normalize
+from kdbench.identity import stable_hash
+
+
+def cache_key(
+    teacher_id: str, augment: dict, device: torch.device, folded: bool, amp: torch.dtype | None
+) -> str:
+    """Which cache a group may reuse: the same teacher, views, device, folding and precision.
+
+    The precision matters: logits computed under bf16 autocast differ from fp32 ones.
+    """
+    precision = str(amp).removeprefix("torch.") if amp else "fp32"
+    return f"{teacher_id}-{stable_hash(augment)}-{device}-{folded}-{precision}"
 
 
 def worth_caching(augment: Augment, epochs: int) -> bool:

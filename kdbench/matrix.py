@@ -1,26 +1,23 @@
 """The benchmark matrix: pairs x losses x datasets x seeds, expanded into cells.
 
-A cell is plain, picklable data. Its id is a hash of its resolved configuration, so
-the same cell gets the same id in every run and resume can find its record.
+A cell is plain, picklable data. Its id is the experiment's id
+(:func:`kdbench.identity.experiment_id` of its resolved configuration), so the same
+experiment gets the same id in every run, whatever the benchmark is called or how fast
+it is asked to run, and resume can find its record.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kdbench.config import BenchmarkConfig, Pair
 from kdbench.errors import ConfigError
+from kdbench.identity import experiment_id, teacher_id
+from kdbench.identity import stable_hash as stable_hash  # where the engine has found it
 from kdbench.registry import Registry
-
-
-def stable_hash(data: Any, length: int = 12) -> str:
-    """sha256 of canonical JSON: the same configuration always gives the same id."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -64,9 +61,8 @@ class TeacherSpec:
 
     @property
     def id(self) -> str:
-        config = asdict(self)
-        config.pop("checkpoint")  # the file's content, not its path, identifies it
-        return stable_hash(config)
+        """What changes the teacher's weights (the checkpoint's content, not its path)."""
+        return teacher_id(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -83,7 +79,7 @@ class Cell:
     teacher: TeacherSpec | None  # None for losses that need no teacher (the baseline)
 
     def config(self) -> dict[str, Any]:
-        """The resolved configuration, as recorded (and hashed into the id)."""
+        """The resolved configuration, as recorded (its experiment is hashed into the id)."""
         config = asdict(self)
         if self.teacher is not None:
             config["teacher"] = {"id": self.teacher.id, **config["teacher"]}
@@ -92,7 +88,7 @@ class Cell:
 
     @property
     def id(self) -> str:
-        return stable_hash(self.config())
+        return experiment_id(self.config())
 
     def label(self) -> str:
         teacher = self.teacher.model.name if self.teacher else "-"

@@ -175,7 +175,7 @@ def bars(board: Board, colors: dict[str, str] | None = None) -> Figure:
     means = [r.mean if r.n else 0.0 for r in rows]
     errors = [0.0 if math.isnan(r.ci) else r.ci for r in rows]
     drawn = ax.bar(xs, means, yerr=errors, color=[colors[r.method] for r in rows], capsize=4)
-    for patch, row in zip(drawn.patches, rows):
+    for patch, row in zip(drawn.patches, rows, strict=True):
         if row.best:
             patch.set(hatch="//", edgecolor="black", linewidth=1.5)
     handles = [Patch(facecolor="white", edgecolor="0.3", label="measured (±95 % CI)")]
@@ -183,7 +183,7 @@ def bars(board: Board, colors: dict[str, str] | None = None) -> Figure:
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", linewidth=1.5,
                              label="best (bold in tables)"))  # fmt: skip
     published = {r.method: r for r in board.rows if r.kind == PUBLISHED and not math.isnan(r.mean)}
-    pub = {x: published[r.method] for x, r in zip(xs, rows) if r.method in published}
+    pub = {x: published[r.method] for x, r in zip(xs, rows, strict=True) if r.method in published}
     for statistic, marker, label in (
         (LAST, "kx", "published (last epoch)"),
         (BEST, "k+", f"published (best epoch: compare best{TEST_SELECTED})"),
@@ -193,7 +193,7 @@ def bars(board: Board, colors: dict[str, str] | None = None) -> Figure:
         if pub_x:
             handles += ax.plot(pub_x, [pub[x].mean for x in pub_x], marker,
                                markersize=9, label=label)  # fmt: skip
-    best_x = [x for x, r in zip(xs, rows) if r.best_n]
+    best_x = [x for x, r in zip(xs, rows, strict=True) if r.best_n]
     if best_x:
         handles += ax.plot(
             best_x,
@@ -220,7 +220,7 @@ def bars(board: Board, colors: dict[str, str] | None = None) -> Figure:
         low = min(values)
         margin = max(0.5, 0.15 * (top - low))
         ax.set_ylim(max(0.0, low - margin), min(100.0, top + margin))
-    for x, r in zip(xs, rows):
+    for x, r in zip(xs, rows, strict=True):
         if r.n == 0:
             ax.text(x, ax.get_ylim()[0], "failed", rotation=90, ha="center", va="bottom",
                     color="0.1")  # fmt: skip
@@ -300,8 +300,8 @@ def _line(ax, series, color: str, style: str, label: str | None) -> None:
     stds = [s for _, _, s, _ in series]
     ax.plot(epochs, means, style, color=color, lw=1.4, label=label)
     if any(stds):
-        low = [m - s for m, s in zip(means, stds)]
-        high = [m + s for m, s in zip(means, stds)]
+        low = [m - s for m, s in zip(means, stds, strict=True)]
+        high = [m + s for m, s in zip(means, stds, strict=True)]
         ax.fill_between(epochs, low, high, color=color, alpha=0.15, lw=0)
 
 

@@ -1,4 +1,4 @@
-"""The plugin manager: loads built-in and installed plugins and builds the registry.
+"""The plugin manager: loads built-in and installed plugins and calls their hooks.
 
 Nothing else in kdbench touches pluggy. Installed distributions are found through the
 ``kdbench`` entry-point group and loaded one at a time. No plugin can stop the others
@@ -11,15 +11,30 @@ Nothing else in kdbench touches pluggy. Installed distributions are found throug
 
 Each problem is one line in :attr:`Plugins.problems`: shown by ``kdbench plugins``,
 warned about by every command and written into every record's provenance.
+Every hook is called through pluggy's hook callers, never by calling an implementation
+directly.
+
+Two ways in: :func:`load_plugins` loads every plugin of the ``kdbench`` group and fills
+the registry of models, losses, datasets and executors (torch comes with them);
+:func:`command_line_plugins` loads only the built-ins that import no torch and the
+modules of the ``kdbench.cli`` entry-point group, which add commands and report
+formats, so ``kdbench --help`` and ``kdbench report`` start fast whatever else is
+installed (a model zoo's plugin imports its framework)::
+
+    [project.entry-points."kdbench.cli"]
+    my_plugin = "my_package.kdbench_commands"   # imports no torch
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata as md
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pluggy
 
@@ -28,6 +43,13 @@ from kdbench.errors import PluginError
 from kdbench.registry import KINDS, Registry
 
 ENTRY_POINT_GROUP = "kdbench"
+COMMAND_LINE_GROUP = "kdbench.cli"
+
+# Built-ins that import no torch: all the command line needs before a command runs.
+COMMAND_LINE_PLUGINS = (
+    "kdbench.builtin.commands",
+    "kdbench.builtin.formats_json",
+)
 
 BUILTIN_PLUGINS = (
     "kdbench.builtin.datasets_digits",
@@ -44,6 +66,7 @@ BUILTIN_PLUGINS = (
     "kdbench.builtin.executors",
     "kdbench.builtin.executors_slurm",
     "kdbench.builtin.executors_ray",
+    *COMMAND_LINE_PLUGINS,
 )
 
 
@@ -75,25 +98,41 @@ class Plugins:
         return skipped + [clash.message(sources) for clash in self.registry.clashes]
 
 
+@dataclass(frozen=True)
+class ReportFormat:
+    """An output format of ``kdbench report``: leaderboard -> text, and its file name."""
+
+    name: str
+    render: Callable[[Any], str]
+    filename: str
+    plugin: str
+    description: str = ""
+
+
 def make_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     return pm
 
 
-def load_plugins(*, strict: bool | None = None) -> Plugins:
-    """Load built-ins and installed plugins and fill a fresh registry."""
-    strict = os.environ.get("KDBENCH_STRICT_PLUGINS") == "1" if strict is None else strict
-    pm = make_plugin_manager()
+def _strict(strict: bool | None) -> bool:
+    return os.environ.get("KDBENCH_STRICT_PLUGINS") == "1" if strict is None else strict
+
+
+def _load(
+    pm: pluggy.PluginManager, builtins: tuple[str, ...], strict: bool, group: str
+) -> tuple[list[PluginInfo], list[tuple[str, str]]]:
+    """Register ``builtins`` and every installed plugin of entry-point ``group`` into ``pm``."""
     from kdbench import __version__
 
     infos: list[PluginInfo] = []
     failures: list[tuple[str, str]] = []
-    for module_name in BUILTIN_PLUGINS:
-        pm.register(importlib.import_module(module_name), name=module_name.rsplit(".", 1)[1])
-        infos.append(PluginInfo(module_name.rsplit(".", 1)[1], __version__, "built-in"))
+    for module_name in builtins:
+        name = module_name.rsplit(".", 1)[1]
+        pm.register(importlib.import_module(module_name), name=name)
+        infos.append(PluginInfo(name, __version__, "built-in"))
 
-    for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in md.entry_points(group=group):
         dist = ep.dist.name if ep.dist else "unknown distribution"
         version = ep.dist.version if ep.dist else "unknown"
         try:
@@ -114,23 +153,48 @@ def load_plugins(*, strict: bool | None = None) -> Plugins:
         failures.append((name, f"implements an unknown hook {error} and is skipped"))
         pm.unregister(name=name)
         infos = [info for info in infos if info.name != name]
+    return infos, failures
 
-    registry = Registry()
-    calls = [("models", impl, registry.model_registrar(impl.plugin_name))
-             for impl in pm.hook.register_models.get_hookimpls()]  # fmt: skip
-    for kind in KINDS:
-        hook = getattr(pm.hook, f"register_{kind}")
-        calls += [(kind, impl, registry.registrar(kind, impl.plugin_name))
-                  for impl in hook.get_hookimpls()]  # fmt: skip
-    for kind, impl, register in calls:
+
+def call_each(
+    pm: pluggy.PluginManager, hook: str, make_register: Callable[[str], Any]
+) -> list[tuple[str, Exception]]:
+    """Call ``hook`` through pluggy once per implementing plugin, each with its own
+    ``register`` (``make_register(plugin_name)``), so what it registers is its own.
+
+    Plugins are called in registration order (built-ins first), as pluggy orders them
+    with ``tryfirst`` / ``trylast``; hook wrappers of the same plugin still apply. One
+    plugin's failure does not stop the others: ``(plugin, exception)`` pairs are returned.
+    """
+    impls = getattr(pm.hook, hook).get_hookimpls()
+    callers = [impl for impl in impls if not (impl.hookwrapper or impl.wrapper)]
+    names = list(dict.fromkeys(impl.plugin_name for impl in callers))
+    plugins = [impl.plugin for impl in impls]
+    failed: list[tuple[str, Exception]] = []
+    for name in names:
+        others = [p for p in plugins if p is not pm.get_plugin(name)]
         try:
-            impl.function(register=register)
+            pm.subset_hook_caller(hook, remove_plugins=others)(register=make_register(name))
         except Exception as exc:  # noqa: BLE001 - one plugin's bug must not stop the rest
+            failed.append((name, exc))
+    return failed
+
+
+def load_plugins(*, strict: bool | None = None) -> Plugins:
+    """Load built-ins and installed plugins and fill a fresh registry."""
+    strict = _strict(strict)
+    pm = make_plugin_manager()
+    infos, failures = _load(pm, BUILTIN_PLUGINS, strict, ENTRY_POINT_GROUP)
+    registry = Registry()
+    for kind, make_register in [("models", registry.model_registrar)] + [
+        (kind, functools.partial(registry.registrar, kind)) for kind in KINDS
+    ]:
+        for plugin, exc in call_each(pm, f"register_{kind}", make_register):
             if strict:
-                raise PluginError(f"plugin '{impl.plugin_name}' failed to register {kind}: "
+                raise PluginError(f"plugin '{plugin}' failed to register {kind}: "
                                   f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
             failures.append(
-                (impl.plugin_name, f"failed to register {kind} (kept what it registered "
+                (plugin, f"failed to register {kind} (kept what it registered "
                  f"before): {type(exc).__name__}: {exc}")
             )  # fmt: skip
     plugins = Plugins(registry, infos, failures)
@@ -156,3 +220,48 @@ def _unknown_hooks(pm: pluggy.PluginManager) -> list[tuple[str, str]]:
 
 def _spec_names() -> str:
     return ", ".join(n for n in dir(hookspecs) if n.startswith("register_"))
+
+
+@functools.cache
+def command_line_plugins() -> pluggy.PluginManager:
+    """The plugins the command line asks for commands and formats: the built-ins that
+    import no torch and the ``kdbench.cli`` entry points.
+
+    Loaded once per process; a plugin that fails to load is reported as by
+    :func:`load_plugins`.
+    """
+    pm = make_plugin_manager()
+    _, failures = _load(pm, COMMAND_LINE_PLUGINS, _strict(None), COMMAND_LINE_GROUP)
+    for name, error in failures:
+        warnings.warn(f"kdbench: plugin '{name}' {error}", stacklevel=2)
+    return pm
+
+
+def add_commands(cli: Any) -> None:
+    """Let every plugin add commands to the ``kdbench`` click group."""
+    command_line_plugins().hook.register_commands(cli=cli)
+
+
+@functools.cache
+def report_formats() -> dict[str, ReportFormat]:
+    """Report formats registered by plugins, by name (a name registered twice is an error)."""
+    formats: dict[str, ReportFormat] = {}
+
+    def registrar(plugin: str) -> Callable[..., None]:
+        def register(
+            name: str, render: Callable[[Any], str], *, filename: str, description: str = ""
+        ) -> None:
+            if name in formats:
+                raise PluginError(
+                    f"report format '{name}' is registered twice: by plugin "
+                    f"'{formats[name].plugin}' and by plugin '{plugin}'"
+                )
+            formats[name] = ReportFormat(name, render, filename, plugin, description)
+
+        return register
+
+    for plugin, exc in call_each(command_line_plugins(), "register_formats", registrar):
+        if isinstance(exc, PluginError):
+            raise exc
+        warnings.warn(f"kdbench: plugin '{plugin}' failed to register formats: {exc}", stacklevel=2)
+    return formats

@@ -14,9 +14,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SCHEMA_VERSION = 2
+from kdbench.identity import experiment_id, teacher_id
+
+# 3: cell and teacher ids are experiment ids (kdbench.identity), no longer hashes of
+# the whole config.
+SCHEMA_VERSION = 3
 # Versions :func:`migrate` can upgrade to :data:`SCHEMA_VERSION`.
-MIGRATABLE = frozenset({1, SCHEMA_VERSION})
+MIGRATABLE = frozenset({1, 2, SCHEMA_VERSION})
 
 
 class _Open(BaseModel):
@@ -45,7 +49,7 @@ class TeacherConfig(_Open):
 
 
 class CellConfig(_Open):
-    """The resolved configuration of a cell (its id is a hash of it)."""
+    """The resolved configuration of a cell (its id is the hash of its experiment)."""
 
     benchmark: str
     dataset: ModelConfig
@@ -119,7 +123,7 @@ class StudentFile(_Open):
 class Record(_Open):
     """One cell's record: ``ok`` with metrics, or ``failed`` with the error."""
 
-    schema_version: Literal[2]
+    schema_version: Literal[3]
     cell_id: str = Field(min_length=1)
     status: Literal["ok", "failed"]
     config: CellConfig
@@ -174,10 +178,27 @@ def upgrade_history(history: Any) -> Any:
 def migrate(data: dict[str, Any]) -> dict[str, Any]:
     """A record of any version in :data:`MIGRATABLE` as one of :data:`SCHEMA_VERSION`.
 
-    Version 1 differs only in the shape of ``history``, which validation upgrades.
+    Version 1 differs from 2 in the shape of ``history``, which validation upgrades.
+    Versions 1 and 2 hashed the whole config into the cell and teacher ids (benchmark
+    name and execution switches included): both are recomputed from the recorded
+    config, so an old record is found under the id today's plan gives its experiment.
+    Its file keeps its old name; readers match the name against the stored id.
     """
-    if data.get("schema_version") == 1:
-        data = {**data, "schema_version": SCHEMA_VERSION}
+    if data.get("schema_version") == SCHEMA_VERSION:
+        return data
+    data = {**data, "schema_version": SCHEMA_VERSION}
+    config = data.get("config")
+    if not isinstance(config, dict):
+        return data  # validation says what is wrong
+    teacher = config.get("teacher")
+    if isinstance(teacher, dict):
+        new = teacher_id(teacher)
+        info = data.get("teacher")
+        if isinstance(info, dict) and "id" in info and info["id"] == teacher.get("id"):
+            data["teacher"] = {**info, "id": new}
+        config = {**config, "teacher": {**teacher, "id": new}}
+        data["config"] = config
+    data["cell_id"] = experiment_id(config)
     return data
 
 

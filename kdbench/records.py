@@ -103,14 +103,13 @@ def read_record(path: Path) -> Record | BadRecord:
         return BadRecord(
             path, "foreign", f"schema_version {version!r}, expected one of {sorted(MIGRATABLE)}"
         )
+    stored = data.get("cell_id")  # the name it was written under, before any migration
     try:
         record = Record.model_validate(migrate(data))
     except ValidationError as exc:
         return BadRecord(path, "inconsistent", _first_error(exc))
-    if record.cell_id != path.stem:
-        return BadRecord(
-            path, "inconsistent", f"cell_id {record.cell_id!r} in a file named {path.name}"
-        )
+    if stored != path.stem:
+        return BadRecord(path, "inconsistent", f"cell_id {stored!r} in a file named {path.name}")
     return record
 
 
@@ -132,6 +131,7 @@ class RecordStore:
         self.out_dir = Path(out_dir)
         self.folder = self.out_dir / "records"
         self.quarantine_folder = self.folder / QUARANTINE
+        self._renamed: dict[str, Path] | None = None
 
     def path(self, cell_id: str) -> Path:
         return self.folder / f"{cell_id}.json"
@@ -140,9 +140,21 @@ class RecordStore:
         """True when the cell has a valid, successful record (others are run again)."""
         path = self.path(cell_id)
         if not path.is_file():
-            return False
+            path = self._migrated().get(cell_id)
+            if path is None:
+                return False
         record = read_record(path)
         return isinstance(record, Record) and record.status == "ok"
+
+    def _migrated(self) -> dict[str, Path]:
+        """Files of older schemas by the id migration gave them (their names keep the old id)."""
+        if self._renamed is None:
+            self._renamed = {}
+            for path in sorted(self.folder.glob("*.json")):
+                record = read_record(path)
+                if isinstance(record, Record) and record.cell_id != path.stem:
+                    self._renamed[record.cell_id] = path
+        return self._renamed
 
     def scan(self) -> tuple[dict[str, Record], list[BadRecord]]:
         """Every record of this folder by cell id, and the files no reader may use."""
@@ -189,4 +201,7 @@ class RecordStore:
         data = dump(Record.model_validate(record))
         path = self.path(data["cell_id"])
         write_json_atomic(path, data)
+        old = self._migrated().pop(data["cell_id"], None)
+        if old is not None:  # a rerun replaces the cell's record of an older schema
+            old.unlink(missing_ok=True)
         return path

@@ -8,6 +8,7 @@ computed once by :mod:`kdbench.leaderboard`; :func:`publish` writes its formats.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,13 +19,19 @@ from kdbench.formats import (
     leaderboard_csv,
     markdown,
     provenance_csv,
-    to_json,
 )
 from kdbench.leaderboard import Leaderboard, build
+from kdbench.plugins import report_formats
 from kdbench.records import write_text_atomic
 from kdbench.reference import default_reference_dir, load_reference
 
-FORMATS = ("md", "csv", "latex", "html", "json")
+# Formats this module writes itself; plugins add more (kdbench.plugins.report_formats).
+FORMATS = ("md", "csv", "latex", "html")
+
+
+def all_formats() -> tuple[str, ...]:
+    """Every format ``kdbench report`` knows: these and the ones plugins registered."""
+    return (*FORMATS, *report_formats())
 
 
 def build_leaderboard(
@@ -49,26 +56,27 @@ def render_format(board_set: Leaderboard, fmt: str, figs: dict | None = None) ->
         return leaderboard_csv(board_set)
     if fmt == "latex":
         return latex(board_set)
-    if fmt == "json":
-        return to_json(board_set)
     if fmt == "html":
         from kdbench.plots import figures
         from kdbench.site import page
 
         return page(board_set, figs if figs is not None else figures(board_set))
-    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    registered = report_formats()
+    if fmt in registered:
+        return registered[fmt].render(board_set)
+    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(all_formats())}")
 
 
 def publish(
     board_set: Leaderboard, out_dir: Path, formats: Sequence[str] = FORMATS, plots: bool = True
 ) -> list[Path]:
     """Write each format (and the figures as PNG and SVG) into ``out_dir``."""
-    # matplotlib is imported only when something is drawn: `kdbench run` never needs it.
-    from kdbench.plots import figures, write_plots
-    from kdbench.site import page
-
     out_dir = Path(out_dir)
-    figs = figures(board_set) if plots else {}
+    figs: dict = {}
+    if plots:  # matplotlib is imported only when something is drawn
+        from kdbench.plots import figures
+
+        figs = figures(board_set)
     written = []
     files = {
         "md": {"leaderboard.md": lambda: markdown(board_set)},
@@ -78,13 +86,16 @@ def publish(
             "provenance.csv": lambda: provenance_csv(board_set),
         },
         "latex": {"leaderboard.tex": lambda: latex(board_set)},
-        "json": {"leaderboard.json": lambda: to_json(board_set)},
-        "html": {"leaderboard.html": lambda: page(board_set, figs)},
+        "html": {"leaderboard.html": lambda: render_format(board_set, "html", figs)},
     }
+    for name, extra in report_formats().items():
+        files.setdefault(name, {extra.filename: functools.partial(extra.render, board_set)})
     for fmt in formats:
         for name, make in files[fmt].items():
             write_text_atomic(out_dir / name, make())
             written.append(out_dir / name)
     if figs:
+        from kdbench.plots import write_plots
+
         written += write_plots(out_dir / "plots", figs)
     return written

@@ -35,7 +35,7 @@ def t_quantile(n: int, confidence: float = CONFIDENCE) -> float:
     """Two-sided Student t quantile for ``n`` samples (n - 1 degrees of freedom)."""
     if n < 2:
         return math.nan
-    from scipy import stats  # imported here: `kdbench run` loads this module but needs no t
+    from scipy import stats  # imported on first use: slow to import, and one seed needs no t
 
     return float(stats.t.ppf(0.5 + confidence / 2, n - 1))
 

@@ -123,7 +123,8 @@ def test_interrupted_cells_resume_from_checkpoint_to_identical_records(setup, tm
 
     assert_same_training(resumed, straight)
     assert all(r["cost"]["resumed_from_epoch"] == 2 for r in resumed)
-    assert all(r["cost"]["steps"] == s["cost"]["steps"] for r, s in zip(resumed, straight))
+    pairs = zip(resumed, straight, strict=True)
+    assert all(r["cost"]["steps"] == s["cost"]["steps"] for r, s in pairs)
     assert all("resumed_from_epoch" not in r["cost"] for r in straight)
     assert not checkpoint.folder.exists()  # deleted once the records are made
 

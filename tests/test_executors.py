@@ -136,7 +136,7 @@ def test_pool_lockstep_groups_equal_local_cells_one_by_one(
         assert left["metrics"].get("top5") == right["metrics"].get("top5")
         assert left["size"] == right["size"] and left["dataset"] == right["dataset"]
         assert len(left["history"]) == len(right["history"]) == 2
-        for x, y in zip(left["history"], right["history"]):
+        for x, y in zip(left["history"], right["history"], strict=True):
             assert x["train"].keys() == y["train"].keys()
             assert all(math.isclose(x["train"][k], y["train"][k], rel_tol=0, abs_tol=1e-6)
                        for k in x["train"])  # fmt: skip
@@ -258,7 +258,7 @@ def test_job_list_of_an_older_kdbench_still_reads(tmp_path: Path):
 def test_a_dead_slurm_job_fails_every_cell_of_its_group(
     tmp_path: Path, context: RunContext, monkeypatch
 ):
-    submitit = pytest.importorskip("submitit")
+    submitit = pytest.importorskip("submitit", reason="submitit is not installed (.[slurm])")
     from kdbench.builtin.executors_slurm import JOBS_FILE, SlurmExecutor
 
     # submitit waits 15 s for a result file a slow shared disk may still be writing;
@@ -303,7 +303,7 @@ def test_slurm_job_that_cannot_see_the_results_dir_stops_the_run(
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[object]:
-    ray = pytest.importorskip("ray")
+    ray = pytest.importorskip("ray", reason="ray is not installed (.[ray])")
     ray.init(num_cpus=2, include_dashboard=False)
     yield ray
     ray.shutdown()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import shutil
 import signal
 import stat
@@ -19,7 +20,10 @@ from test_resume_kill import finished, longer_benchmark, resume, start, wait_for
 from kdbench.cli import INTERRUPTED, cli
 from kdbench.errors import StorageError
 from kdbench.provenance import git_state
-from kdbench.records import write_text_atomic
+from kdbench.record_schema import dump
+from kdbench.records import RecordStore, read_record, write_text_atomic
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run(bench: Path, out: Path):
@@ -114,6 +118,30 @@ def test_disk_full_while_writing_keeps_the_old_file_whole(
         write_text_atomic(path, "new")
     assert path.read_text(encoding="utf-8") == "old"
     assert sorted(tmp_path.iterdir()) == [path]
+
+
+def test_a_record_cut_off_mid_write_leaves_the_old_record_whole(tmp_path: Path):
+    """The operating system refuses the write half-way (a file-size limit): the cell's
+    earlier record is untouched and no temporary file is left behind."""
+    source = next((REPO / "results" / "fashion_mnist" / "records").glob("*.json"))
+    store = RecordStore(tmp_path)
+    store.folder.mkdir()
+    new = read_record(source)
+    path = store.path(new.cell_id)
+    old = source.read_bytes()  # an older schema: the new record differs from it
+    path.write_bytes(old)
+    assert len(old) > 2048
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, hard))
+    try:
+        with pytest.raises(StorageError, match="File too large"):
+            store.write(dump(new))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+    assert path.read_bytes() == old
+    assert sorted(store.folder.iterdir()) == [path]
 
 
 def test_any_os_error_about_a_file_is_one_line_and_exit_2(tmp_path: Path, monkeypatch):

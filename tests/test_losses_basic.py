@@ -33,23 +33,25 @@ def softmax(row, t=1.0):
 
 
 def hand_ce(student, targets):
-    return sum(-math.log(softmax(row)[y]) for row, y in zip(student, targets)) / len(targets)
+    return sum(-math.log(softmax(row)[y]) for row, y in zip(student, targets, strict=True)) / len(
+        targets
+    )
 
 
 def hand_kl(student, teacher, t):
     """sum_i KL(p_t || p_s) / batch: KLDivLoss's ``batchmean``, not ``mean``."""
     total = 0.0
-    for s_row, t_row in zip(student, teacher):
+    for s_row, t_row in zip(student, teacher, strict=True):
         p, q = softmax(t_row, t), softmax(s_row, t)
-        total += sum(pi * math.log(pi / qi) for pi, qi in zip(p, q))
+        total += sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True))
     return total / len(student)
 
 
 def hand_soft_ce(student, teacher, t):
     total = 0.0
-    for s_row, t_row in zip(student, teacher):
+    for s_row, t_row in zip(student, teacher, strict=True):
         p, q = softmax(t_row, t), softmax(s_row, t)
-        total -= sum(pi * math.log(qi) for pi, qi in zip(p, q))
+        total -= sum(pi * math.log(qi) for pi, qi in zip(p, q, strict=True))
     return total / len(student)
 
 

@@ -13,6 +13,7 @@ import pluggy
 import pytest
 
 from conftest import write_benchmark
+from kdbench.errors import ConfigError
 from kdbench.hookspecs import hookimpl
 from kdbench.plugins import make_plugin_manager
 from kdbench.registry import Entry, Registry
@@ -147,5 +148,5 @@ def test_parameters_come_from_the_signature():
 
     entry = Entry("students", "m", factory, "p", "A model.")
     assert list(entry.params) == ["width", "depth"]
-    with pytest.raises(Exception, match="needs parameter\\(s\\) depth"):
+    with pytest.raises(ConfigError, match="needs parameter\\(s\\) depth"):
         entry.check_params({"width": 3}, file="f.toml", key="pairs[0].student_params")

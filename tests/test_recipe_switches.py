@@ -28,7 +28,7 @@ def test_channels_last_trains_the_same_student(tmp_path):
     changed = run_cell(CellJob(cell=channels_last, device="cpu"), context)
     assert default["status"] == changed["status"] == "ok"
     assert changed["protocol"]["channels_last"] is True
-    for a, b in zip(default["history"], changed["history"]):
+    for a, b in zip(default["history"], changed["history"], strict=True):
         assert a["train"]["total"] == pytest.approx(b["train"]["total"], rel=1e-4)
     assert changed["metrics"]["top1"] == pytest.approx(default["metrics"]["top1"], abs=0.5)
 
@@ -62,10 +62,10 @@ def test_compiled_group_trains_like_eager_and_keeps_feature_taps(tmp_path):
 
     eager = run_group(group(False), context)
     fast = run_group(group("default"), context)
-    for a, b in zip(eager, fast):
+    for a, b in zip(eager, fast, strict=True):
         assert a["status"] == b["status"] == "ok", b.get("error")
         assert b["protocol"]["compile"] == "default" and a["protocol"]["compile"] is False
-        for x, y in zip(a["history"], b["history"]):
+        for x, y in zip(a["history"], b["history"], strict=True):
             assert x["train"].keys() == y["train"].keys()
             assert y["train"]["total"] == pytest.approx(x["train"]["total"], rel=1e-4)
         # fused kernels round differently; at most one of the 450 test images may flip

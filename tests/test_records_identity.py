@@ -62,7 +62,9 @@ def test_same_cells_under_two_benchmark_names_are_reported_once(tmp_path: Path):
     assert both == alone  # n, mean and CI unchanged: each experiment is one sample
     assert {r["n"] for r in both} == {"3"}
     assert stderr.count("duplicate record for cell") == 24
-    assert "benchmark 'fashion_mnist_again'" in stderr
+    # Migration gives both copies the same experiment id: no "(also as cell ...)".
+    assert "also as cell" not in stderr
+    assert stderr.count(str(copy / "records")) == 24
 
 
 def test_two_configurations_of_a_method_are_two_rows_unless_pooled(tmp_path: Path):

@@ -52,6 +52,7 @@ def corrupt(folder: Path) -> dict[str, str]:
     files = sorted(folder.glob("*.json"))
     assert len(files) > len(CORRUPTIONS)
     kinds = {}
+    # strict=False: more files than corruptions; the files left over stay intact.
     for (make, kind), path in zip(CORRUPTIONS.values(), files, strict=False):
         path.write_bytes(make(path.read_text(encoding="utf-8"), files[-1].read_text()))
         kinds[path.name] = kind

@@ -26,7 +26,15 @@ def test_committed_schema_file_equals_the_schema_of_the_code():
     assert committed == json_schema(), f"the record model changed: {regenerate}"
 
 
-@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: f"{p.parent.parent.name}/{p.stem}")
+VERSION_1 = [p for p in COMMITTED if json.loads(p.read_bytes())["schema_version"] == 1]
+
+
+def test_committed_records_include_version_1_and_current_ones():
+    versions = {json.loads(p.read_bytes())["schema_version"] for p in COMMITTED}
+    assert versions == {1, SCHEMA_VERSION} and len(VERSION_1) >= 24
+
+
+@pytest.mark.parametrize("path", VERSION_1, ids=lambda p: f"{p.parent.parent.name}/{p.stem}")
 def test_version_1_records_migrate_history_to_epoch_entries(path: Path):
     raw = json.loads(path.read_text(encoding="utf-8"))
     assert raw["schema_version"] == 1

@@ -39,7 +39,7 @@ needs_chromium = pytest.mark.skipif(
 
 def start_browser(profile: Path):
     """Chromium driven by Debian's chromedriver, with a fresh profile and logs captured."""
-    webdriver = pytest.importorskip("selenium.webdriver")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is absent (.[test])")
     from selenium.webdriver.chrome.service import Service
 
     os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager fetch drivers

@@ -27,7 +27,9 @@ from click.testing import CliRunner
 from kdbench.cli import cli
 from kdbench.collect import collect
 from kdbench.formats import tex
+from kdbench.identity import experiment_id
 from kdbench.leaderboard import build
+from kdbench.records import read_record
 from kdbench.reference import load_reference
 
 DATA = Path(__file__).parent / "data" / "records"
@@ -265,7 +267,7 @@ def test_duplicates_are_counted_once_and_reported_with_both_paths():
     assert "metrics.top1 76.5 (kept) vs 76.9" in differ
     (retry,) = [w for w in duplicates if "c59a96d57f77" in w]
     assert "status ok (kept) vs failed" in retry
-    assert found.paths["c59a96d57f77"].parent.parent.name == "machine_a"
+    assert found.paths[migrated("c59a96d57f77")].parent.parent.name == "machine_a"
 
 
 def test_the_same_folder_twice_is_not_a_duplicate():
@@ -278,6 +280,11 @@ def test_cli_warns_about_duplicates_on_stderr():
     assert result.exit_code == 0, result.output
     assert result.stderr.count("kdbench: warning: duplicate record") == 3
     assert "duplicate" not in result.stdout
+
+
+def migrated(name: str) -> str:
+    """The id a machine-a record file of an older schema is read under."""
+    return read_record(MACHINES[0] / "records" / f"{name}.json").cell_id
 
 
 def _renamed_copy(tmp_path: Path, **loss_params) -> dict:
@@ -296,9 +303,9 @@ def test_one_experiment_under_another_benchmark_name_counts_once(tmp_path: Path)
     record = _renamed_copy(tmp_path)
     board_set = build(collect([MACHINES[0], tmp_path]))
     (warning,) = [w for w in board_set.warnings if "0123456789ab" in w]
-    assert warning.startswith("duplicate record for cell eaa8309a79a5")
-    assert "benchmark 'renamed'" in warning
-    rows = [r for b in board_set.boards for r in b.measured if "eaa8309a79a5" in r.cells]
+    # Migration gives both the experiment's id, whatever the benchmark's name.
+    assert warning.startswith(f"duplicate record for cell {migrated('eaa8309a79a5')} (")
+    rows = [r for b in board_set.boards for r in b.measured if migrated("eaa8309a79a5") in r.cells]
     assert rows and all(r.seeds.count(record["config"]["seed"]) == 1 for r in rows)
     assert not any("0123456789ab" in r.cells for b in board_set.boards for r in b.measured)
 
@@ -309,9 +316,9 @@ def test_one_seed_of_two_configurations_is_two_rows_unless_pooled(tmp_path: Path
     config = record["config"]
     board_set = build(collect([MACHINES[0], tmp_path]))
     rows = [r for b in board_set.boards for r in b.measured if r.method == config["loss"]["label"]]
-    mine = [r for r in rows if "0123456789ab" in r.cells]
+    mine = [r for r in rows if experiment_id(config) in r.cells]
     assert len(mine) == 1 and mine[0].n == 1 and mine[0].config
-    (other,) = [r for r in rows if "eaa8309a79a5" in r.cells]
+    (other,) = [r for r in rows if migrated("eaa8309a79a5") in r.cells]
     assert other.config and other.config != mine[0].config
     assert mine[0].label == f"{config['loss']['label']} [{mine[0].config}]"
 
@@ -319,7 +326,7 @@ def test_one_seed_of_two_configurations_is_two_rows_unless_pooled(tmp_path: Path
     (warning,) = [w for w in pooled.warnings if "recorded by more than one cell" in w]
     assert f"{config['loss']['label']}: seed(s) [{config['seed']}]" in warning
     assert any("2 configurations pooled" in w for w in pooled.warnings)
-    rows = [r for b in pooled.boards for r in b.measured if "0123456789ab" in r.cells]
+    rows = [r for b in pooled.boards for r in b.measured if experiment_id(config) in r.cells]
     assert rows and all(r.seeds.count(config["seed"]) == 2 and not r.config for r in rows)
 
 
@@ -373,9 +380,9 @@ def test_failed_cells_are_shown_not_dropped(board_set):
 
 def test_published_rows_sit_beside_measured_rows_and_change_no_statistic(board_set):
     bare = build(collect(MACHINES), [])
-    for board, plain in zip(board_set.boards, bare.boards):
+    for board, plain in zip(board_set.boards, bare.boards, strict=True):
         assert [r.method for r in plain.rows] == [r.method for r in board.measured]
-        for row, same in zip(board.measured, plain.rows):
+        for row, same in zip(board.measured, plain.rows, strict=True):
             assert (row.mean, row.best, row.overlaps_best) == (
                 same.mean,
                 same.best,
@@ -651,7 +658,13 @@ def test_tex_escapes_every_special_character():
     )
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+needs_pdflatex = pytest.mark.skipif(
+    shutil.which("pdflatex") is None,
+    reason="pdflatex is absent (apt-get install texlive-latex-base texlive-latex-recommended)",
+)
+
+
+@needs_pdflatex
 def test_latex_compiles(published_dir: Path, tmp_path: Path):
     compile_latex(published_dir / "leaderboard.tex", tmp_path)
 
@@ -715,7 +728,9 @@ def test_html_rows_numbers_markers_and_provenance(published_dir: Path):
         header, *rows = page.tables[f"board-{index}"]
         col = {text: i for i, (_, text) in enumerate(header)}
         kinds = page.row_attrs[f"board-{index}"][1:]
-        measured = {r[0][1]: r for r, a in zip(rows, kinds) if a["data-kind"] == "measured"}
+        measured = {
+            r[0][1]: r for r, a in zip(rows, kinds, strict=True) if a["data-kind"] == "measured"
+        }
         assert set(measured) == set(methods_of(student))
         for method, row in measured.items():
             e = expected(student, method)
@@ -727,7 +742,9 @@ def test_html_rows_numbers_markers_and_provenance(published_dir: Path):
             assert text == best_text(e) and _same(_csv_number(attrs["data-sort"]), e["best_mean"])
             assert row[col["status"]][1] == status_text(e)
         sources = [
-            r[col["source"]][1] for r, a in zip(rows, kinds) if a["data-kind"] == "published"
+            r[col["source"]][1]
+            for r, a in zip(rows, kinds, strict=True)
+            if a["data-kind"] == "published"
         ]
         assert "HobbitLong/RepDistiller README.md" in sources
     provenance = page.tables["provenance"]

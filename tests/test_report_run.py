@@ -23,7 +23,13 @@ from test_report_browser import (
     open_page,
     start_browser,
 )
-from test_report_fixture import check_latex_structure, compile_latex, md_tables, parse_html
+from test_report_fixture import (
+    check_latex_structure,
+    compile_latex,
+    md_tables,
+    needs_pdflatex,
+    parse_html,
+)
 
 from conftest import write_benchmark
 
@@ -192,8 +198,11 @@ def test_latex_from_the_run(run, tmp_path):
     text = (run["out"] / "leaderboard.tex").read_text()
     rows = check_latex_structure(text)
     assert any(r.startswith("kd & ") for r in rows) and r"\textbf{" in text
-    if shutil.which("pdflatex"):
-        compile_latex(run["out"] / "leaderboard.tex", tmp_path)
+
+
+@needs_pdflatex
+def test_latex_from_the_run_compiles(run, tmp_path):
+    compile_latex(run["out"] / "leaderboard.tex", tmp_path)
 
 
 def test_html_from_the_run_in_a_browser(run, tmp_path):

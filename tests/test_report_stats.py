@@ -85,7 +85,7 @@ def test_paired_statistics_equal_scipys_on_shared_seeds():
 
     seeds = sorted(METHOD)  # the shared ones: seed 3 has no method result
     a, b = [METHOD[s] for s in seeds], [BASELINE[s] for s in seeds]
-    diffs = [x - y for x, y in zip(a, b)]
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
     result = paired(METHOD, BASELINE)
     assert result.n == 6
     assert result.mean == pytest.approx(statistics.fmean(diffs), abs=1e-12)

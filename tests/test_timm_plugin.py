@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("timm")
+pytest.importorskip("timm", reason="timm is not installed (pip install -e plugins/kdbench-timm)")
 
 DISTRIBUTION = Path(__file__).resolve().parents[1] / "plugins" / "kdbench-timm"
 

@@ -226,7 +226,7 @@ class SlurmExecutor:
             [threads] * len(units),
         )
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        for handle, unit in zip(handles, units):
+        for handle, unit in zip(handles, units, strict=True):
             self._running[handle.job_id] = (handle, unit)
             self._since[handle.job_id] = now
         self._write_jobs_file()
