@@ -10,7 +10,7 @@ from kdbench.formats import leaderboard_csv, markdown
 from kdbench.report import build_leaderboard
 
 REPO = Path(__file__).resolve().parents[1]
-PUBLISHED = ["results/fashion_mnist", "results/digits"]
+PUBLISHED = ["results/fashion_mnist", "results/digits_cpu"]
 
 
 @pytest.mark.parametrize("folder", PUBLISHED)
