@@ -125,6 +125,8 @@ class BenchmarkConfig(_Strict):
     losses: dict[str, dict[str, Any]] = {}
     measure: Measure = Measure()
     executor: Executor = Executor()
+    # [trackers.<name>]: who watches the run (tensorboard, mlflow, ...); jsonl always does
+    trackers: dict[str, dict[str, Any]] = {}
 
     def loss_name(self, label: str) -> str:
         """The registered loss behind a ``[losses.<label>]`` table (``loss = "..."`` renames)."""

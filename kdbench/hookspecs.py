@@ -71,3 +71,26 @@ def register_executors(register):
     group), whose result is a list of records. Optional ``start(out_dir)``, ``cancel()``
     and ``close()`` bracket a run. See ``kdbench/builtin/executors.py``.
     """
+
+
+@hookspec
+def register_trackers(register):
+    """Register trackers of run events: ``register(name, tracker_class, *, description=None)``.
+
+    A benchmark's ``[trackers.<name>]`` table builds ``tracker_class(out_dir=, **params)``
+    once per run (``jsonl`` is always built); the instance is then a plugin of
+    :func:`track_event`. An optional ``close()`` is called when the run ends. See
+    ``docs/trackers.md`` and ``kdbench/builtin/trackers_jsonl.py``.
+    """
+
+
+@hookspec
+def track_event(event):
+    """Receive one run event, a :class:`kdbench.trackers.RunEvent`.
+
+    Implemented as a method (decorated with :data:`hookimpl`) of a tracker instance.
+    ``event.kind`` is ``cell_started``, ``epoch_ended`` (``event.epoch`` counts from 1;
+    ``event.metrics`` holds ``lr``, ``test_top1`` when evaluated and ``train/<term>``),
+    ``cell_finished`` (``event.record`` is the cell's record) or ``run_finished``. A
+    tracker that raises is reported and disabled; the run goes on.
+    """

@@ -94,6 +94,7 @@ class StudentRun:
     error: BaseException | None = None
     rng: RngState = field(default_factory=RngState)
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # e.g. torch.compile'd model
+    name: str = ""  # the cell id, so progress can tell the runs of a group apart
 
 
 def build_optimizer(params: list[nn.Parameter], optimizer: dict) -> torch.optim.Optimizer:
@@ -366,11 +367,14 @@ def evaluate_epoch(runs: list[StudentRun], test: TestSplit, *, epoch: int, epoch
 class Progress:
     """Receives training progress; the CLI shows it, tests and workers ignore it."""
 
-    def cell_started(self, label: str, epochs: int) -> None: ...
+    def cell_started(self, label: str, epochs: int, cell_ids: tuple[str, ...] = ()) -> None: ...
 
     def step(self, step: int, steps: int, loss: float) -> None: ...
 
-    def epoch_done(self, epoch: int, loss: float) -> None: ...
+    def epoch_done(
+        self, epoch: int, loss: float, entries: dict[str, dict[str, Any]] | None = None
+    ) -> None:
+        """``epoch`` counts from 0; ``entries`` maps each live run's name to its history entry."""
 
     def cell_done(self, status: str) -> None: ...
 
@@ -408,5 +412,6 @@ def fit(
         live = [run for run in runs if run.error is None]
         if not live:
             break
-        progress.epoch_done(epoch, live[0].history[-1]["train"]["total"])
+        entries = {run.name: run.history[-1] for run in live if run.name}
+        progress.epoch_done(epoch, live[0].history[-1]["train"]["total"], entries)
     return time.perf_counter() - started
