@@ -189,3 +189,42 @@ def test_an_unknown_tracker_is_a_config_error_that_writes_nothing(tmp_path: Path
     assert result.exit_code == 2
     assert "trackers.tensorbord" in result.stderr and "tensorboard" in result.stderr
     assert not out.exists()
+
+
+def test_a_cell_trained_elsewhere_has_its_epochs_sent_from_its_record(tmp_path: Path):
+    from kdbench.context import RunContext
+    from kdbench.runner import plan
+    from kdbench.trackers import Trackers, TrackingProgress
+
+    cells = plan(write_benchmark(tmp_path), RunContext()).cells
+    seen: list[RunEvent] = []
+
+    class Keep:
+        @hookimpl
+        def track_event(self, event) -> None:
+            seen.append(event)
+
+    trackers = Trackers({"keep": Keep()}, "tiny", cells, warn=pytest.fail)
+    history = [
+        {"epoch": 1, "lr": 0.05, "test_top1": None, "train": {"total": 2.0}},
+        {"epoch": 2, "lr": 0.025, "test_top1": 61.5, "train": {"total": 1.5}},
+    ]
+    remote = {"cell_id": cells[0].id, "status": "ok", "metrics": {"top1": 61.5}, "history": history}
+    trackers.cell_finished(remote)
+    assert [(e.kind, e.epoch) for e in seen] == [
+        ("cell_started", None), ("epoch_ended", 1), ("epoch_ended", 2), ("cell_finished", None),
+    ]  # fmt: skip
+    assert seen[1].metrics == {"lr": 0.05, "train/total": 2.0}
+    assert seen[2].metrics["test_top1"] == 61.5 and seen[3].metrics == {"top1": 61.5}
+    assert seen[0].params["student"] == "mlp" and seen[0].label == cells[0].label()
+
+    # Trained here: epochs go out as they end, and are not sent again with the record.
+    seen.clear()
+    live = TrackingProgress(trackers)
+    live.cell_started("group", 2, (cells[1].id,))
+    live.epoch_done(0, 2.0, {cells[1].id: history[0]})
+    live.cell_started("teacher cnn on digits", 3)  # not a matrix cell: no event
+    trackers.cell_finished({**remote, "cell_id": cells[1].id})
+    assert [(e.kind, e.epoch) for e in seen] == [
+        ("cell_started", None), ("epoch_ended", 1), ("cell_finished", None),
+    ]  # fmt: skip
