@@ -96,3 +96,23 @@ def test_a_cell_without_teacher_is_labelled_by_its_student(tmp_path: Path):
     cells = plan(write_benchmark(tmp_path), RunContext()).cells
     labels = {cell.loss.label: cell.label() for cell in cells if cell.seed == 0}
     assert labels == {"ce": "digits mlp ce s0", "kd": "digits cnn->mlp kd s0"}
+
+
+def test_on_a_terminal_the_bars_show_cells_done_and_an_eta():
+    from rich.console import Console
+
+    from kdbench.progress import RichDisplay, make_display
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=200)
+    shown = make_display(2, console, skipped=1)
+    assert isinstance(shown, RichDisplay)
+    shown.work = Work({"c": 2})
+    with shown:
+        shown.cell_started("digits mlp ce s0", 2, ("c",))
+        for epoch in range(2):
+            shown.step(0, 1, 1.0)
+            shown.epoch_done(epoch, 1.0, {})
+        shown.cell_done("ok")
+        shown.advance("ok", "digits mlp ce s0", "c")
+    assert shown.work.completed == 2.0
+    assert "cells 2/2 ETA 0:00:00" in console.file.getvalue()
