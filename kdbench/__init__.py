@@ -35,6 +35,7 @@ _LAZY = {
     "DistillationLoss": "kdbench.losses",
     "LossContext": "kdbench.losses",
     "LossInputs": "kdbench.losses",
+    "load_student": "kdbench.students",
 }
 
 
@@ -68,4 +69,5 @@ __all__ = [
     "Weight",
     "__version__",
     "hookimpl",
+    "load_student",
 ]

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from kdbench.cell_checkpoint import GroupCheckpoint, Outputs
 from kdbench.context import RunContext, resolve_device
 from kdbench.data import Augment, BatchStream, DatasetSplits, sample_inputs
 from kdbench.features import FeatureTaps
@@ -27,6 +28,7 @@ from kdbench.measure import FLOPS_UNIT, count_params, flops_per_image, latency, 
 from kdbench.provenance import provenance
 from kdbench.records import SCHEMA_VERSION
 from kdbench.seeding import seed_everything
+from kdbench.students import save_student
 from kdbench.teachers import load_teacher
 from kdbench.training import (
     OnlineTeacher,
@@ -51,6 +53,7 @@ class CellJob:
     teacher_info: dict[str, Any] | None = None
     source_dir: str = "."
     config_hash: str | None = None
+    outputs: Outputs | None = None  # checkpoints and the kept student; none: neither
 
 
 def run_cell(
@@ -216,11 +219,26 @@ def _train_group(
                 )
             )  # fmt: skip
             cached = True
+    outputs = jobs[0].outputs
+    checkpoint = GroupCheckpoint(outputs, [job.cell.id for job in jobs]) if outputs else None
+    resumed = checkpoint.load(len(live)) if checkpoint else None
+    earlier = 0.0
+    if resumed:
+        for s, state in zip(live, resumed["runs"], strict=True):
+            s.run.load_state_dict(state)
+        stream.load_state_dict(resumed["stream"])
+        earlier = resumed["seconds"]
+
+    def save(epoch: int, seconds: float) -> None:
+        if checkpoint.due(epoch, recipe["epochs"]):
+            states = [s.run.state_dict() for s in live]
+            checkpoint.save(epoch, earlier + seconds, stream.state_dict(), states)
+
     with contextlib.ExitStack() as taps:
         for tap in [teacher_taps, *(s.run.taps for s in live)]:
             if tap is not None:
                 taps.enter_context(tap)
-        seconds = fit(
+        seconds = earlier + fit(
             stream,
             [s.run for s in live],
             epochs=recipe["epochs"],
@@ -228,6 +246,8 @@ def _train_group(
             amp_dtype=amp,
             progress=progress,
             test=TestSplit(data.test, mean, std, device, amp),
+            start_epoch=resumed["epochs_done"] if resumed else 0,
+            on_epoch_end=save if checkpoint else None,
         )
     shared = {
         "dataset": {
@@ -243,11 +263,36 @@ def _train_group(
         "teacher_bn_folded": folded,
         "compile": mode or False,
         "data_on_device": stream.on_device,
+        "resumed_from_epoch": resumed["epochs_done"] if resumed else None,
     }
-    return [
+    results = [
         s if isinstance(s, BaseException) else s.run.error or _finish(s, data, sample, shared)
         for s in students
     ]
+    if outputs and outputs.keep_students:
+        for s, result in zip(students, results, strict=True):
+            if isinstance(result, dict):
+                result["student"] = _keep(s, data, outputs)
+    if checkpoint:
+        checkpoint.discard()
+    return results
+
+
+def _keep(student: _Student, data: DatasetSplits, outputs: Outputs) -> dict[str, Any]:
+    """Save a trained student beside the records; the record's ``student`` entry."""
+    cell = student.job.cell
+    meta = {
+        "cell_id": cell.id,
+        "model": cell.student.name,
+        "params": cell.student.params,
+        "num_classes": data.num_classes,
+        "in_channels": data.in_channels,
+        "image_size": list(data.image_size),
+        "mean": list(data.mean),
+        "std": list(data.std),
+        "classes": list(data.classes),
+    }
+    return save_student(student.run.model, Path(outputs.out_dir), cell.id, meta)
 
 
 def _use_cache(recipe: dict[str, Any]) -> bool:
@@ -345,19 +390,22 @@ def _finish(
     metrics = {**run.accuracy, "final_train_loss": run.history[-1]["train"]}
     if best is not None:
         metrics["best_top1"], metrics["best_epoch"] = best
+    cost = {
+        # The cell's share of its group's wall time; the whole group's is kept too.
+        "train_seconds": shared["train_seconds"] / shared["group_size"],
+        "group_train_seconds": shared["train_seconds"],
+        "step_ms": 1e3 * run.step_seconds / max(run.steps, 1),
+        "steps": run.steps,
+        "lockstep_group": shared["group_size"],
+    }
+    if shared["resumed_from_epoch"]:  # trained on from a checkpoint after this many epochs
+        cost["resumed_from_epoch"] = shared["resumed_from_epoch"]
     return {
         "metrics": metrics,
         "history": run.history,
         "size": _size(run.model, run.loss, sample, cell.measure),
         "latency": _latency(run.model, sample, cell.measure),
-        "cost": {
-            # The cell's share of its group's wall time; the whole group's is kept too.
-            "train_seconds": shared["train_seconds"] / shared["group_size"],
-            "group_train_seconds": shared["train_seconds"],
-            "step_ms": 1e3 * run.step_seconds / max(run.steps, 1),
-            "steps": run.steps,
-            "lockstep_group": shared["group_size"],
-        },
+        "cost": cost,
         "dataset": shared["dataset"],
         "protocol": {
             "accuracy": ACCURACY_PROTOCOL,

@@ -404,6 +404,29 @@ def status(directory: Path, file: Path | None) -> None:
         click.echo(tabulate(rows, headers=["slurm job", "state", "cells", "submitted"]))
 
 
+@cli.command()
+@click.argument("results", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("cell")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["torchscript", "onnx"]),
+    default="torchscript",
+    show_default=True,
+    help="onnx needs the onnx package.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Output file (default: RESULTS/exports/CELL.pt or .onnx).",
+)
+def export(results: Path, cell: str, fmt: str, out: Path | None) -> None:
+    """Write the trained student of CELL (a cell id) in RESULTS as a deployable file."""
+    from kdbench.export import export_student
+
+    click.echo(export_student(results, cell, fmt, out))
+
+
 def main() -> None:
     try:
         cli(prog_name="kdbench")

@@ -114,6 +114,14 @@ class Executor(_Strict):
     lockstep: bool = True
 
 
+class Run(_Strict):
+    """What a run keeps beside its records; none of it changes a cell's result or id."""
+
+    checkpoint_every: Annotated[int, Field(ge=0)] = 1  # epochs; 0: no checkpoints
+    keep_checkpoints: bool = False
+    keep_students: bool = True
+
+
 class BenchmarkConfig(_Strict):
     """A whole benchmark file."""
 
@@ -125,6 +133,7 @@ class BenchmarkConfig(_Strict):
     losses: dict[str, dict[str, Any]] = {}
     measure: Measure = Measure()
     executor: Executor = Executor()
+    run: Run = Run()
     # [trackers.<name>]: who watches the run (tensorboard, mlflow, ...); jsonl always does
     trackers: dict[str, dict[str, Any]] = {}
 

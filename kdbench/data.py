@@ -164,6 +164,13 @@ class BatchStream:
     def __len__(self) -> int:
         return (len(self.split) + self.batch_size - 1) // self.batch_size
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The stream's position between epochs: its generator's state."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])
+
     def epoch(self) -> Iterator[Batch]:
         """One pass over the split in a fresh random order."""
         order = torch.randperm(len(self.split), generator=self.generator)

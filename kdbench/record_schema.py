@@ -82,6 +82,14 @@ class Error(_Open):
     traceback: str | None = None
 
 
+class StudentFile(_Open):
+    """The kept student's weights: a file under the results folder, and its hash."""
+
+    file: str = Field(description="relative to the results folder")
+    sha256: str
+    bytes: int | None = None
+
+
 class Record(_Open):
     """One cell's record: ``ok`` with metrics, or ``failed`` with the error."""
 
@@ -105,6 +113,7 @@ class Record(_Open):
     dataset: dict[str, Any] | None = None
     protocol: dict[str, Any] | None = None
     provenance: dict[str, Any] | None = None
+    student: StudentFile | None = None
 
     @field_validator("history", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ import torch
 from rich.console import Console
 
 from kdbench.cell import CellJob, lockstep_groups, run_cell, run_group
+from kdbench.cell_checkpoint import Outputs
 from kdbench.collect import collect
 from kdbench.config import BenchmarkConfig
 from kdbench.context import RunContext, resolve_device
@@ -173,6 +174,7 @@ def run_benchmark(
                         teacher_info=teachers[cell.teacher.id] if cell.teacher else None,
                         source_dir=str(the_plan.path.parent.resolve()),
                         config_hash=the_plan.config_hash,
+                        outputs=Outputs(str(out_dir.resolve()), **the_plan.config.run.model_dump()),
                     )
                     for cell in pending
                 ]

@@ -74,6 +74,12 @@ class RngState:
         if self.cuda is not None:
             torch.cuda.set_rng_state_all(self.cuda)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"cpu": self.cpu, "cuda": self.cuda}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.cpu, self.cuda = state["cpu"], state["cuda"]
+
 
 @dataclass
 class StudentRun:
@@ -95,6 +101,43 @@ class StudentRun:
     rng: RngState = field(default_factory=RngState)
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # e.g. torch.compile'd model
     name: str = ""  # the cell id, so progress can tell the runs of a group apart
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything training changes, so that a run restored from it goes on exactly.
+
+        Tensors and plain containers only (it loads with ``weights_only=True``); an
+        error is kept as its type name and message.
+        """
+        error = self.error
+        return {
+            "model": self.model.state_dict(),
+            "loss": self.loss.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": self.rng.state_dict(),
+            "history": self.history,
+            "accuracy": self.accuracy,
+            "step_seconds": self.step_seconds,
+            "steps": self.steps,
+            "error": None if error is None else [type(error).__name__, str(error)],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back what :meth:`state_dict` saved (a kept error under its type's name)."""
+        self.model.load_state_dict(state["model"])
+        self.loss.load_state_dict(state["loss"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.rng.load_state_dict(state["rng"])
+        self.history = state["history"]
+        self.accuracy = state["accuracy"]
+        self.step_seconds, self.steps = state["step_seconds"], state["steps"]
+        if state["error"] is not None:
+            name, message = state["error"]
+            self.error = type(name, (RuntimeError,), {})(message)
 
 
 def build_optimizer(params: list[nn.Parameter], optimizer: dict) -> torch.optim.Optimizer:
@@ -388,16 +431,20 @@ def fit(
     amp_dtype: torch.dtype | None = None,
     progress: Progress | None = None,
     test: TestSplit | None = None,
+    start_epoch: int = 0,
+    on_epoch_end: Callable[[int, float], None] | None = None,
 ) -> float:
-    """Train every run for ``epochs``; returns the wall time in seconds.
+    """Train every run from ``start_epoch`` to ``epochs``; returns the wall time in seconds.
 
     With ``test``, each run is evaluated on it after its due epochs (see
-    :func:`evaluate_epoch`); the time counts in the wall time.
+    :func:`evaluate_epoch`); the time counts in the wall time. ``on_epoch_end(epoch,
+    seconds)`` is called after each epoch (0-based) with the wall time so far, before
+    progress hears of it: where a cell saves its checkpoint.
     """
     progress = progress or Progress()
     steps = len(stream)
     started = time.perf_counter()
-    for epoch in range(epochs):
+    for epoch in range(start_epoch, epochs):
         train_epoch(
             stream,
             runs,
@@ -412,6 +459,8 @@ def fit(
         live = [run for run in runs if run.error is None]
         if not live:
             break
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, time.perf_counter() - started)
         entries = {run.name: run.history[-1] for run in live if run.name}
         progress.epoch_done(epoch, live[0].history[-1]["train"]["total"], entries)
     return time.perf_counter() - started

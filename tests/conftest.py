@@ -171,3 +171,24 @@ def distil_steps(
             totals.append(total.item())
     after = [*student.parameters(), *loss.parameters()]
     return totals, [not torch.equal(b, a) for b, a in zip(before, after, strict=True)]
+
+
+def cell_jobs(bench: Path, folder: Path):
+    """A benchmark's plugins context and its cells as CPU jobs, teachers provisioned."""
+    from kdbench.cell import CellJob
+    from kdbench.context import RunContext
+    from kdbench.runner import plan, provision_teachers
+
+    context = RunContext()
+    the_plan = plan(bench, context)
+    teachers = provision_teachers(the_plan.cells, context, folder, torch.device("cpu"))
+    jobs = [
+        CellJob(
+            cell=cell,
+            device="cpu",
+            teacher_weights=teachers[cell.teacher.id]["weights"] if cell.teacher else None,
+            teacher_info=teachers[cell.teacher.id] if cell.teacher else None,
+        )
+        for cell in the_plan.cells
+    ]
+    return context, jobs

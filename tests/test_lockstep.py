@@ -6,12 +6,9 @@ from collections import defaultdict
 from dataclasses import replace
 
 import pytest
-import torch
 
-from conftest import write_benchmark
-from kdbench.cell import CellJob, lockstep_key, run_cell, run_group
-from kdbench.context import RunContext
-from kdbench.runner import plan, provision_teachers
+from conftest import cell_jobs, write_benchmark
+from kdbench.cell import lockstep_key, run_cell, run_group
 
 LOSSES = """
 [losses.kd]
@@ -31,19 +28,7 @@ def setup(tmp_path_factory):
     text = text.replace('student = "mlp"\nstudent_params = { hidden = 16 }',
                         'student = "cnn"\nstudent_params = { width = 4 }')  # fmt: skip
     bench.write_text(text.replace("seeds = [0, 1]", "seeds = [3]"))
-    context = RunContext()
-    the_plan = plan(bench, context)
-    teachers = provision_teachers(the_plan.cells, context, folder, torch.device("cpu"))
-    jobs = [
-        CellJob(
-            cell=cell,
-            device="cpu",
-            teacher_weights=teachers[cell.teacher.id]["weights"] if cell.teacher else None,
-            teacher_info=teachers[cell.teacher.id] if cell.teacher else None,
-        )
-        for cell in the_plan.cells
-    ]
-    return context, jobs
+    return cell_jobs(bench, folder)
 
 
 def test_group_records_equal_one_by_one_records(setup):

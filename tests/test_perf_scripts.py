@@ -61,3 +61,21 @@ def test_eval_cost_times_evaluation_against_training_epochs(tmp_path: Path):
     )
     assert len(result["load_average_before"]) == 3
     assert "% of a kd epoch" in done.stdout
+
+
+@pytest.mark.slow
+def test_checkpoint_cost_times_checkpoint_writes_against_training(tmp_path: Path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "benchmarks/perf/checkpoint_cost.py", "--epochs", "3", "--repeats", "1",
+         "--saves", "1", "--out", str(tmp_path)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    cell = json.loads((tmp_path / "checkpoint_cost_cpu.json").read_text())["digits_cell"]
+    assert cell["epochs"] == 3 and cell["saves_per_run"] == [2]  # none after the last epoch
+    assert (
+        cell["save_share_of_training"]
+        == cell["save_seconds_per_run"][0] / cell["train_seconds_off"][0]
+    )
+    assert cell["checkpoint_bytes"] > 0

@@ -80,6 +80,25 @@ def run_slurm_cell(
     return run(unit, context=worker_context())
 
 
+class CellTask:
+    """The job submitit runs: :func:`run_slurm_cell`, requeued when preempted or timed out.
+
+    Slurm signals a job before its time limit and when it is preempted; submitit then
+    calls :meth:`checkpoint`, which submits the same task again. What makes the requeued
+    job go on from its last epoch, not from the start, is the checkpoint the cell saves
+    beside the records every ``[run] checkpoint_every`` epochs.
+    """
+
+    def __call__(
+        self, run: Callable[..., Result], unit: Any, out_dir: str, threads: int | None
+    ) -> Result:
+        return run_slurm_cell(run, unit, out_dir, threads)
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """The same task with the same arguments, for submitit to requeue."""
+        return _import_submitit().helpers.DelayedSubmission(self, *args, **kwargs)
+
+
 class SlurmExecutor:
     """Submit units as a Slurm job array with submitit; records stream back as tasks end.
 
@@ -207,7 +226,7 @@ class SlurmExecutor:
             threads = default_threads(self._limit or 1)
         out_dir = str(self._out_dir)
         handles = self._executor.map_array(
-            run_slurm_cell,
+            CellTask(),
             [run] * len(units),
             units,
             [out_dir] * len(units),
