@@ -114,8 +114,8 @@ def run_group(
     ]  # fmt: skip
     if progress:
         more = f" (+{len(jobs) - 1} in lockstep)" if len(jobs) > 1 else ""
-        label, epochs = jobs[0].cell.label() + more, jobs[0].cell.recipe["epochs"]
-        progress.cell_started(label, epochs, tuple(job.cell.id for job in jobs))
+        progress.cell_started(jobs[0].cell.label() + more, jobs[0].cell.recipe["epochs"])
+        progress.cells_started(tuple(job.cell.id for job in jobs))
     try:
         results = _train_group(jobs, context, device, progress)
     except Exception as exc:  # noqa: BLE001 - errors are values: the matrix goes on

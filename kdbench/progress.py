@@ -71,16 +71,22 @@ class _Display(Progress):
         self.epochs = 0
         self.cell_ids: tuple[str, ...] = ()
         self.steps = 0
+        self.entries: dict[str, Mapping[str, Any]] = {}  # of the epoch just ended, by cell id
         self._epoch_index = 0  # epochs of the current unit done
         self.epoch_started = time.monotonic()
         self.cell_started_at = self.epoch_started
 
-    def cell_started(self, label: str, epochs: int, cell_ids: tuple[str, ...] = ()) -> None:
-        self.label, self.epochs, self.cell_ids = label, epochs, tuple(cell_ids)
+    def cell_started(self, label: str, epochs: int) -> None:
+        self.label, self.epochs, self.cell_ids = label, epochs, ()
         self.steps = self._epoch_index = 0
         self.epoch_started = self.cell_started_at = time.monotonic()
-        if cell_ids:
-            self.work.start()
+
+    def cells_started(self, cell_ids: tuple[str, ...]) -> None:
+        self.cell_ids = tuple(cell_ids)
+        self.work.start()
+
+    def epoch_entries(self, epoch: int, entries: dict[str, dict[str, Any]]) -> None:
+        self.entries = dict(entries)
 
     def step(self, step: int, steps: int, loss: float) -> None:
         self.steps = steps
@@ -91,9 +97,7 @@ class _Display(Progress):
     def _mine(self) -> list[str]:
         return [c for c in self.cell_ids if c in self.work.epochs]
 
-    def epoch_done(
-        self, epoch: int, loss: float, entries: Mapping[str, Mapping[str, Any]] | None = None
-    ) -> None:
+    def epoch_done(self, epoch: int, loss: float) -> None:
         self._epoch_index = epoch + 1
         if self._mine():
             self.work.partial = (epoch + 1) * len(self._mine())
@@ -160,8 +164,8 @@ class RichDisplay(_Display):
     def __exit__(self, *exc: object) -> None:
         self.bars.stop()
 
-    def cell_started(self, label: str, epochs: int, cell_ids: tuple[str, ...] = ()) -> None:
-        super().cell_started(label, epochs, cell_ids)
+    def cell_started(self, label: str, epochs: int) -> None:
+        super().cell_started(label, epochs)
         if self.current is not None:
             self.bars.remove_task(self.current)
         self.current = self.bars.add_task(f"  {label}", total=epochs, info="")
@@ -172,10 +176,8 @@ class RichDisplay(_Display):
             self.bars.update(self.current, info=f"step {step + 1}/{steps} loss {loss:.4f}")
             self._refresh()
 
-    def epoch_done(
-        self, epoch: int, loss: float, entries: Mapping[str, Mapping[str, Any]] | None = None
-    ) -> None:
-        super().epoch_done(epoch, loss, entries)
+    def epoch_done(self, epoch: int, loss: float) -> None:
+        super().epoch_done(epoch, loss)
         if self.current is not None:
             info = f"epoch {epoch + 1} loss {loss:.4f} ETA {clock(self.eta())}"
             self.bars.update(self.current, completed=epoch + 1, info=info)
@@ -229,11 +231,10 @@ class LineDisplay(_Display):
         self.stream.write(line + "\n")
         self.stream.flush()
 
-    def epoch_done(
-        self, epoch: int, loss: float, entries: Mapping[str, Mapping[str, Any]] | None = None
-    ) -> None:
+    def epoch_done(self, epoch: int, loss: float) -> None:
         seconds = time.monotonic() - self.epoch_started
-        super().epoch_done(epoch, loss, entries)
+        entries, self.entries = self.entries, {}
+        super().epoch_done(epoch, loss)
         if (epoch + 1) % self.log_every and epoch + 1 != self.epochs:
             return
         tail = []
@@ -242,7 +243,7 @@ class LineDisplay(_Display):
             tail.append(f"{self.steps * batch / seconds:.0f} img/s")
         tail.append(f"ETA {clock(self.eta())}")
         # One line per cell of a lockstep group, each with its own loss and accuracy.
-        rows = [(self.labels[c], e) for c, e in (entries or {}).items() if c in self.labels]
+        rows = [(self.labels[c], e) for c, e in entries.items() if c in self.labels]
         for label, entry in rows or [(self.label, {"train": {"total": loss}})]:
             parts = [f"{label} epoch {epoch + 1}/{self.epochs}"]
             parts.append(f"loss {entry['train']['total']:.4f}")

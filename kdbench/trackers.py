@@ -173,8 +173,11 @@ class TrackingProgress(Progress):
         self.trackers = trackers
         self.display = display or Progress()
 
-    def cell_started(self, label: str, epochs: int, cell_ids: tuple[str, ...] = ()) -> None:
-        self.display.cell_started(label, epochs, cell_ids)
+    def cell_started(self, label: str, epochs: int) -> None:
+        self.display.cell_started(label, epochs)
+
+    def cells_started(self, cell_ids: tuple[str, ...]) -> None:
+        self.display.cells_started(cell_ids)
         for cell_id in cell_ids:
             if cell_id in self.trackers.cells:
                 self.trackers.live.add(cell_id)
@@ -183,13 +186,14 @@ class TrackingProgress(Progress):
     def step(self, step: int, steps: int, loss: float) -> None:
         self.display.step(step, steps, loss)
 
-    def epoch_done(
-        self, epoch: int, loss: float, entries: Mapping[str, Mapping[str, Any]] | None = None
-    ) -> None:
-        self.display.epoch_done(epoch, loss, entries)
-        for cell_id, entry in (entries or {}).items():
+    def epoch_entries(self, epoch: int, entries: dict[str, dict[str, Any]]) -> None:
+        self.display.epoch_entries(epoch, entries)
+        for cell_id, entry in entries.items():
             if cell_id in self.trackers.live:
                 self.trackers.epoch_ended(cell_id, entry)
+
+    def epoch_done(self, epoch: int, loss: float) -> None:
+        self.display.epoch_done(epoch, loss)
 
     def cell_done(self, status: str) -> None:
         self.display.cell_done(status)

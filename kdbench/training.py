@@ -410,14 +410,17 @@ def evaluate_epoch(runs: list[StudentRun], test: TestSplit, *, epoch: int, epoch
 class Progress:
     """Receives training progress; the CLI shows it, tests and workers ignore it."""
 
-    def cell_started(self, label: str, epochs: int, cell_ids: tuple[str, ...] = ()) -> None: ...
+    def cell_started(self, label: str, epochs: int) -> None: ...
+
+    def cells_started(self, cell_ids: tuple[str, ...]) -> None:
+        """The matrix cells of the unit that just started (after ``cell_started``)."""
 
     def step(self, step: int, steps: int, loss: float) -> None: ...
 
-    def epoch_done(
-        self, epoch: int, loss: float, entries: dict[str, dict[str, Any]] | None = None
-    ) -> None:
-        """``epoch`` counts from 0; ``entries`` maps each live run's name to its history entry."""
+    def epoch_entries(self, epoch: int, entries: dict[str, dict[str, Any]]) -> None:
+        """Each live run's history entry by run name (its cell id), just before ``epoch_done``."""
+
+    def epoch_done(self, epoch: int, loss: float) -> None: ...
 
     def cell_done(self, status: str) -> None: ...
 
@@ -461,6 +464,6 @@ def fit(
             break
         if on_epoch_end is not None:
             on_epoch_end(epoch, time.perf_counter() - started)
-        entries = {run.name: run.history[-1] for run in live if run.name}
-        progress.epoch_done(epoch, live[0].history[-1]["train"]["total"], entries)
+        progress.epoch_entries(epoch, {run.name: run.history[-1] for run in live if run.name})
+        progress.epoch_done(epoch, live[0].history[-1]["train"]["total"])
     return time.perf_counter() - started

@@ -41,7 +41,8 @@ def display(epochs: int, log_every: int) -> tuple[LineDisplay, io.StringIO]:
     stream = io.StringIO()
     shown = LineDisplay(1, stream, epochs={"c": epochs}, log_every=log_every,
                         batch_sizes={"c": 32}, labels={"c": "digits mlp ce s0"})  # fmt: skip
-    shown.cell_started("digits mlp ce s0", epochs, ("c",))
+    shown.cell_started("digits mlp ce s0", epochs)
+    shown.cells_started(("c",))
     return shown, stream
 
 
@@ -50,7 +51,8 @@ def test_log_every_thins_the_epoch_lines_but_keeps_the_last():
     for epoch in range(5):
         shown.step(0, 4, 1.0)
         entry = {"epoch": epoch + 1, "lr": 0.1, "test_top1": 50.0, "train": {"total": 1.0}}
-        shown.epoch_done(epoch, 1.0, {"c": entry})
+        shown.epoch_entries(epoch, {"c": entry})
+        shown.epoch_done(epoch, 1.0)
     logged = [int(line.split()[5].split("/")[0]) for line in stream.getvalue().splitlines()]
     assert logged == [2, 4, 5]
 
@@ -108,10 +110,11 @@ def test_on_a_terminal_the_bars_show_cells_done_and_an_eta():
     assert isinstance(shown, RichDisplay)
     shown.work = Work({"c": 2})
     with shown:
-        shown.cell_started("digits mlp ce s0", 2, ("c",))
+        shown.cell_started("digits mlp ce s0", 2)
+        shown.cells_started(("c",))
         for epoch in range(2):
             shown.step(0, 1, 1.0)
-            shown.epoch_done(epoch, 1.0, {})
+            shown.epoch_done(epoch, 1.0)
         shown.cell_done("ok")
         shown.advance("ok", "digits mlp ce s0", "c")
     assert shown.work.completed == 2.0

@@ -221,8 +221,10 @@ def test_a_cell_trained_elsewhere_has_its_epochs_sent_from_its_record(tmp_path: 
     # Trained here: epochs go out as they end, and are not sent again with the record.
     seen.clear()
     live = TrackingProgress(trackers)
-    live.cell_started("group", 2, (cells[1].id,))
-    live.epoch_done(0, 2.0, {cells[1].id: history[0]})
+    live.cell_started("group", 2)
+    live.cells_started((cells[1].id,))
+    live.epoch_entries(0, {cells[1].id: history[0]})
+    live.epoch_done(0, 2.0)
     live.cell_started("teacher cnn on digits", 3)  # not a matrix cell: no event
     trackers.cell_finished({**remote, "cell_id": cells[1].id})
     assert [(e.kind, e.epoch) for e in seen] == [
