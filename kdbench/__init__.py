@@ -23,7 +23,7 @@ from kdbench.params import (
 
 if TYPE_CHECKING:
     from kdbench.data import DatasetSplits, Split
-    from kdbench.losses import DistillationLoss, LossContext, LossInputs
+    from kdbench.losses import DistillationLoss, LossContext, LossInputs, TapPair, Taps
 
 __version__ = "0.1.0"
 
@@ -35,6 +35,8 @@ _LAZY = {
     "DistillationLoss": "kdbench.losses",
     "LossContext": "kdbench.losses",
     "LossInputs": "kdbench.losses",
+    "TapPair": "kdbench.losses",
+    "Taps": "kdbench.losses",
     "load_student": "kdbench.students",
 }
 
@@ -65,6 +67,8 @@ __all__ = [
     "PositiveInt",
     "Probability",
     "Split",
+    "TapPair",
+    "Taps",
     "Temperature",
     "Weight",
     "__version__",

@@ -22,9 +22,16 @@ from kdbench.data import Augment, BatchStream, DatasetSplits, sample_inputs
 from kdbench.features import FeatureTaps
 from kdbench.folding import fold_batchnorm
 from kdbench.logit_cache import CachedTeacher, build_logit_cache, worth_caching
-from kdbench.losses import LossContext
+from kdbench.losses import LossContext, TapPair, feature_pairs
 from kdbench.matrix import Cell, stable_hash
-from kdbench.measure import FLOPS_UNIT, count_params, flops_per_image, latency, serialized_bytes
+from kdbench.measure import (
+    FLOPS_UNIT,
+    architecture_cost,
+    count_params,
+    flops_per_image,
+    protocol_latency,
+    serialized_bytes,
+)
 from kdbench.provenance import provenance
 from kdbench.records import SCHEMA_VERSION
 from kdbench.seeding import seed_everything
@@ -53,7 +60,7 @@ class CellJob:
     teacher_info: dict[str, Any] | None = None
     source_dir: str = "."
     config_hash: str | None = None
-    outputs: Outputs | None = None  # checkpoints and the kept student; none: neither
+    outputs: Outputs | None = None  # checkpoints, kept student, costs; none: per-cell latency
 
 
 def run_cell(
@@ -109,7 +116,8 @@ def run_group(
     records = [
         record_head(job)
         | {"provenance": provenance(device=device, plugin_versions=versions,
-                                    source_dir=Path(job.source_dir))}
+                                    source_dir=Path(job.source_dir),
+                                    plugin_problems=context.plugins.problems)}
         for job in jobs
     ]  # fmt: skip
     if progress:
@@ -158,7 +166,7 @@ def error_of(exc: BaseException, prefix: str = "") -> dict[str, str]:
 class _Student:
     job: CellJob
     run: StudentRun
-    features: tuple[str, ...]
+    features: tuple[TapPair, ...]
 
 
 def _train_group(
@@ -172,11 +180,13 @@ def _train_group(
     amp = autocast_dtype(recipe["amp"], device)
     mode = compile_mode(recipe["compile"])
 
-    teacher = t_taps = None
+    teacher = t_taps = teacher_cost = None
     folded = 0
     if first.teacher is not None:
         teacher = load_teacher(first.teacher, context, data, Path(jobs[0].teacher_weights), device)
         teacher.requires_grad_(False)
+        # measured as loaded: before the folding and memory format that only speed training
+        teacher_cost = _cost_ref(jobs[0], teacher, sample, data.num_classes, "teacher")
         t_taps = context.taps("teachers", first.teacher.model, teacher)
         # Inference mode, BatchNorms folded where no declared tap could see the difference
         # (all taps, not just the wanted ones: a cell's numbers must not depend on its group).
@@ -191,7 +201,7 @@ def _train_group(
         except Exception as exc:  # noqa: BLE001 - one bad loss must not sink the group
             students.append(exc)
     live = [s for s in students if isinstance(s, _Student)]
-    wanted = sorted({name for s in live for name in s.features})
+    wanted = sorted({pair.teacher for s in live for pair in s.features})
     teacher_taps = FeatureTaps(teacher, t_taps, wanted) if wanted else None
     stream = BatchStream(
         data.train,
@@ -264,6 +274,7 @@ def _train_group(
         "compile": mode or False,
         "data_on_device": stream.on_device,
         "resumed_from_epoch": resumed["epochs_done"] if resumed else None,
+        "teacher_cost": teacher_cost,
     }
     results = [
         s if isinstance(s, BaseException) else s.run.error or _finish(s, data, sample, shared)
@@ -322,17 +333,18 @@ def _prepare(
     student.eval()
     with torch.no_grad():
         student(sample)  # materialise lazy layers before optimizers and taps see them
-    wanted: tuple[str, ...] = ()
+    wanted: tuple[TapPair, ...] = ()
     student_taps = None
     shapes: tuple[dict, dict] = ({}, {})
     if teacher is not None and loss.needs_teacher:
         s_taps = context.taps("students", cell.student, student)
-        wanted = tuple(loss.required_features([name for name in s_taps if name in t_taps]))
+        wanted = feature_pairs(loss, list(s_taps), list(t_taps))
         if wanted:
-            student_taps = FeatureTaps(student, s_taps, wanted)
+            student_taps = FeatureTaps(student, s_taps, [p.student for p in wanted])
+            teacher_wanted = FeatureTaps(teacher, t_taps, [p.teacher for p in wanted])
             shapes = (
                 _feature_shapes(student, student_taps, sample),
-                _feature_shapes(teacher, FeatureTaps(teacher, t_taps, wanted), sample),
+                _feature_shapes(teacher, teacher_wanted, sample),
             )
     loss.setup(
         LossContext(
@@ -404,14 +416,14 @@ def _finish(
         "metrics": metrics,
         "history": run.history,
         "size": _size(run.model, run.loss, sample, cell.measure),
-        "latency": _latency(run.model, sample, cell.measure),
+        **_inference_cost(student.job, run.model, sample, data.num_classes, shared),
         "cost": cost,
         "dataset": shared["dataset"],
         "protocol": {
             "accuracy": ACCURACY_PROTOCOL,
             "eval_every": cell.recipe["eval_every"],
             "amp": shared["amp"],
-            "features": list(student.features),
+            "features": [str(pair) for pair in student.features],
             "lockstep_group": shared["group_size"],
             "logit_cache": shared["logit_cache"],
             "channels_last": cell.recipe["channels_last"],
@@ -434,14 +446,27 @@ def _size(student, loss, sample, measure: dict) -> dict[str, Any]:
     return size
 
 
-def _latency(student, sample, measure: dict) -> dict[str, Any] | None:
-    if not measure["latency"]:
+def _inference_cost(
+    job: CellJob, student, sample, num_classes: int, shared: dict[str, Any]
+) -> dict[str, Any]:
+    """References to the networks' shared cost files, or (alone) a per-cell latency."""
+    if job.outputs is None:
+        return {"latency": protocol_latency(student, sample, job.cell.measure)}
+    refs = {"student": _cost_ref(job, student, sample, num_classes, "student")}
+    if shared["teacher_cost"] is not None:
+        refs["teacher"] = shared["teacher_cost"]
+    return {"arch_cost": refs}
+
+
+def _cost_ref(job: CellJob, model, sample, num_classes: int, role: str) -> dict[str, str] | None:
+    """The network's cost file (measured once per architecture and device, as loaded)."""
+    if job.outputs is None:
         return None
-    return latency(
-        student,
-        sample,
-        warmup=measure["warmup"],
-        iters=measure["latency_iters"],
-        throughput_batch=measure["throughput_batch"],
-        throughput_iters=measure["throughput_iters"],
-    )
+    config = job.cell.config()
+    student = role == "student"
+    return architecture_cost(
+        model, sample, job.cell.measure, num_classes=num_classes,
+        spec=config["student"] if student else config["teacher"]["model"],
+        channels_last=job.cell.recipe["channels_last"] and student,
+        results=Path(job.outputs.out_dir),
+    )  # fmt: skip

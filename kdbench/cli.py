@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import inspect
 import sys
+import textwrap
 from contextlib import nullcontext
 from pathlib import Path
 from typing import NoReturn
@@ -266,42 +267,146 @@ def validate(file: Path, yes: bool) -> None:
     click.echo(f"{file}: ok ({len(the_plan.cells)} cells)")
 
 
+WIDTH = 100  # listings fit a terminal of this many columns
+
+
 @cli.command()
 def plugins() -> None:
-    """List every loaded plugin: version, source and what it registered."""
-    context = _context()
-    registry = context.plugins.registry
+    """List every loaded plugin: version, source and what it registered, then every problem.
+
+    Always exits 0 when kdbench itself works: skipped plugins and names registered twice
+    are listed under the table (`kdbench list` shows the names themselves).
+    """
+    loaded = _context().plugins
     rows = []
-    for info in context.plugins.infos:
-        registered = registry.by_plugin(info.name)
+    for info in loaded.infos:
+        registered = loaded.registry.by_plugin(info.name)
         what = "; ".join(f"{kind}: {_some(names)}" for kind, names in registered.items())
         rows.append([info.name, info.version, info.source, what or "-"])
-    click.echo(tabulate(rows, headers=["plugin", "version", "source", "registered"]))
-    for name, error in context.plugins.failures:
-        click.echo(f"failed to load: {name}: {error}", err=True)
+    click.echo(_fit(rows, ["plugin", "version", "source", "registered"]))
+    for problem in loaded.problems:
+        click.echo(textwrap.fill(f"problem: {problem}", WIDTH, subsequent_indent="  "))
 
 
-def _some(names: list[str], limit: int = 8) -> str:
-    """All names, or the first few and a count (a plugin may register thousands)."""
-    if len(names) <= limit:
-        return ", ".join(names)
-    return f"{', '.join(names[:limit])}, ... ({len(names)} in all; see `kdbench list`)"
+def _some(names: list[str], limit: int = 4) -> str:
+    """All names, or a count (a plugin may register thousands)."""
+    return ", ".join(names) if len(names) <= limit else f"{len(names)} names"
+
+
+def _fit(rows: list[list[str]], headers: list[str]) -> str:
+    """A table whose last column wraps so that lines stay within :data:`WIDTH`."""
+    fixed = [
+        max(len(str(x)) for x in [h, *(r[i] for r in rows)]) for i, h in enumerate(headers[:-1])
+    ]
+    room = max(WIDTH - sum(fixed) - 2 * len(fixed), 20)
+    wrapped = [[*r[:-1], textwrap.fill(str(r[-1]), room)] for r in rows]
+    return tabulate(wrapped, headers=headers)
 
 
 @cli.command(name="list")
 @click.argument("kind", type=click.Choice(KINDS))
-def list_(kind: str) -> None:
-    """List registered KIND names with their parameters and a one-line description."""
-    registry = _context().plugins.registry
-    rows = []
-    for entry in registry.entries(kind):
-        params = ", ".join(_param(name, default) for name, default in entry.params.items())
-        rows.append([entry.name, params or "-", entry.plugin, entry.description])
-    click.echo(tabulate(rows, headers=["name", "parameters", "plugin", "description"]))
+@click.argument("pattern", required=False)
+@click.option("--plugin", "plugin", help="Only what this plugin registered.")
+@click.option("--all", "show_all", is_flag=True, help="List every name of large plugins too.")
+def list_(kind: str, pattern: str | None, plugin: str | None, show_all: bool) -> None:
+    """List registered KIND names by plugin, with parameters and a description.
+
+    PATTERN filters names: a shell pattern (`resnet*`) or a part of the name. A plugin
+    with more than 40 names is summed up in one line unless PATTERN, --plugin or --all
+    narrows or asks for it. `kdbench show` tells everything about one name.
+    """
+    from kdbench.describe import clip, matching, signature_line
+
+    loaded = _context().plugins
+    entries = {e.name: e for e in loaded.registry.entries(kind)}
+    sources = {info.name: info.source for info in loaded.infos}
+    groups: dict[str, list[str]] = {}
+    for name in matching(entries, pattern):
+        groups.setdefault(entries[name].plugin, []).append(name)
+    if plugin is not None:
+        groups = {plugin: groups.get(plugin, [])}
+    for owner, names in sorted(groups.items()):
+        click.echo(f"{owner} ({sources.get(owner, 'not loaded')}): {len(names)} {kind}")
+        if len(names) > 40 and not (show_all or pattern or plugin):
+            more = f", ... (narrow with a pattern, --plugin {owner} or --all)"
+            click.echo(clip(f"  {', '.join(names[:3])}", WIDTH - len(more)) + more)
+            continue
+        for name in names:
+            entry = entries[name]
+            params = signature_line(entry)
+            line = f"  {name}" + (f"({params})" if params else "")
+            line += f"  {entry.description}" if entry.description else ""
+            click.echo(clip(line, WIDTH))
+    if not any(groups.values()):
+        click.echo(f"no {kind} match" + (f" '{pattern}'" if pattern else ""))
+    elif kind in ("teachers", "students"):
+        click.echo(f"feature taps and their shapes: kdbench show {kind[:-1]} NAME")
 
 
-def _param(name: str, default: object) -> str:
-    return name if default is inspect.Parameter.empty else f"{name}={default!r}"
+_SHOW_KINDS = {"model": "students", "teacher": "teachers", "student": "students",
+               "loss": "losses", "dataset": "datasets", "executor": "executors"}  # fmt: skip
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(list(_SHOW_KINDS)))
+@click.argument("name")
+@click.option("--input", "input_shape", default="3x32x32", show_default=True,
+              help="Image shape CxHxW the model's taps are measured on.")  # fmt: skip
+def show(kind: str, name: str, input_shape: str) -> None:
+    """Everything about one registered NAME: parameters, taps, plugin and documentation.
+
+    Parameters come with their types, defaults and the constraints a benchmark file is
+    checked against; a model is built with its defaults and its feature taps are shown
+    with their per-image shapes for --input.
+    """
+    from kdbench.describe import parameters, tap_shapes
+    from kdbench.errors import ConfigError
+
+    loaded = _context().plugins
+    entry = loaded.registry.get(_SHOW_KINDS[kind], name, key=kind)
+    source = next((i.source for i in loaded.infos if i.name == entry.plugin), "unknown")
+    click.echo(f"{kind} {entry.name}  (plugin {entry.plugin}, {source})")
+    doc = inspect.getdoc(entry.obj) or entry.description
+    if doc:
+        click.echo("\n" + doc)
+    rows = parameters(entry)
+    click.echo("\nparameters:")
+    click.echo(
+        tabulate(rows, headers=["name", "type", "default", "constraint"]) if rows else "  none"
+    )
+    if entry.kind == "losses":
+        click.echo(
+            f"\nneeds a teacher: {'yes' if getattr(entry.obj, 'needs_teacher', True) else 'no'}"
+        )
+    if entry.kind in ("teachers", "students"):
+        try:
+            shape = tuple(int(n) for n in input_shape.lower().split("x"))
+            if len(shape) != 3:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(
+                f"--input must be CxHxW such as 3x32x32, got '{input_shape}'"
+            ) from None
+        taps = tap_shapes(entry, {}, shape)
+        click.echo(f"\ntaps (input {input_shape}, default parameters):")
+        click.echo(tabulate(taps, headers=["tap", "module", "shape"]) if taps else "  none")
+
+
+@cli.command(name="new-plugin")
+@click.argument("kind", type=click.Choice(["loss", "model", "dataset"]))
+@click.argument("name")
+@click.option("--dir", "parent", type=click.Path(path_type=Path, file_okay=False), default=".",
+              show_default=True, help="Where to create the distribution's folder.")  # fmt: skip
+def new_plugin(kind: str, name: str, parent: Path) -> None:
+    """Create a plugin distribution kdbench-NAME registering one KIND called NAME.
+
+    It has the entry point, a working plugin module to edit, a README and a test that
+    runs kdbench's kit on it: `pip install -e kdbench-NAME && pytest kdbench-NAME`.
+    """
+    from kdbench.scaffold import new_plugin as write
+
+    folder = write(kind, name, parent)
+    click.echo(f"created {folder}")
 
 
 @cli.command()

@@ -7,6 +7,7 @@ differs. Human formats round for reading; CSV and JSON keep full precision for t
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -17,6 +18,7 @@ from typing import Any
 from tabulate import tabulate
 
 from kdbench.config import BASELINE_LOSS
+from kdbench.costs import Cost
 from kdbench.leaderboard import (
     MEASURED,
     PUBLISHED,
@@ -31,8 +33,11 @@ from kdbench.stats import CONFIDENCE
 
 OVERLAP = "†"
 TEST_SELECTED = "‡"
+BETTER = "▲"
 CI_LABEL = f"{CONFIDENCE:.0%} CI ±"
 BEST_LABEL = f"best{TEST_SELECTED} % (test-selected)"
+DELTA_LABEL = f"Δ vs {BASELINE_LOSS} (paired)"
+P_LABEL = "p (t / W)"
 
 NOTES = [
     "top-1 %: last-epoch test accuracy, mean ± sample std over the n seeds that finished; "
@@ -45,13 +50,24 @@ NOTES = [
     "(Student t, n - 1 degrees of freedom); none for n < 2.",
     f"{OVERLAP}: this method's interval overlaps the best method's (bold) interval: "
     "the two are not distinguishable at this number of seeds.",
-    f"Δ vs {BASELINE_LOSS}: difference from the same student trained without distillation.",
+    f"{DELTA_LABEL}: mean over the seeds both share of (method - {BASELINE_LOSS}) of the "
+    f"same seed, ± the {CONFIDENCE:.0%} t interval of that mean; every method runs the "
+    "baseline's seeds, so the comparison is paired (same initialisation and data order).",
+    f"{P_LABEL}: two-sided p of the paired t-test / of the Wilcoxon signed-rank test on the "
+    "per-seed differences (- where n < 2 or all differences are equal; with 5 seeds or "
+    f"fewer the Wilcoxon p cannot go below 0.0625). {BETTER}: better than {BASELINE_LOSS} "
+    f"by the paired t-test at p < {1 - CONFIDENCE:.2f}; only these are called better.",
     f"gap closed: (method - {BASELINE_LOSS}) / (teacher - {BASELINE_LOSS}); 100 % matches "
     "the teacher; blank when the teacher is not better than the baseline.",
-    "b1 p50 ms: median batch-1 latency; img/s: throughput at a large batch; both are the "
-    "median over seeds, measured on the device in the provenance.",
-    "params: student parameters; MFLOPs: forward FLOPs per image / 1e6 (2 per "
-    "multiply-add); extra params: trainable parameters the distiller adds during training.",
+    "student cost (the line under each pair's title): every method trains the same "
+    "network, so latency, throughput, parameters and FLOPs belong to the architecture and "
+    "device, measured once and shown once: batch-1 p50 latency with its interquartile range "
+    "(IQR) and the 95 % interval of the median over the timed calls, p99, throughput at a "
+    "large batch (median, IQR), parameters, MFLOPs (forward FLOPs per image / 1e6, 2 per "
+    "multiply-add). Records made before per-architecture measurement carry one measurement "
+    "per cell: they are shown as the median over the student's cells, flagged (per-cell), "
+    "with the IQR across cells.",
+    "extra params: trainable parameters the distiller adds during training.",
     "train s: mean training wall time per cell (a lockstep group's time shared among its cells).",
     "published rows are figures from the cited source, never part of any mean, rank or "
     f"best, named with the epoch their source reports ({LAST}: the last; {BEST}: the best "
@@ -95,11 +111,14 @@ class Cells:
     source: str = ""
 
 
+METHOD_COLUMNS = [
+    "method", "top-1 %", "n", CI_LABEL, BEST_LABEL, DELTA_LABEL, P_LABEL, "gap closed",
+    "extra params", "train s", "status",
+]  # fmt: skip
+
+
 def board_columns(board: Board) -> list[str]:
-    columns = [
-        "method", "top-1 %", "n", CI_LABEL, BEST_LABEL, f"Δ vs {BASELINE_LOSS}", "gap closed",
-        "b1 p50 ms", "img/s", "params", "MFLOPs", "extra params", "train s", "status",
-    ]  # fmt: skip
+    columns = list(METHOD_COLUMNS)
     if board.has_published:
         columns += ["vs published", "source"]
     return columns
@@ -129,6 +148,71 @@ def vs_published_text(row: Row) -> str:
     return f"{row.vs_published:+.2f} ({kind})"
 
 
+def delta_text(row: Row) -> str:
+    """The paired difference from the baseline ± its interval, marked where better."""
+    if row.kind != MEASURED:
+        return "-"
+    if row.method == BASELINE_LOSS:
+        return "baseline"
+    diff = row.paired
+    if diff is None or diff.n == 0:
+        return "-"
+    text = f"{diff.mean:+.2f}" if _isnan(diff.ci) else f"{diff.mean:+.2f} ± {diff.ci:.2f}"
+    if diff.n != row.n:
+        text += f" (n={diff.n})"
+    return f"{text} {BETTER}" if row.better else text
+
+
+def p_text(row: Row) -> str:
+    diff = row.paired
+    if row.kind != MEASURED or diff is None or _isnan(diff.p_t):
+        return "-"
+    return f"{_p(diff.p_t)} / {_p(diff.p_wilcoxon)}"
+
+
+def _p(value: float) -> str:
+    if _isnan(value):
+        return "-"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def cost_line(board: Board) -> str:
+    """The student's (and teacher's) inference cost, once per device: it is the
+    architecture's, not a method's."""
+    parts = [f"student {board.student} on {c.device}: {cost_text(c)}" for c in board.costs]
+    parts += [f"teacher {board.teacher} on {c.device}: {cost_text(c)}" for c in board.teacher_costs]
+    return "; ".join(parts) or f"student {board.student}: no cost measured"
+
+
+def cost_text(cost: Cost) -> str:
+    """One architecture's cost on one device, with its spread and how it was measured."""
+    if cost.missing:
+        return f"its cost file costs/{cost.key}.json is missing or unreadable"
+    parts = []
+    if not _isnan(cost.p50_ms):
+        spread = [f"IQR {cost.p50_iqr_ms:.3f}"] if not _isnan(cost.p50_iqr_ms) else []
+        low, high = cost.p50_ci_ms
+        if not (_isnan(low) or _isnan(high)):
+            spread.append(f"95% CI of median {low:.3f}-{high:.3f}")
+        text = f"batch-1 p50 {cost.p50_ms:.3f} ms"
+        parts.append(f"{text} ({', '.join(spread)})" if spread else text)
+    if not _isnan(cost.p99_ms):
+        parts.append(f"p99 {cost.p99_ms:.3f} ms")
+    if not _isnan(cost.throughput):
+        iqr = "" if _isnan(cost.throughput_iqr) else f" (IQR {cost.throughput_iqr:,.0f})"
+        parts.append(f"{cost.throughput:,.0f} img/s{iqr}")
+    if not _isnan(cost.params):
+        parts.append(f"{cost.params:,.0f} params")
+    if not _isnan(cost.flops):
+        parts.append(f"{mflops(cost.flops)} MFLOPs")
+    if cost.per_cell:
+        parts.append(f"(per-cell) median of {cost.measurements} cells' own measurements, "
+                     "IQR across cells")  # fmt: skip
+    else:
+        parts.append("measured once for the architecture")
+    return ", ".join(parts)
+
+
 def board_cells(board: Board, row: Row) -> Cells:
     """The display strings of one row, in :func:`board_columns` order."""
     measured = row.kind == MEASURED
@@ -139,20 +223,11 @@ def board_cells(board: Board, row: Row) -> Cells:
         "n": str(row.n) if measured else "-",
         CI_LABEL: num(row.ci) if measured else "-",
         BEST_LABEL: best_text(row),
-        f"Δ vs {BASELINE_LOSS}": (
-            "baseline"
-            if measured and row.method == BASELINE_LOSS
-            else num(row.delta, "{:+.2f}")
-            if measured
-            else "-"
-        ),  # fmt: skip
+        DELTA_LABEL: delta_text(row),
+        P_LABEL: p_text(row),
         "gap closed": num(row.gap * 100, "{:.0f} %")
         if measured and row.method != BASELINE_LOSS
         else "-",
-        "b1 p50 ms": num(row.p50_ms, "{:.3f}"),
-        "img/s": num(row.throughput, "{:,.0f}"),
-        "params": num(row.params, "{:,.0f}"),
-        "MFLOPs": mflops(row.flops),
         "extra params": num(row.extra_params, "{:,.0f}"),
         "train s": num(row.train_s, "{:.1f}"),
         "status": row.status,
@@ -225,7 +300,7 @@ def markdown(board_set: Leaderboard) -> str:
     """For READMEs: one table per pair, the cross-pair matrix, notes, warnings, runs."""
     out = ["# kdbench leaderboard", "", summary_line(board_set), ""]
     for board in board_set.boards:
-        out += [f"## {board.title}", "", teacher_line(board), ""]
+        out += [f"## {board.title}", "", teacher_line(board), "", cost_line(board), ""]
         columns = board_columns(board)
         rows = []
         for row in board.rows:
@@ -300,8 +375,11 @@ CSV_COLUMNS = [
     "dataset", "teacher", "student", "variant", "kind", "method", "status", "n", "n_failed",
     "seeds", "missing_seeds", "statistic", "top1_mean", "top1_std", "ci95", "top5_mean",
     "best_top1_test_selected_mean", "best_top1_test_selected_std", "best_top1_test_selected_n",
-    "best_epoch_mean", "delta_vs_baseline", "gap_recovered", "best", "ci_overlaps_best",
-    "p50_ms", "throughput_img_s", "params", "flops_per_image", "extra_params", "train_seconds",
+    "best_epoch_mean", "delta_vs_baseline", "paired_n", "paired_delta", "paired_ci95",
+    "paired_t_p", "wilcoxon_p", "better_than_baseline", "gap_recovered", "best",
+    "ci_overlaps_best", "p50_ms", "p50_iqr_ms", "throughput_img_s", "throughput_iqr_img_s",
+    "params", "flops_per_image", "cost_device", "cost_measurements", "extra_params",
+    "train_seconds",
     "step_ms", "teacher_top1", "baseline_top1", "published_top1", "vs_published",
     "vs_published_statistic", "source",
 ]  # fmt: skip
@@ -310,6 +388,8 @@ CSV_COLUMNS = [
 def row_record(board: Board, row: Row) -> dict[str, Any]:
     """A row as plain data (full precision, None where undefined) for CSV and JSON."""
     measured = row.kind == MEASURED
+    diff = row.paired
+    cost = board.cost if measured else None
     data = {
         "dataset": board.dataset,
         "teacher": board.teacher,
@@ -332,13 +412,25 @@ def row_record(board: Board, row: Row) -> dict[str, Any]:
         "best_top1_test_selected_n": row.best_n if measured else None,
         "best_epoch_mean": row.best_epoch,
         "delta_vs_baseline": row.delta,
+        "paired_n": diff.n if diff else None,
+        "paired_delta": diff.mean if diff else None,
+        "paired_ci95": diff.ci if diff else None,
+        "paired_t_p": diff.p_t if diff else None,
+        "wilcoxon_p": diff.p_wilcoxon if diff else None,
+        "better_than_baseline": row.better,
         "gap_recovered": row.gap,
         "best": row.best if measured else None,
         "ci_overlaps_best": row.overlaps_best,
         "p50_ms": row.p50_ms,
+        "p50_iqr_ms": cost.p50_iqr_ms if cost else None,
         "throughput_img_s": row.throughput,
+        "throughput_iqr_img_s": cost.throughput_iqr if cost else None,
         "params": row.params,
         "flops_per_image": row.flops,
+        "cost_device": cost.device if cost else None,
+        "cost_measurements": (
+            None if cost is None else f"{cost.measurements} per-cell" if cost.per_cell else "1"
+        ),
         "extra_params": row.extra_params,
         "train_seconds": row.train_s,
         "step_ms": row.step_ms,
@@ -377,6 +469,13 @@ def leaderboard_csv(board_set: Leaderboard) -> str:
     """Every row of every pair, measured and published (told apart by ``kind``)."""
     rows = [row_record(b, r) for b in board_set.boards for r in b.rows]
     return _csv(rows, CSV_COLUMNS)
+
+
+def cost_record(cost: Cost) -> dict[str, Any]:
+    """An architecture's cost as plain data (None where undefined)."""
+    data = dataclasses.asdict(cost)
+    data["p50_ci_ms"] = [None if _isnan(v) else v for v in cost.p50_ci_ms]
+    return {k: None if _isnan(v) else v for k, v in data.items()}
 
 
 def cross_pair_records(cross: CrossPair) -> list[dict[str, Any]]:
@@ -436,6 +535,8 @@ def to_json(board_set: Leaderboard) -> str:
                 else {"top1": b.teacher_published.top1, "source": b.teacher_published.source},
                 "baseline_top1": None if _isnan(b.baseline) else b.baseline,
                 "seeds": b.seeds,
+                "student_costs": [cost_record(c) for c in b.costs],
+                "teacher_costs": [cost_record(c) for c in b.teacher_costs],
                 "rows": [row_record(b, r) for r in b.rows],
             }
             for b in board_set.boards
@@ -466,7 +567,7 @@ _TEX = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "→": r"$\to$", "±": r"$\pm$", "Δ": r"$\Delta$", "†": r"$^\dagger$", "‡": r"$^\ddagger$",
-    "<": r"\textless{}",
+    "▲": r"$\uparrow$", "<": r"\textless{}",
     ">": r"\textgreater{}", "−": "-",
 }  # fmt: skip
 _TEX_RE = re.compile("|".join(re.escape(k) for k in _TEX))
@@ -475,12 +576,6 @@ _TEX_RE = re.compile("|".join(re.escape(k) for k in _TEX))
 def tex(text: str) -> str:
     """Escape LaTeX's special characters (and the few non-ASCII symbols we print)."""
     return _TEX_RE.sub(lambda m: _TEX[m.group(0)], str(text))
-
-
-LATEX_COLUMNS = [
-    "method", "top-1 %", "n", CI_LABEL, BEST_LABEL, f"Δ vs {BASELINE_LOSS}", "gap closed",
-    "b1 p50 ms", "img/s", "params", "MFLOPs", "extra params", "train s", "status",
-]  # fmt: skip
 
 
 def _fit(body: str) -> str:
@@ -505,7 +600,7 @@ def latex(board_set: Leaderboard) -> str:
 
 
 def _latex_board(board: Board) -> str:
-    columns = list(LATEX_COLUMNS)
+    columns = list(METHOD_COLUMNS)
     published = [r for r in board.rows if r.kind == PUBLISHED]
     sources = sorted({r.source for r in published})
     if board.has_published:
@@ -524,7 +619,7 @@ def _latex_board(board: Board) -> str:
         lines.append(" & ".join(values) + r" \\")
     spec = "l" + "r" * (len(columns) - 2) + "l"
     body = _tabular(spec, columns, lines)
-    notes = [tex(teacher_line(board))]
+    notes = [tex(teacher_line(board)), tex(cost_line(board))]
     notes += [f"$^{{{i}}}$ {tex(s)}" for i, s in enumerate(sources, start=1)]
     notes += [tex(f) for f in failures(board)]
     return "\n".join(
@@ -533,7 +628,8 @@ def _latex_board(board: Board) -> str:
             r"\centering",
             r"\small",
             f"\\caption{{{tex(board.title)}: top-1 (\\%) mean $\\pm$ std over seeds; "
-            f"bold: best; $^\\dagger$: 95\\% CI overlaps the best; $^\\ddagger$: best epoch, "
+            f"bold: best; $^\\dagger$: 95\\% CI overlaps the best; {tex(BETTER)}: better than "
+            f"{BASELINE_LOSS} by a paired t-test; $^\\ddagger$: best epoch, "
             "selected on the test split (never ranked).}",
             _fit(body),
             r"\par\footnotesize " + r" \\ ".join(notes),

@@ -29,10 +29,19 @@ from typing import Any
 
 from kdbench.collect import Collected
 from kdbench.config import BASELINE_LOSS
+from kdbench.costs import Cost, architecture_costs
 from kdbench.identity import LOCATION, configuration_id
 from kdbench.matrix import stable_hash
 from kdbench.reference import BEST, LAST, TEACHER, Published, for_pair, method_key
-from kdbench.stats import SeedStats, gap_recovered, intervals_overlap, ranks, seed_stats
+from kdbench.stats import (
+    Paired,
+    SeedStats,
+    gap_recovered,
+    intervals_overlap,
+    paired,
+    ranks,
+    seed_stats,
+)
 
 NAN = math.nan
 MEASURED, PUBLISHED = "measured", "published"
@@ -58,6 +67,8 @@ class Row:
     best_n: int = 0
     best_epoch: float = NAN
     delta: float = NAN
+    paired: Paired | None = None  # difference from the baseline over shared seeds
+    better: bool | None = None  # better than the baseline by the paired t-test
     gap: float = NAN
     best: bool = False
     overlaps_best: bool | None = None
@@ -77,6 +88,9 @@ class Row:
     errors: list[str] = field(default_factory=list)
     cells: list[str] = field(default_factory=list)
     config: str = ""  # the configuration hash, set where a method has several on a board
+    per_seed: dict[int, float] = field(default_factory=dict)
+    # series ("test_top1", "train/<term>") -> (epoch, mean, std, n) over seeds
+    curves: dict[str, list[tuple[int, float, float, int]]] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -106,6 +120,13 @@ class Board:
     seeds: list[int] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
     variant: str = ""
+    costs: list[Cost] = field(default_factory=list)  # the student's, one per device
+    teacher_costs: list[Cost] = field(default_factory=list)
+
+    @property
+    def cost(self) -> Cost | None:
+        """The cost every row of this student shows (the first device's)."""
+        return self.costs[0] if self.costs else None
 
     @property
     def pair(self) -> str:
@@ -219,6 +240,11 @@ def build(
     reference = list(reference)
     items = [_item(r, collected.paths.get(r["cell_id"])) for r in collected.records]
     warnings = list(collected.warnings)
+    warnings += [
+        f"when cells ran: {problem}"
+        for r in collected.records
+        for problem in (r.get("provenance") or {}).get("plugin_problems") or ()
+    ]
     boards = _boards(items, reference, warnings, pool)
     return Leaderboard(
         boards=boards,
@@ -307,9 +333,17 @@ def _fill(
             )
     base = next((r for r in rows if r.method == BASELINE_LOSS), None)
     board.baseline = base.mean if base else NAN
+    done = [(i.record, i.path) for i in items if i.ok]
+    board.costs = architecture_costs(done)
+    board.teacher_costs = architecture_costs([d for d in done if d[0]["config"].get("teacher")],
+                                             "teacher")  # fmt: skip
     for row in rows:
         row.delta = row.mean - board.baseline
         row.gap = gap_recovered(row.mean, board.baseline, board.teacher_top1)
+        if base is not None and row is not base:
+            row.paired = paired(row.per_seed, base.per_seed)
+            row.better = row.paired.better()
+        _show_cost(row, board.cost)
     _mark_best(rows)
     rows.sort(key=lambda r: (math.isnan(r.mean), -r.mean if not math.isnan(r.mean) else 0, r.label))
     board.rows = _with_published(board, rows, reference)
@@ -332,15 +366,54 @@ def _measured_row(method: str, items: list[_Item], all_seeds: list[int]) -> Row:
     best = seed_stats(_values(records, "metrics", "best_top1"))
     row.best_mean, row.best_std, row.best_n = best.mean, best.std, best.n
     row.best_epoch = _mean(_values(records, "metrics", "best_epoch"))
-    row.p50_ms = _median(_values(records, "latency", "batch1_p50_ms"))
-    row.throughput = _median(_values(records, "latency", "throughput_img_s"))
-    row.params = _max(_values(records, "size", "params"))
-    row.flops = _max(_values(records, "size", "flops_per_image"))
+    row.per_seed = _per_seed(ok)
+    row.curves = curves(records)
     row.extra_params = _max(_values(records, "size", "extra_params"))
     row.train_s = _mean(_values(records, "cost", "train_seconds"))
     row.step_ms = _mean(_values(records, "cost", "step_ms"))
     row.status = _status(row)
     return row
+
+
+def _per_seed(items: list[_Item]) -> dict[int, float]:
+    """Each seed's top-1 (a seed recorded twice: the mean of its records)."""
+    by_seed: dict[int, list[float]] = defaultdict(list)
+    for item in items:
+        by_seed[item.seed].append(item.record["metrics"]["top1"])
+    return {seed: statistics.fmean(values) for seed, values in by_seed.items()}
+
+
+def curves(records: list[dict[str, Any]]) -> dict[str, list[tuple[int, float, float, int]]]:
+    """Per-epoch test top-1 and loss terms, mean and std over the seeds that have them.
+
+    Records made before per-epoch evaluation have no test top-1: that series is absent.
+    """
+    values: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for record in records:
+        for entry in record.get("history") or []:
+            epoch = int(entry["epoch"])
+            if entry.get("test_top1") is not None:
+                values["test_top1"][epoch].append(float(entry["test_top1"]))
+            for term, value in (entry.get("train") or {}).items():
+                values[f"train/{term}"][epoch].append(float(value))
+    out = {}
+    for name, by_epoch in sorted(values.items()):
+        series = []
+        for epoch, xs in sorted(by_epoch.items()):
+            spread = seed_stats(xs)
+            std = 0.0 if math.isnan(spread.std) else spread.std
+            series.append((epoch, spread.mean, std, spread.n))
+        out[name] = series
+    return out
+
+
+def _show_cost(row: Row, cost: Cost | None) -> None:
+    """Every row of a student shows its architecture's one cost, whatever the method."""
+    if cost is None:
+        return
+    row.p50_ms, row.throughput, row.params, row.flops = (
+        cost.p50_ms, cost.throughput, cost.params, cost.flops
+    )  # fmt: skip
 
 
 def _first_line(record: dict[str, Any]) -> str:
@@ -373,10 +446,6 @@ def _mean(xs: list[float]) -> float:
     return statistics.fmean(xs) if xs else NAN
 
 
-def _median(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else NAN
-
-
 def _max(xs: list[float]) -> float:
     return max(xs) if xs else NAN
 
@@ -396,7 +465,7 @@ def _mark_best(rows: list[Row]) -> None:
 
 
 def _with_published(board: Board, rows: list[Row], reference: list[Published]) -> list[Row]:
-    published = for_pair(reference, board.dataset, board.teacher_name, board.student_name)
+    published = for_pair(reference, board.dataset, board.teacher, board.student)
     if not published:
         return rows
     by_key = {method_key(p.method): p for p in published if p.method != TEACHER}
@@ -472,7 +541,9 @@ def cross_pair(boards: list[Board]) -> CrossPair:
         got = [rank[(method, c)] for c in columns if (method, c) in rank]
         avg_rank[method] = statistics.fmean(got) if got else NAN
         n_ranked[method] = len(got)
-    methods = sorted(order, key=lambda m: (math.isnan(avg_rank[m]), avg_rank[m], m))
+    # Coverage first: a method ranked on fewer pairs never sorts above one ranked on more,
+    # however good its few ranks (missing data must not pay).
+    methods = sorted(order, key=lambda m: (math.isnan(avg_rank[m]), -n_ranked[m], avg_rank[m], m))
     return CrossPair(
         columns=columns,
         methods=methods,

@@ -36,6 +36,47 @@ class LossInputs:
 
 
 @dataclass(frozen=True)
+class TapPair:
+    """A student tap distilled towards a teacher tap, named separately.
+
+    Networks of different depth share tap names that mean different places (``stage2``
+    of three stages is the middle, of two the end); a pair says which is which.
+    ``LossInputs.student_features`` is keyed by ``student``, ``teacher_features`` by
+    ``teacher``; so are the shapes in :class:`LossContext`.
+    """
+
+    student: str
+    teacher: str
+
+    def __str__(self) -> str:
+        return self.student if self.student == self.teacher else f"{self.student}<-{self.teacher}"
+
+
+class Taps(tuple):
+    """The tap names both networks declare, with each network's own list beside them.
+
+    A tuple of the shared names (what :meth:`DistillationLoss.required_features` always
+    received), plus ``student`` and ``teacher``: every tap each network declares, in order.
+    """
+
+    student: tuple[str, ...]
+    teacher: tuple[str, ...]
+
+    def __new__(cls, student: Sequence[str], teacher: Sequence[str]) -> Taps:
+        shared = super().__new__(cls, [name for name in student if name in teacher])
+        shared.student, shared.teacher = tuple(student), tuple(teacher)
+        return shared
+
+
+def feature_pairs(
+    loss: DistillationLoss, student: Sequence[str], teacher: Sequence[str]
+) -> tuple[TapPair, ...]:
+    """What ``loss`` asks of networks declaring these taps, every request as a pair."""
+    requested = loss.required_features(Taps(student, teacher))
+    return tuple(item if isinstance(item, TapPair) else TapPair(item, item) for item in requested)
+
+
+@dataclass(frozen=True)
 class LossContext:
     """What a loss may need to build its own parameters, given once before training.
 
@@ -61,7 +102,8 @@ class DistillationLoss(nn.Module):
       runs no teacher forward at all.
     - ``features``: names of the feature taps the loss needs from both networks
       (e.g. ``("stage2",)``); override :meth:`required_features` when the choice
-      depends on constructor parameters or on which taps the two models declare.
+      depends on constructor parameters or on which taps the two models declare, or
+      to pair taps of different names (:class:`TapPair`).
 
     A loss that owns parameters (a regressor, embeddings) creates them in
     :meth:`setup`; they are trained with the student and reported as extra parameters.
@@ -70,9 +112,12 @@ class DistillationLoss(nn.Module):
     needs_teacher: bool = True
     features: tuple[str, ...] = ()
 
-    def required_features(self, available: Sequence[str]) -> tuple[str, ...]:
-        """Tap names to collect from both networks; ``available`` are those both declare.
+    def required_features(self, available: Sequence[str]) -> tuple[str | TapPair, ...]:
+        """Taps to collect: a name (the same tap of both networks) or a :class:`TapPair`.
 
+        ``available`` are the names both networks declare; when the harness calls this,
+        it is a :class:`Taps`, whose ``student`` and ``teacher`` list each network's own
+        (to pair the last stage of a 2-stage student with that of a 3-stage teacher).
         Zoo models name their taps ``stage1`` .. ``stageN`` (each stage's output),
         ``stageK_pre`` (its pre-activation) and ``pool`` (the flattened embedding).
         """

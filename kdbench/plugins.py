@@ -1,8 +1,16 @@
 """The plugin manager: loads built-in and installed plugins and builds the registry.
 
 Nothing else in kdbench touches pluggy. Installed distributions are found through the
-``kdbench`` entry-point group and loaded one at a time: one that fails to import is
-reported and skipped (``KDBENCH_STRICT_PLUGINS=1`` makes that fatal).
+``kdbench`` entry-point group and loaded one at a time. No plugin can stop the others
+(``KDBENCH_STRICT_PLUGINS=1`` makes each of these fatal instead):
+
+- one that fails to import, implements an unknown hook or fails while registering is
+  skipped;
+- a name registered twice keeps its first registration (built-ins load first) and the
+  later one is disabled.
+
+Each problem is one line in :attr:`Plugins.problems`: shown by ``kdbench plugins``,
+warned about by every command and written into every record's provenance.
 """
 
 from __future__ import annotations
@@ -55,7 +63,7 @@ class PluginInfo:
 
 @dataclass
 class Plugins:
-    """Everything that was loaded: the registry, the plugin list and load failures."""
+    """Everything that was loaded: the registry, the plugin list and what went wrong."""
 
     registry: Registry
     infos: list[PluginInfo]
@@ -63,6 +71,13 @@ class Plugins:
 
     def versions(self) -> dict[str, str]:
         return {info.name: info.version for info in self.infos}
+
+    @property
+    def problems(self) -> list[str]:
+        """Every skipped plugin and disabled registration, one line each."""
+        sources = {info.name: info.source for info in self.infos}
+        skipped = [f"plugin '{name}' {error}" for name, error in self.failures]
+        return skipped + [clash.message(sources) for clash in self.registry.clashes]
 
 
 def make_plugin_manager() -> pluggy.PluginManager:
@@ -94,24 +109,59 @@ def load_plugins(*, strict: bool | None = None) -> Plugins:
             message = f"{type(exc).__name__}: {exc}"
             if strict:
                 raise PluginError(f"plugin '{ep.name}' ({dist}) failed to load: {message}") from exc
-            warnings.warn(f"kdbench: skipped plugin '{ep.name}' ({dist}): {message}", stacklevel=2)
-            failures.append((ep.name, message))
+            failures.append((ep.name, f"({dist}) failed to load and is skipped: {message}"))
             continue
         infos.append(PluginInfo(ep.name, version, dist))
 
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise PluginError(f"a plugin implements an unknown hook: {exc}") from exc
+    for name, error in _unknown_hooks(pm):
+        if strict:
+            raise PluginError(f"plugin '{name}' implements an unknown hook: {error}")
+        failures.append((name, f"implements an unknown hook {error} and is skipped"))
+        pm.unregister(name=name)
+        infos = [info for info in infos if info.name != name]
 
     registry = Registry()
-    for impl in pm.hook.register_models.get_hookimpls():
-        impl.function(register=registry.model_registrar(impl.plugin_name))
+    calls = [("models", impl, registry.model_registrar(impl.plugin_name))
+             for impl in pm.hook.register_models.get_hookimpls()]  # fmt: skip
     for kind in KINDS:
         hook = getattr(pm.hook, f"register_{kind}")
+        calls += [(kind, impl, registry.registrar(kind, impl.plugin_name))
+                  for impl in hook.get_hookimpls()]  # fmt: skip
+    for kind, impl, register in calls:
+        try:
+            impl.function(register=register)
+        except Exception as exc:  # noqa: BLE001 - one plugin's bug must not stop the rest
+            if strict:
+                raise PluginError(f"plugin '{impl.plugin_name}' failed to register {kind}: "
+                                  f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
+            failures.append(
+                (impl.plugin_name, f"failed to register {kind} (kept what it registered "
+                 f"before): {type(exc).__name__}: {exc}")
+            )  # fmt: skip
+    plugins = Plugins(registry, infos, failures)
+    if strict and registry.clashes:
+        raise PluginError(plugins.problems[0])
+    for problem in plugins.problems:
+        warnings.warn(f"kdbench: {problem}", stacklevel=2)
+    return plugins
+
+
+def _unknown_hooks(pm: pluggy.PluginManager) -> list[tuple[str, str]]:
+    """(plugin, hook) for each implementation of a hook kdbench does not define (a typo)."""
+    found = []
+    for name in list(vars(pm.hook)):
+        hook = getattr(pm.hook, name)
+        if name.startswith("_") or hook.has_spec():
+            continue
         for impl in hook.get_hookimpls():
-            impl.function(register=registry.registrar(kind, impl.plugin_name))
-    return Plugins(registry, infos, failures)
+            if not impl.optionalhook:
+                found.append((impl.plugin_name, f"'{name}' (hooks: {_spec_names()})"))
+    return found
+
+
+def _spec_names() -> str:
+    names = [n for n in dir(hookspecs) if n.startswith("register_") or n == "track_event"]
+    return ", ".join(names)
 
 
 class EventHooks:

@@ -42,11 +42,18 @@ def git_state(folder: str) -> dict[str, str | bool | None]:
 
 
 def provenance(
-    *, device: torch.device, plugin_versions: dict[str, str], source_dir: Path
+    *,
+    device: torch.device,
+    plugin_versions: dict[str, str],
+    source_dir: Path,
+    plugin_problems: list[str] | None = None,
 ) -> dict[str, object]:
+    """The facts behind a record; ``plugin_problems`` (skipped plugins, disabled names)
+    only when there were any, since a plugin that did not load can change what ran."""
     from kdbench import __version__
 
-    return {
+    problems = {"plugin_problems": plugin_problems} if plugin_problems else {}
+    return problems | {
         "kdbench": __version__,
         "git": git_state(str(source_dir)),
         "plugins": plugin_versions,

@@ -76,10 +76,36 @@ class Metrics(_Open):
     best_epoch: int | None = None
 
 
+class CostRef(BaseModel):
+    """Where one architecture's inference cost is kept, relative to the results folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(min_length=1)
+    file: str = Field(min_length=1, description="costs/<key>.json in the results folder")
+
+
+class ArchCost(_Open):
+    """The cost files of the networks a cell used, measured once per architecture and device
+    (records without it carry their own ``latency``)."""
+
+    student: CostRef | None = None
+    teacher: CostRef | None = None
+
+
 class Error(_Open):
     type: str
     message: str
     traceback: str | None = None
+
+
+class Provenance(_Open):
+    """What produced a record; further keys (versions, device, git) are kept as written."""
+
+    plugin_problems: list[str] | None = Field(
+        default=None,
+        description="plugins skipped and names disabled when the cell ran (absent: none)",
+    )
 
 
 class StudentFile(_Open):
@@ -109,10 +135,11 @@ class Record(_Open):
     error: Error | None = None
     size: dict[str, Any] | None = None
     latency: dict[str, Any] | None = None
+    arch_cost: ArchCost | None = None
     cost: dict[str, Any] | None = None
     dataset: dict[str, Any] | None = None
     protocol: dict[str, Any] | None = None
-    provenance: dict[str, Any] | None = None
+    provenance: Provenance | None = None
     student: StudentFile | None = None
 
     @field_validator("history", mode="before")

@@ -8,7 +8,9 @@ match a measured loss label after normalisation (case, ``+`` for ``_``: ``kd+ls`
 
 ``statistic`` says which epoch the source reports: ``last`` (RepDistiller: the final
 epoch), ``best`` (mdistiller: the best test epoch, so selected on the test set) or
-``unstated``. A published figure is compared only with the measured figure of the same
+``unstated``. ``teacher`` and ``student`` name an architecture with its parameters as
+leaderboards label it (``wrn_40_2``, ``cnn(width=8)``: parameters sorted, ``k=v``
+joined by commas). A published figure is compared only with the measured figure of the same
 kind: ``last`` with the last epoch's top-1, ``best`` with the best evaluated epoch's.
 """
 
@@ -112,5 +114,9 @@ def _read(path: Path, dataset: str) -> list[Published]:
 
 
 def for_pair(rows: list[Published], dataset: str, teacher: str, student: str) -> list[Published]:
-    """The published rows of one pair; model names must match exactly, as in the file."""
+    """The published rows of one pair: architecture and parameters must both match.
+
+    ``teacher`` and ``student`` are model labels (``cnn(width=4)``; a model without
+    parameters is its bare name), so a ``cnn`` row never applies to a ``cnn(width=4)``.
+    """
     return [r for r in rows if (r.dataset, r.teacher, r.student) == (dataset, teacher, student)]

@@ -109,11 +109,36 @@ class Entry:
         return errors
 
 
+@dataclass(frozen=True)
+class Clash:
+    """A name registered a second time: ``kept`` has it, ``dropped`` is disabled."""
+
+    kept: Entry
+    dropped: Entry
+
+    def message(self, sources: Mapping[str, str] | None = None) -> str:
+        """One line naming both plugins (and their distributions, where ``sources`` tells)."""
+
+        def who(entry: Entry) -> str:
+            source = (sources or {}).get(entry.plugin)
+            return f"plugin '{entry.plugin}'" + (f" ({source})" if source else "")
+
+        return (
+            f"{SINGULAR[self.kept.kind]} '{self.kept.name}' is registered twice: by "
+            f"{who(self.kept)} and by {who(self.dropped)}; the second is disabled"
+        )
+
+
 class Registry:
-    """Registered entries by kind; each name is unique within its kind."""
+    """Registered entries by kind; each name is unique within its kind.
+
+    A name registered again is not an error at once: the first registration keeps it and
+    the clash is listed in :attr:`clashes` for the plugin loader to report.
+    """
 
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+        self.clashes: list[Clash] = []
 
     def registrar(self, kind: str, plugin: str) -> Callable[..., None]:
         """The ``register`` callable handed to one plugin's ``register_<kind>`` hook."""
@@ -148,10 +173,10 @@ class Registry:
             )
         existing = self._entries[entry.kind].get(entry.name)
         if existing is not None:
-            raise PluginError(
-                f"{SINGULAR[entry.kind]} '{entry.name}' is registered twice: by plugin "
-                f"'{existing.plugin}' and by plugin '{entry.plugin}'"
-            )
+            # The first registration keeps the name, so one bad plugin cannot take the
+            # command line (and `kdbench plugins`, which reports the clash) down with it.
+            self.clashes.append(Clash(existing, entry))
+            return
         self._entries[entry.kind][entry.name] = entry
 
     def get(

@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 from typing import Any
 
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
-from kdbench.config import BASELINE_LOSS
 from kdbench.formats import (
     BEST_LABEL,
     CI_LABEL,
+    DELTA_LABEL,
     NOTES,
     OVERLAP,
+    P_LABEL,
     PROVENANCE_COLUMNS,
     RUN_COLUMNS,
     avg_rank_text,
     board_cells,
     board_columns,
+    cost_line,
     cross_cell,
     cross_is_best,
     failures,
@@ -33,7 +37,7 @@ from kdbench.formats import (
     teacher_line,
 )
 from kdbench.leaderboard import PUBLISHED, Board, Leaderboard, Row, published_label
-from kdbench.plots import png_bytes, slug
+from kdbench.plots import method_colors, png_bytes, shown_methods, slug
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;
@@ -48,8 +52,9 @@ thead th[aria-sort=descending]::after{content:" ▼"}
 tr.published td{font-style:italic;color:#555;background:#f6f8fa}
 tr.failed td{color:#b42318}
 td.best{font-weight:700}td .overlap{color:#6941c6}
-.scroll{overflow-x:auto}.note{color:#555}.warn{color:#b54708}
-figure{display:inline-block;margin:.5em 1em .5em 0}figure img{max-width:100%;height:auto}
+.scroll{overflow-x:auto;max-width:100%}.note{color:#555}.warn{color:#b54708}
+figure{display:inline-block;margin:.5em 1em .5em 0;max-width:100%}
+figure img{max-width:100%;height:auto}
 details{margin:1em 0}code{font-size:.9em}
 """
 
@@ -96,10 +101,8 @@ JS = """
 
 NUMERIC = {
     "top-1 %": "mean", "n": "n", CI_LABEL: "ci", BEST_LABEL: "best_mean",
-    f"Δ vs {BASELINE_LOSS}": "delta",
-    "gap closed": "gap", "b1 p50 ms": "p50_ms", "img/s": "throughput", "params": "params",
-    "MFLOPs": "flops", "extra params": "extra_params", "train s": "train_s",
-    "vs published": "vs_published",
+    DELTA_LABEL: "delta", P_LABEL: "p_t", "gap closed": "gap",
+    "extra params": "extra_params", "train s": "train_s", "vs published": "vs_published",
 }  # fmt: skip
 
 
@@ -111,6 +114,16 @@ def _sort_value(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return repr(float(value)) if isinstance(value, int | float) else str(value)
+
+
+def _sort_key(row: Row, name: str) -> Any:
+    """The number a column sorts by: paired figures live on ``row.paired``."""
+    if name in ("delta", "p_t"):
+        diff = row.paired
+        if diff is None:
+            return None
+        return diff.mean if name == "delta" else diff.p_t
+    return getattr(row, name)
 
 
 def _th(label: str, numeric: bool) -> str:
@@ -138,7 +151,7 @@ def _board_row(board: Board, row: Row, columns: list[str]) -> str:
         text = _e(cells.values[column])
         attrs = ""
         if column in NUMERIC:
-            value = getattr(row, NUMERIC[column])
+            value = _sort_key(row, NUMERIC[column])
             if column == "n" and row.kind == PUBLISHED:
                 value = None
             attrs = f' data-sort="{_sort_value(value)}"'
@@ -216,14 +229,21 @@ def _show(value: Any) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
-def _img(fig: Figure, alt: str) -> str:
+def _img(fig: Figure, alt: str, colors: dict[str, str]) -> str:
+    """A figure as an embedded PNG; ``data-colors`` names the colour of each method drawn
+    (the same in every figure of the page)."""
     data = base64.b64encode(png_bytes(fig)).decode("ascii")
-    return f'<figure><img alt="{_e(alt)}" src="data:image/png;base64,{data}"></figure>'
+    drawn = {m: to_hex(colors[m]) for m in shown_methods(fig) if m in colors}
+    return (
+        f'<figure data-colors="{_e(json.dumps(drawn, sort_keys=True))}">'
+        f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}"></figure>'
+    )
 
 
 def page(board_set: Leaderboard, figs: dict[str, Figure] | None = None) -> str:
     """The whole page; ``figs`` (from :func:`kdbench.plots.figures`) are embedded as PNG."""
     figs = figs or {}
+    colors = method_colors(board_set)
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -243,6 +263,7 @@ def page(board_set: Leaderboard, figs: dict[str, Figure] | None = None) -> str:
         parts += [
             f'<section id="pair-{i}"><h2>{_e(board.title)}</h2>',
             f'<p class="note">{_e(teacher_line(board))}</p>',
+            f'<p class="note cost">{_e(cost_line(board))}</p>',
             _board_table(board, i),
         ]
         fails = failures(board)
@@ -250,16 +271,19 @@ def page(board_set: Leaderboard, figs: dict[str, Figure] | None = None) -> str:
             items = "".join(f"<li>{_e(f)}</li>" for f in fails)
             parts.append(f'<details><summary>failures ({len(fails)})</summary><ul>{items}</ul>'
                          "</details>")  # fmt: skip
-        stem = f"bars_{slug(board.title)}"
-        if stem in figs:
-            parts.append(_img(figs[stem], f"top-1 per method, {board.title}"))
+        for stem, alt in (
+            (f"bars_{slug(board.title)}", "top-1 per method"),
+            (f"curves_{slug(board.title)}", "training curves"),
+        ):
+            if stem in figs:
+                parts.append(_img(figs[stem], f"{alt}, {board.title}", colors))
         parts.append("</section>")
     if len(board_set.boards) > 1:
         parts += ["<h2>All pairs: top-1 % (rank in pair)</h2>", _cross_table(board_set)]
-    scatter = [(k, f) for k, f in figs.items() if not k.startswith("bars_")]
+    scatter = [(k, f) for k, f in figs.items() if not k.startswith(("bars_", "curves_"))]
     if scatter:
         parts.append("<h2>Accuracy against cost</h2>")
-        parts += [_img(f, k.replace("_", " ")) for k, f in scatter]
+        parts += [_img(f, k.replace("_", " "), colors) for k, f in scatter]
     parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in NOTES) + "</ul>")
     if board_set.warnings:
         items = "".join(f'<li class="warn">{_e(w)}</li>' for w in board_set.warnings)

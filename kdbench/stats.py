@@ -96,3 +96,45 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
             front.append(i)
             best = y
     return front
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A method's difference from the baseline over the seeds both share.
+
+    ``mean`` and ``ci`` (t half-width) are of the per-seed differences; ``p_t`` is the
+    paired t-test's two-sided p, ``p_wilcoxon`` the Wilcoxon signed-rank test's (NaN
+    where n or the differences do not allow it).
+    """
+
+    n: int
+    mean: float
+    ci: float
+    p_t: float
+    p_wilcoxon: float
+
+    def better(self, alpha: float = 1 - CONFIDENCE) -> bool | None:
+        """Better than the baseline by the paired t-test; None when it cannot be tested."""
+        if math.isnan(self.p_t):
+            return None
+        return self.mean > 0 and self.p_t < alpha
+
+
+def paired(method: dict[int, float], baseline: dict[int, float]) -> Paired:
+    """Per-seed differences method - baseline over shared seeds: a seed fixes the
+    initialisation and data order of both, so pairing removes that variance."""
+    seeds = sorted(set(method) & set(baseline))
+    diffs = [method[s] - baseline[s] for s in seeds]
+    n = len(diffs)
+    if n == 0:
+        return Paired(0, math.nan, math.nan, math.nan, math.nan)
+    spread = seed_stats(diffs)
+    if n < 2 or spread.std <= 1e-9 * max(1.0, abs(spread.mean)):  # equal up to rounding
+        return Paired(n, spread.mean, spread.ci, math.nan, math.nan)
+    from scipy import stats
+
+    p_t = float(stats.ttest_rel([method[s] for s in seeds], [baseline[s] for s in seeds]).pvalue)
+    p_w = math.nan
+    if any(d != 0 for d in diffs):
+        p_w = float(stats.wilcoxon(diffs).pvalue)
+    return Paired(n, spread.mean, spread.ci, p_t, p_w)

@@ -237,7 +237,8 @@ def train_epoch(
                 total = sum(terms.values())
                 if sync_each_step and not torch.isfinite(total):
                     raise DivergedError(
-                        f"loss is {total.item()} at epoch {epoch + 1}, step {step + 1}"
+                        f"loss is {total.item()} at epoch {epoch + 1} of {epochs}, step "
+                        f"{step + 1} (LossInputs.epoch {epoch})"
                     )
             except Exception as exc:  # noqa: BLE001 - the run fails, the group goes on
                 run.error = exc
@@ -255,7 +256,10 @@ def train_epoch(
             continue
         terms = {name: float(value) / max(steps, 1) for name, value in totals.items()}
         if not math.isfinite(terms["total"]):
-            run.error = DivergedError(f"loss is {terms['total']} in epoch {epoch + 1}")
+            run.error = DivergedError(
+                f"loss is {terms['total']} at epoch {epoch + 1} of {epochs} "
+                f"(LossInputs.epoch {epoch})"
+            )
             continue
         lr = float(run.optimizer.param_groups[0]["lr"])  # what this epoch trained with
         run.scheduler.step()

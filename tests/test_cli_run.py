@@ -41,7 +41,13 @@ def test_run_writes_records_and_table_then_resumes(tiny_benchmark: Path, tmp_pat
         assert r["schema_version"] == SCHEMA_VERSION
         assert 0 <= r["metrics"]["top1"] <= 100
         assert r["provenance"]["torch"] and r["provenance"]["kdbench"]
-        assert r["size"]["params"] > 0 and r["latency"]["batch1_p50_ms"] > 0
+        assert r["size"]["params"] > 0 and "latency" not in r
+    # one student and one teacher architecture on one device: each measured once
+    costs = {p.stem: json.loads(p.read_text()) for p in (out / "costs").glob("*.json")}
+    (student,) = {r["arch_cost"]["student"]["key"] for r in records}
+    (teacher,) = {r["arch_cost"]["teacher"]["key"] for r in records if r["config"]["teacher"]}
+    assert set(costs) == {student, teacher}
+    assert all(c["latency"]["batch1_p50_ms"] > 0 for c in costs.values())
     assert "| kd " in first.stdout and "| ce " in first.stdout
     assert (out / "leaderboard.md").is_file() and (out / "leaderboard.csv").is_file()
     assert len(list((out / "teachers").glob("*.pt"))) == 1

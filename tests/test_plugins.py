@@ -13,7 +13,6 @@ import pluggy
 import pytest
 
 from conftest import write_benchmark
-from kdbench.errors import PluginError
 from kdbench.hookspecs import hookimpl
 from kdbench.plugins import make_plugin_manager
 from kdbench.registry import Entry, Registry
@@ -118,13 +117,16 @@ def test_broken_plugin_is_reported_and_skipped_or_fatal_when_strict(site, tmp_pa
             shutil.rmtree(path)
 
 
-def test_a_name_registered_twice_names_both_plugins():
+def test_a_name_registered_twice_keeps_the_first_and_names_both_plugins():
     registry = Registry()
     registry.registrar("losses", "first")("kd", object)
-    with pytest.raises(
-        PluginError, match="registered twice: by plugin 'first' and by plugin 'second'"
-    ):
-        registry.registrar("losses", "second")("kd", object)
+    registry.registrar("losses", "second")("kd", int)
+    assert registry.get("losses", "kd").plugin == "first"
+    (clash,) = registry.clashes
+    assert clash.message({"second": "kdbench-second"}) == (
+        "loss 'kd' is registered twice: by plugin 'first' and by plugin 'second' "
+        "(kdbench-second); the second is disabled"
+    )
 
 
 def test_misspelt_hook_is_caught():

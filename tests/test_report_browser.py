@@ -135,8 +135,8 @@ def test_page_loads_without_console_errors_and_sorts(browser, fixture_page, tmp_
     )
     assert len(images) == 4 and all(done and width > 100 for done, width in images)
 
-    # Rows arrive sorted by accuracy; sort the first pair by latency, then by accuracy.
-    assert_sorts(browser, "board-0", "b1 p50 ms")
+    # Rows arrive sorted by accuracy; sort the first pair by the paired difference, then back.
+    assert_sorts(browser, "board-0", "Δ vs ce (paired)")
     assert_sorts(browser, "board-0", "top-1 %")
     methods = browser.execute_script(
         "return Array.from(document.querySelectorAll('#board-0 tbody tr'))"
@@ -153,6 +153,76 @@ def test_page_loads_without_console_errors_and_sorts(browser, fixture_page, tmp_
     assert browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
+
+
+# Every figure drawn into a canvas: how many pixels have exactly each method's colour.
+PIXELS = """
+const figures = Array.from(document.querySelectorAll('figure'));
+const all = {};
+figures.forEach(f => Object.assign(all, JSON.parse(f.getAttribute('data-colors'))));
+const rgb = {};
+for (const [m, hex] of Object.entries(all)) {
+  rgb[m] = [1, 3, 5].map(i => parseInt(hex.slice(i, i + 2), 16));
+}
+return figures.map(f => {
+  const img = f.querySelector('img');
+  const canvas = document.createElement('canvas');
+  canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+  const ctx = canvas.getContext('2d');
+  ctx.drawImage(img, 0, 0);
+  const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  const counts = {};
+  for (const m in rgb) counts[m] = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    for (const [m, c] of Object.entries(rgb)) {
+      if (data[i] === c[0] && data[i + 1] === c[1] && data[i + 2] === c[2]) counts[m]++;
+    }
+  }
+  return {alt: img.alt, colors: JSON.parse(f.getAttribute('data-colors')), counts: counts};
+});
+"""
+
+
+@needs_chromium
+def test_each_method_has_one_colour_across_every_figure(browser, fixture_page, tmp_path):
+    """A method is drawn in the same colour in every figure, no two methods share one, and
+    a figure shows the colours of its own methods only (so no colour means 'best')."""
+    open_page(browser, fixture_page)
+    figures = browser.execute_script(PIXELS)
+    assert len(figures) == 4
+    colour: dict[str, str] = {}
+    for figure in figures:
+        for method, value in figure["colors"].items():
+            assert colour.setdefault(method, value) == value, (method, figure["alt"])
+    assert len(set(colour.values())) == len(colour) >= 4
+    for figure in figures:
+        drawn = set(figure["colors"])
+        assert drawn, figure["alt"]
+        for method, count in figure["counts"].items():
+            if method in drawn:
+                assert count >= 20, (method, figure["alt"])  # at least a legend marker
+            else:
+                assert count == 0, (method, figure["alt"])
+    bars = [f for f in figures if f["alt"].startswith("top-1 per method")]
+    assert len(bars) == 2 and set(bars[0]["colors"]) != set(bars[1]["colors"])
+    shot = tmp_path / "figures.png"
+    browser.execute_script("document.querySelector('figure').scrollIntoView();")
+    assert browser.save_screenshot(str(shot))
+    print(f"screenshot: {shot}")
+
+
+@needs_chromium
+def test_wide_tables_scroll_inside_the_page(browser, fixture_page):
+    open_page(browser, fixture_page)
+    browser.set_window_size(700, 1000)
+    widths = browser.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.clientWidth,"
+        " document.querySelector('#board-0').parentElement.scrollWidth,"
+        " document.querySelector('#board-0').parentElement.clientWidth];"
+    )
+    page_width, view, table_width, box = widths
+    assert page_width <= view  # the page itself never scrolls sideways
+    assert table_width > box  # the wide table scrolls inside its box
 
 
 @needs_chromium

@@ -73,17 +73,21 @@ def label(spec: dict) -> str:
 def expected(records: list[dict]) -> dict[tuple[str, str], dict]:
     """(student, method) -> seed statistics, gain and gap, straight from the records."""
     seeds: dict[tuple[str, str], list[float]] = {}
+    by_seed: dict[tuple[str, str], dict[int, float]] = {}
     teacher = {}
     for r in records:
         assert r["status"] == "ok"
         key = (label(r["config"]["student"]), r["config"]["loss"]["label"])
         seeds.setdefault(key, []).append(r["metrics"]["top1"])
+        by_seed.setdefault(key, {})[r["config"]["seed"]] = r["metrics"]["top1"]
         if r["teacher"]:
             teacher[key[0]] = r["teacher"]["top1"]
     out = {}
     for (student, method), xs in seeds.items():
         n, mean, std = len(xs), statistics.fmean(xs), statistics.stdev(xs)
         base = statistics.fmean(seeds[(student, "ce")])
+        own, ce = by_seed[(student, method)], by_seed[(student, "ce")]
+        diffs = [own[k] - ce[k] for k in sorted(own)]
         gap = (mean - base) / (teacher[student] - base) if teacher[student] > base else math.nan
         out[(student, method)] = {
             "n": n,
@@ -91,6 +95,8 @@ def expected(records: list[dict]) -> dict[tuple[str, str], dict]:
             "std": std,
             "ci": T975[n - 1] * std / math.sqrt(n),
             "delta": mean - base,
+            "paired": statistics.fmean(diffs),
+            "paired_ci": T975[n - 1] * statistics.stdev(diffs) / math.sqrt(n),
             "gap": gap,
         }
     return out
@@ -149,7 +155,8 @@ def test_markdown_matches_the_records(run):
             assert row[col["n"]] == "2" and row[col["status"]] == "ok"
             assert row[col["95% CI ±"]] == f"{s['ci']:.2f}"
             if method == "kd":
-                assert row[col["Δ vs ce"]] == f"{s['delta']:+.2f}"
+                text = row[col["Δ vs ce (paired)"]]
+                assert text.removesuffix(" ▲") == f"{s['paired']:+.2f} ± {s['paired_ci']:.2f}"
     cross_header, *_ = tables["All pairs: top-1 % (rank in pair)"]
     assert cross_header[1:3] == [f"digits: {TEACHER} → {s}" for s in STUDENTS]
 
@@ -201,13 +208,37 @@ def test_html_from_the_run_in_a_browser(run, tmp_path):
         assert console_errors(driver) == []
         driver.find_element("css selector", "#records > summary").click()  # unfold it
         assert_sorts(driver, "provenance", "seed", must_change=False)
-        assert_sorts(driver, "board-0", "b1 p50 ms", must_change=False)
+        assert_sorts(driver, "board-0", "train s", must_change=False)
         assert console_errors(driver) == []
         shot = tmp_path / "run.png"
         assert driver.save_screenshot(str(shot))
         print(f"screenshot: {shot}")
     finally:
         driver.quit()
+
+
+def test_one_latency_measurement_per_architecture_shown_on_every_row(run):
+    """Every method of a student trains one network: one cost file per student, and
+    every row of that student shows its figures."""
+    costs = {p.stem: json.loads(p.read_text()) for p in (run["results"] / "costs").glob("*.json")}
+    teachers = {r["arch_cost"]["teacher"]["key"] for r in run["records"] if r["config"]["teacher"]}
+    assert len(teachers) == 1 and len(costs) == len(STUDENTS) + 1  # one teacher, shared
+    by_student: dict[str, set[str]] = {}
+    for record in run["records"]:
+        ref = record["arch_cost"]["student"]
+        assert ref["file"] == f"costs/{ref['key']}.json" and "latency" not in record
+        by_student.setdefault(label(record["config"]["student"]), set()).add(ref["key"])
+    assert all(len(keys) == 1 for keys in by_student.values())
+    assert {next(iter(k)) for k in by_student.values()} | teachers == set(costs)
+    rows = list(csv.DictReader(io.StringIO((run["out"] / "leaderboard.csv").read_text())))
+    for student, (key,) in by_student.items():
+        cost = costs[key]
+        assert cost["latency"]["batch1_calls"] > 0 and cost["latency"]["batch1_iqr_ms"] >= 0
+        mine = [r for r in rows if r["student"] == student]
+        assert len(mine) > 1
+        assert {float(r["p50_ms"]) for r in mine} == {cost["latency"]["batch1_p50_ms"]}
+        assert {float(r["throughput_img_s"]) for r in mine} == {cost["latency"]["throughput_img_s"]}
+        assert {r["cost_measurements"] for r in mine} == {"1"}
 
 
 def test_records_from_two_machines_are_merged_and_duplicates_named(run, tmp_path):

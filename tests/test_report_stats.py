@@ -69,3 +69,57 @@ def test_pareto_front_keeps_points_nothing_beats():
     # (2, 69) is beaten by (1, 70); (3, 74) by (2, 75).
     assert pareto_front(points) == [5, 0, 2, 4]
     assert pareto_front([(1.0, float("nan")), (2.0, 50.0)]) == [1]
+
+
+# Paired comparison with the baseline ---------------------------------------------------
+
+# Per-seed top-1 of a method and of the baseline on the same seeds (seed 3: baseline only).
+METHOD = {0: 73.5, 1: 73.9, 2: 73.2, 4: 74.4, 5: 73.0, 6: 74.1}
+BASELINE = {0: 72.1, 1: 72.6, 2: 72.4, 3: 71.0, 4: 72.9, 5: 72.8, 6: 72.2}
+
+
+def test_paired_statistics_equal_scipys_on_shared_seeds():
+    from scipy import stats
+
+    from kdbench.stats import paired
+
+    seeds = sorted(METHOD)  # the shared ones: seed 3 has no method result
+    a, b = [METHOD[s] for s in seeds], [BASELINE[s] for s in seeds]
+    diffs = [x - y for x, y in zip(a, b)]
+    result = paired(METHOD, BASELINE)
+    assert result.n == 6
+    assert result.mean == pytest.approx(statistics.fmean(diffs), abs=1e-12)
+    half = stats.t.ppf(0.975, 5) * statistics.stdev(diffs) / math.sqrt(6)
+    assert result.ci == pytest.approx(half, rel=1e-9)
+    assert result.p_t == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-9)
+    assert result.p_wilcoxon == pytest.approx(stats.wilcoxon(diffs).pvalue, rel=1e-9)
+    assert result.better() is True
+
+
+def test_paired_test_is_stronger_than_overlapping_intervals():
+    """Seed effects shared by both methods overlap the two intervals, yet every seed
+    improves by about the same amount: the paired test calls it better."""
+    from kdbench.stats import paired
+
+    base = {0: 70.0, 1: 72.0, 2: 74.0}
+    method = {0: 70.5, 1: 72.6, 2: 74.4}
+    assert intervals_overlap(seed_stats(list(method.values())), seed_stats(list(base.values())))
+    result = paired(method, base)
+    assert result.p_t < 0.05 and result.better() is True
+
+
+def test_paired_statistics_undefined_below_two_seeds_or_without_spread():
+    from kdbench.stats import paired
+
+    one = paired({0: 74.0, 1: 75.0}, {0: 72.0})
+    assert one.n == 1 and one.mean == 2.0 and math.isnan(one.p_t) and one.better() is None
+    constant = paired({0: 73.0, 1: 74.0}, {0: 72.0, 1: 73.0})
+    assert constant.mean == 1.0 and math.isnan(constant.p_t) and math.isnan(constant.p_wilcoxon)
+    assert paired({0: 1.0}, {1: 2.0}).n == 0
+
+
+def test_a_worse_method_is_never_called_better():
+    from kdbench.stats import paired
+
+    worse = paired({s: BASELINE[s] - 1 - 0.1 * s for s in METHOD}, BASELINE)
+    assert worse.p_t < 0.05 and worse.better() is False

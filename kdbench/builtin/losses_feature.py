@@ -22,6 +22,8 @@ from kdbench import (
     LossContext,
     LossInputs,
     PositiveFloat,
+    TapPair,
+    Taps,
     Weight,
     hookimpl,
 )
@@ -30,14 +32,34 @@ from kdbench.functional import stage_taps
 __all__ = ["AT", "PKT", "RKD", "SP", "FitNets"]
 
 
-def _check_taps(loss: str, wanted: Sequence[str], available: Sequence[str]) -> tuple[str, ...]:
+def _check_taps(
+    loss: str, wanted: Sequence[str], available: Sequence[str], network: str = ""
+) -> tuple[str, ...]:
     missing = [name for name in wanted if name not in available]
     if missing:
+        who = (
+            f"the {network} does not declare; its taps"
+            if network
+            else ("the teacher and student do not both declare; shared taps")
+        )
         raise ConfigError(
-            f"loss '{loss}' needs feature tap(s) {', '.join(missing)}, which the teacher and "
-            f"student do not both declare; shared taps: {', '.join(available) or 'none'}"
+            f"loss '{loss}' needs feature tap(s) {', '.join(missing)}, which "
+            f"{who}: {', '.join(available) or 'none'}"
         )
     return tuple(wanted)
+
+
+def _sides(available: Sequence[str]) -> tuple[Sequence[str], Sequence[str]]:
+    """Each network's own taps when the harness says (``kdbench.Taps``), else the shared."""
+    return getattr(available, "student", available), getattr(available, "teacher", available)
+
+
+def _check_pair(loss: str, pair: TapPair, available: Sequence[str]) -> tuple[str | TapPair, ...]:
+    """``pair`` as ``required_features`` returns it: a bare name when both sides share it."""
+    student, teacher = _sides(available)
+    _check_taps(loss, [pair.student], student, "student" if student is not teacher else "")
+    _check_taps(loss, [pair.teacher], teacher, "teacher" if student is not teacher else "")
+    return (pair.student,) if pair.student == pair.teacher else (pair,)
 
 
 def _stages(loss: str, available: Sequence[str]) -> list[str]:
@@ -87,42 +109,57 @@ class FitNets(DistillationLoss):
     """FitNets (Romero et al., ICLR 2015): ce*CE + weight*MSE(r(student hint), teacher hint).
 
     The paper's hint loss 1/2 ||u_h - r(v_g)||^2 is taken as a mean over elements, the
-    scale RepDistiller's weight 100 is tuned for. ``hint`` names the tap; by default the
-    middle stage (``stage2`` of three, RepDistiller's ``--hint_layer 2``). The regressor
-    ``r`` is built in :meth:`setup` and trained with the student. Like RepDistiller's
+    scale RepDistiller's weight 100 is tuned for. ``hint`` names the student's tap and,
+    unless ``teacher_hint`` names another, the teacher's. By default each network's
+    middle stage (``stage2`` of three, RepDistiller's ``--hint_layer 2``), so a 2-stage
+    student's ``stage1`` learns from a 3-stage teacher's ``stage2``. The regressor ``r``
+    is built in :meth:`setup` and trained with the student. Like RepDistiller's
     benchmark, training is single-stage (the paper pre-trains to the hint, then runs KD).
     """
 
     def __init__(
-        self, *, hint: str | None = None, weight: Weight = 100.0, ce_weight: Weight = 1.0
+        self,
+        *,
+        hint: str | None = None,
+        teacher_hint: str | None = None,
+        weight: Weight = 100.0,
+        ce_weight: Weight = 1.0,
     ) -> None:
         super().__init__()
         self.hint = hint
+        self.teacher_hint = teacher_hint
         self.weight = weight
         self.ce_weight = ce_weight
-        self.layer: str | None = None
+        self.pair: TapPair | None = None
         self.regressor: nn.Module | None = None
 
-    def _hint_layer(self, available: Sequence[str]) -> str:
-        if self.hint is not None:
-            return self.hint
-        stages = _stages("fitnets", available)
-        return stages[(len(stages) - 1) // 2]
+    def _pair(self, student: Sequence[str], teacher: Sequence[str]) -> TapPair:
+        def middle(names: Sequence[str]) -> str:
+            stages = _stages("fitnets", names)
+            return stages[(len(stages) - 1) // 2]
+
+        s = self.hint if self.hint is not None else middle(student)
+        t = self.teacher_hint or (self.hint if self.hint is not None else middle(teacher))
+        return TapPair(s, t)
 
     def required_features(self, available):
-        return _check_taps("fitnets", [self._hint_layer(available)], available)
+        self.pair = self._pair(*_sides(available))
+        return _check_pair("fitnets", self.pair, available)
 
     def setup(self, context: LossContext) -> None:
-        self.layer = self._hint_layer(list(context.student_feature_shapes))
+        if self.pair is None:
+            self.pair = self._pair(
+                list(context.student_feature_shapes), list(context.teacher_feature_shapes)
+            )
         self.regressor = _regressor(
-            context.student_feature_shapes[self.layer],
-            context.teacher_feature_shapes[self.layer],
-            relu=not self.layer.endswith("_pre"),
+            context.student_feature_shapes[self.pair.student],
+            context.teacher_feature_shapes[self.pair.teacher],
+            relu=not self.pair.teacher.endswith("_pre"),
         )
 
     def forward(self, inputs: LossInputs):
-        student = self.regressor(inputs.student_features[self.layer].float())
-        teacher = inputs.teacher_features[self.layer].detach().float()
+        student = self.regressor(inputs.student_features[self.pair.student].float())
+        teacher = inputs.teacher_features[self.pair.teacher].detach().float()
         return {
             "ce": self.ce_weight * F.cross_entropy(inputs.student_logits, inputs.targets),
             "fitnets": self.weight * F.mse_loss(student, teacher),
@@ -205,7 +242,8 @@ class SP(DistillationLoss):
     """SP (Tung & Mori, ICCV 2019): ce*CE + weight * ||G~_t - G~_s||_F^2 / b^2.
 
     G~ is the row-normalised b x b similarity of the batch's activations at ``layer`` (by
-    default the last stage, RepDistiller's ``feat[-2]``); weight 3000 is RepDistiller's.
+    default each network's last stage, RepDistiller's ``feat[-2]``, whatever their
+    depths); weight 3000 is RepDistiller's.
     """
 
     def __init__(
@@ -216,16 +254,19 @@ class SP(DistillationLoss):
         self.ce_weight = ce_weight
         self.layer = layer
 
-    def _layer(self, available: Sequence[str]) -> str:
-        return self.layer if self.layer is not None else _stages("sp", available)[-1]
+    def _pair(self, available: Sequence[str]) -> TapPair:
+        if self.layer is not None:
+            return TapPair(self.layer, self.layer)
+        student, teacher = _sides(available)
+        return TapPair(_stages("sp", student)[-1], _stages("sp", teacher)[-1])
 
     def required_features(self, available):
-        return _check_taps("sp", [self._layer(available)], available)
+        return _check_pair("sp", self._pair(available), available)
 
     def forward(self, inputs: LossInputs):
-        layer = self._layer(list(inputs.student_features))
-        gs = similarity_matrix(inputs.student_features[layer].float())
-        gt = similarity_matrix(inputs.teacher_features[layer].detach().float())
+        pair = self._pair(Taps(list(inputs.student_features), list(inputs.teacher_features)))
+        gs = similarity_matrix(inputs.student_features[pair.student].float())
+        gt = similarity_matrix(inputs.teacher_features[pair.teacher].detach().float())
         b = gs.shape[0]
         return {
             "ce": self.ce_weight * F.cross_entropy(inputs.student_logits, inputs.targets),

@@ -1,7 +1,13 @@
 """Small CNN and MLP families, sized for digits and Fashion-MNIST on a CPU.
 
 Registered as both teachers and students. Each stage is a named module so feature
-taps (``stage1``.., ``pool``) work through forward hooks.
+taps work through forward hooks (docs/models.md has their shapes):
+
+- ``cnn``: ``stageK`` is stage K's output after its max-pool (the last stage has none),
+  ``stageK_pre`` the input of its second ReLU (before the pool: twice the resolution of
+  ``stageK`` except in the last stage), ``pool`` the flattened embedding.
+- ``mlp``: ``stageK`` is hidden block K's output, ``pool`` the last one's (the
+  classifier's input).
 """
 
 from __future__ import annotations

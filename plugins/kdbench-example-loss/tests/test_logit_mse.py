@@ -14,3 +14,10 @@ def test_logit_mse_matches_hand_computed_value():
     assert torch.isclose(terms["logit_mse"], torch.tensor(4.0))
     ce = (-torch.log_softmax(student, 1)[[0, 1], [1, 0]]).mean()
     assert torch.isclose(terms["ce"], ce)
+
+
+def test_logit_mse_keeps_the_harness_contract():
+    from kdbench.testing import check_loss
+
+    terms = check_loss(LogitMSE, {"beta": 0.5})
+    assert set(terms) == {"ce", "logit_mse"}

@@ -158,3 +158,12 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path: Path):
 def test_unknown_model_parameter_is_not_reported_as_a_weights_problem():
     with pytest.raises(TypeError, match="bogus"):
         plugin.build("resnet10t", 10, 1, pretrained=True, bogus=1)
+
+
+@pytest.mark.parametrize("name", ["resnet10t", "mobilenetv3_small_050", "convnext_atto"])
+def test_timm_models_keep_the_harness_contract(registry: Registry, name: str):
+    from kdbench.testing import check_model
+
+    entry = registry.get("students", f"timm/{name}")
+    shapes = check_model(entry.obj, taps=entry.taps_for)
+    assert shapes["pool"] == (entry.obj(num_classes=7, in_channels=3).get_classifier().in_features,)

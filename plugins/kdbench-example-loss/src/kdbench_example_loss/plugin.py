@@ -15,9 +15,10 @@ class LogitMSE(DistillationLoss):
         self.beta = beta
 
     def forward(self, inputs: LossInputs):
+        teacher = inputs.teacher_logits.detach()  # the teacher is not trained
         return {
             "ce": F.cross_entropy(inputs.student_logits, inputs.targets),
-            "logit_mse": self.beta * F.mse_loss(inputs.student_logits, inputs.teacher_logits),
+            "logit_mse": self.beta * F.mse_loss(inputs.student_logits, teacher),
         }
 
 
