@@ -123,6 +123,7 @@ def run_group(
     if progress:
         more = f" (+{len(jobs) - 1} in lockstep)" if len(jobs) > 1 else ""
         progress.cell_started(jobs[0].cell.label() + more, jobs[0].cell.recipe["epochs"])
+        progress.cells_started(tuple(job.cell.id for job in jobs))
     try:
         results = _train_group(jobs, context, device, progress)
     except Exception as exc:  # noqa: BLE001 - errors are values: the matrix goes on
@@ -356,6 +357,7 @@ def _prepare(
     )
     loss.to(device)
     run = make_run(student, loss, cell.recipe, amp_dtype=amp, taps=student_taps)
+    run.name = cell.id
     mode = compile_mode(cell.recipe["compile"])
     if mode:
         run.forward = compiled(student, mode)

@@ -122,6 +122,11 @@ _WAIT = click.option(
     is_flag=True,
     help="If another kdbench process writes the results folder, wait for it instead of exiting 2.",
 )
+_THREADS = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="Torch CPU threads per training process (default: usable cores / workers at once).",
+)
 _YES = click.option(
     "--yes",
     "-y",
@@ -149,6 +154,14 @@ _YES = click.option(
     "--dry-run", is_flag=True, help="Print the expanded matrix (cell ids) and train nothing."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress display; print only the table.")
+@click.option(
+    "--log-every",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Without a terminal: a progress line every N epochs of a cell (and its last).",
+)
+@_THREADS
 @_WAIT
 @_YES
 def run(
@@ -158,6 +171,8 @@ def run(
     executor: str | None,
     dry_run: bool,
     quiet: bool,
+    log_every: int,
+    threads: int | None,
     wait: bool,
     yes: bool,
 ) -> None:
@@ -192,8 +207,9 @@ def run(
         click.echo(f"\n{len(rows)} cells; config hash {the_plan.config_hash}; out {out_dir}")
         return
     result = run_benchmark(
-        the_plan, context, out_dir=out_dir, device=device, executor=executor, quiet=quiet, wait=wait
-    )
+        the_plan, context, out_dir=out_dir, device=device, executor=executor, quiet=quiet,
+        wait=wait, threads=threads, log_every=log_every,
+    )  # fmt: skip
     click.echo(result.table)
     click.echo(f"\nrecords and tables: {result.out_dir}")
     if result.failed:
@@ -212,28 +228,39 @@ def teachers() -> None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Where to train.")  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@_THREADS
 @_WAIT
 @_YES
 def teachers_train(
-    file: Path, out: Path | None, device: str, quiet: bool, wait: bool, yes: bool
+    file: Path,
+    out: Path | None,
+    device: str,
+    quiet: bool,
+    threads: int | None,
+    wait: bool,
+    yes: bool,
 ) -> None:
     """Train (or load) every teacher FILE needs and print their test accuracy.
 
     Trained teachers are cached in <out>/teachers/ by content hash; `kdbench run`
     with the same file and --out reuses them.
     """
+    from rich.console import Console
+
     from kdbench.context import resolve_device
     from kdbench.lock import results_lock
-    from kdbench.progress import RichDisplay
-    from kdbench.runner import default_out_dir, load_datasets, plan, provision_teachers
+    from kdbench.progress import make_display
+    from kdbench.runner import default_out_dir, load_datasets, plan, provision_teachers, run_threads
+    from kdbench.threads import using_threads
 
     context = _context()
     the_plan = plan(file, context, validate=True, confirmed=yes)
     out_dir = out or default_out_dir(the_plan.config)
     load_datasets(the_plan, context)
-    display = None if quiet else RichDisplay(0)
+    display = None if quiet else make_display(0, Console(stderr=True))
     with (
         results_lock(out_dir, wait=wait, notify=lambda line: click.echo(line, err=True)),
+        using_threads(run_threads(the_plan.config, threads)),
         display or nullcontext(),
     ):
         infos = provision_teachers(

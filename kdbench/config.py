@@ -134,6 +134,8 @@ class BenchmarkConfig(_Strict):
     measure: Measure = Measure()
     executor: Executor = Executor()
     run: Run = Run()
+    # [trackers.<name>]: who watches the run (tensorboard, mlflow, ...); jsonl always does
+    trackers: dict[str, dict[str, Any]] = {}
 
     def loss_name(self, label: str) -> str:
         """The registered loss behind a ``[losses.<label>]`` table (``loss = "..."`` renames)."""

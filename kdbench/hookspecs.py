@@ -92,10 +92,33 @@ def register_formats(register):
 
 
 @hookspec
+def register_trackers(register):
+    """Register trackers of run events: ``register(name, tracker_class, *, description=None)``.
+
+    A benchmark's ``[trackers.<name>]`` table builds ``tracker_class(out_dir=, **params)``
+    once per run (``jsonl`` is always built); the instance is then a plugin of
+    :func:`track_event`. An optional ``close()`` is called when the run ends. See
+    ``docs/trackers.md`` and ``kdbench/builtin/trackers_jsonl.py``.
+    """
+
+
+@hookspec
 def register_commands(cli):
     """Add commands to the ``kdbench`` command line: ``cli`` is its click group.
 
     Decorate functions with ``@cli.command()``; they appear in ``kdbench --help``.
     Called on the modules of the ``kdbench.cli`` entry-point group, which should import
     no torch (import it inside the command). See ``kdbench/builtin/commands.py``.
+    """
+
+
+@hookspec
+def track_event(event):
+    """Receive one run event, a :class:`kdbench.trackers.RunEvent`.
+
+    Implemented as a method (decorated with :data:`hookimpl`) of a tracker instance.
+    ``event.kind`` is ``cell_started``, ``epoch_ended`` (``event.epoch`` counts from 1;
+    ``event.metrics`` holds ``lr``, ``test_top1`` when evaluated and ``train/<term>``),
+    ``cell_finished`` (``event.record`` is the cell's record) or ``run_finished``. A
+    tracker that raises is reported and disabled; the run goes on.
     """

@@ -91,8 +91,11 @@ class Cell:
         return experiment_id(self.config())
 
     def label(self) -> str:
-        teacher = self.teacher.model.name if self.teacher else "-"
-        return f"{self.dataset.name} {teacher}->{self.student.name} {self.loss.label} s{self.seed}"
+        """``digits cnn_large->cnn kd s0``; a cell without teacher names its student alone."""
+        pair = self.student.name
+        if self.teacher:
+            pair = f"{self.teacher.model.name}->{pair}"
+        return f"{self.dataset.name} {pair} {self.loss.label} s{self.seed}"
 
 
 def expand(config: BenchmarkConfig, registry: Registry, file: Path) -> list[Cell]:

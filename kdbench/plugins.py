@@ -32,7 +32,7 @@ import importlib
 import importlib.metadata as md
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +66,9 @@ BUILTIN_PLUGINS = (
     "kdbench.builtin.executors",
     "kdbench.builtin.executors_slurm",
     "kdbench.builtin.executors_ray",
+    "kdbench.builtin.trackers_jsonl",
+    "kdbench.builtin.trackers_tensorboard",
+    "kdbench.builtin.trackers_mlflow",
     *COMMAND_LINE_PLUGINS,
 )
 
@@ -219,7 +222,40 @@ def _unknown_hooks(pm: pluggy.PluginManager) -> list[tuple[str, str]]:
 
 
 def _spec_names() -> str:
-    return ", ".join(n for n in dir(hookspecs) if n.startswith("register_"))
+    names = [n for n in dir(hookspecs) if n.startswith("register_") or n == "track_event"]
+    return ", ".join(names)
+
+
+class EventHooks:
+    """Tracker instances as plugins of ``track_event``, each called on its own.
+
+    Each tracker gets its own hook caller, so one that raises is named, unregistered
+    and reported while the others still receive the event.
+    """
+
+    def __init__(self, trackers: Mapping[str, object]) -> None:
+        self._pm = make_plugin_manager()
+        for name, tracker in trackers.items():
+            self._pm.register(tracker, name=name)
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self._pm.list_name_plugin()]
+
+    def call(self, **kwargs: Any) -> list[tuple[str, BaseException]]:
+        """Call ``track_event`` on every tracker; the ones that raised, now unregistered."""
+        failed = []
+        plugins = dict(self._pm.list_name_plugin())
+        for name, plugin in plugins.items():
+            others = [p for n, p in plugins.items() if n != name]
+            try:
+                self._pm.subset_hook_caller("track_event", remove_plugins=others)(**kwargs)
+            except Exception as exc:  # noqa: BLE001 - a tracker must never stop the run
+                self._pm.unregister(plugin, name=name)
+                failed.append((name, exc))
+        return failed
+
+    def plugins(self) -> list[tuple[str, object]]:
+        return list(self._pm.list_name_plugin())
 
 
 @functools.cache

@@ -14,13 +14,14 @@ from typing import Any
 from kdbench.errors import ConfigError, PluginError, did_you_mean
 from kdbench.param_types import annotations_of, value_problem
 
-KINDS = ("teachers", "students", "losses", "datasets", "executors")
+KINDS = ("teachers", "students", "losses", "datasets", "executors", "trackers")
 SINGULAR = {kind: kind.removesuffix("es") if kind == "losses" else kind[:-1] for kind in KINDS}
 
 # Arguments the harness passes itself; they are not TOML parameters.
 _HARNESS_ARGS = {
     "teachers": {"num_classes", "in_channels"},
     "students": {"num_classes", "in_channels"},
+    "trackers": {"out_dir"},
 }
 
 _REQUIRED = inspect.Parameter.empty

@@ -21,11 +21,13 @@ from kdbench.formats import markdown
 from kdbench.leaderboard import build
 from kdbench.lock import results_lock
 from kdbench.matrix import Cell, stable_hash, teachers_of
-from kdbench.progress import RichDisplay
+from kdbench.progress import make_display
 from kdbench.records import RecordStore, write_text_atomic
 from kdbench.reference import default_reference_dir, load_reference
 from kdbench.report import publish
 from kdbench.teachers import provision
+from kdbench.threads import oversubscribed, resolve_threads, using_threads
+from kdbench.trackers import Trackers, TrackingProgress, build_trackers, check_trackers
 from kdbench.training import Progress
 from kdbench.validation import validate_benchmark
 
@@ -62,8 +64,10 @@ def plan(
     config, cells = validate_benchmark(
         path, context, build=validate, confirmed=confirmed or not validate
     )
+    check_trackers(config.trackers, context.plugins.registry, file=str(path))
     # The cell limit steers this run only; it is not part of the experiment.
-    identity = config.model_dump(exclude={"benchmark": {"max_cells"}})
+    # Nor are the trackers watching it.
+    identity = config.model_dump(exclude={"benchmark": {"max_cells"}, "trackers": True})
     return Plan(path, config, cells, stable_hash(identity))
 
 
@@ -88,6 +92,8 @@ def run_benchmark(
     quiet: bool = False,
     console: Console | None = None,
     wait: bool = False,
+    threads: int | None = None,
+    log_every: int = 1,
 ) -> RunResult:
     """Run every cell without a complete record; write records and tables.
 
@@ -99,6 +105,10 @@ def run_benchmark(
     Nothing is written before the datasets load and the executor is built; from then
     on this process holds ``out_dir``'s lock: another holder makes it refuse at once
     (:class:`~kdbench.lock.FolderInUse`), or, with ``wait``, queue behind it.
+
+    ``threads`` (``--threads``) overrides the executor's own; this process trains
+    teachers (and, with an in-process executor, cells) with :func:`run_threads`.
+    Trackers get every cell's events; ``log_every`` thins the plain progress lines.
     """
     console = console or Console(stderr=True)
     torch_device = resolve_device(device)
@@ -106,7 +116,9 @@ def run_benchmark(
     executor_cfg = the_plan.config.executor
     executor_name = executor or executor_cfg.name
     executor_entry = context.plugins.registry.get("executors", executor_name, key="--executor")
-    params = executor_cfg.params if executor_name == executor_cfg.name else {}
+    params = dict(executor_cfg.params) if executor_name == executor_cfg.name else {}
+    if threads and "threads" in executor_entry.params:
+        params["threads"] = threads
     runner = executor_entry.obj(**params)
     in_process = getattr(runner, "in_process", False)
     # Workers elsewhere resolve "auto" themselves: a GPU node picks CUDA even when the
@@ -116,7 +128,8 @@ def run_benchmark(
     def say(line: str) -> None:  # one unwrapped line: it names a path
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
-    with results_lock(out_dir, wait=wait, notify=say):
+    here = run_threads(the_plan.config, threads)
+    with results_lock(out_dir, wait=wait, notify=say), using_threads(here):
         store = RecordStore(out_dir)
         for bad in store.quarantine():  # unusable records: moved aside, their cells rerun
             say(f"kdbench: warning: {bad}, moved to records/.quarantine/")
@@ -129,13 +142,24 @@ def run_benchmark(
             f"({executor_name} executor) -> {out_dir}"
         )
 
-        display = RichDisplay(len(the_plan.cells), console) if not quiet else None
+        if pending and (busy := oversubscribed(here)):
+            say(busy)
+        display = None
+        if not quiet:
+            display = make_display(
+                len(the_plan.cells), console, cells=pending, skipped=result.skipped,
+                log_every=log_every,
+            )  # fmt: skip
+        trackers = Trackers(
+            build_trackers(the_plan.config.trackers, context.plugins.registry, out_dir,
+                           file=str(the_plan.path)),
+            the_plan.config.benchmark.name, pending, say,
+        )  # fmt: skip
+        progress = TrackingProgress(trackers, display)
         try:
             if pending:  # before teachers: a broken executor setup fails fast
                 _call(runner, "start", out_dir)
             with display or nullcontext():
-                if display:
-                    display.bars.update(display.matrix, completed=result.skipped)
                 teachers = provision_teachers(pending, context, out_dir, torch_device, display)
                 jobs = [
                     CellJob(
@@ -159,7 +183,7 @@ def run_benchmark(
                 lockstep = executor_cfg.lockstep
                 run: Callable[..., Any] = run_group if lockstep else run_cell
                 if in_process:
-                    run = functools.partial(run, context=context, progress=display)
+                    run = functools.partial(run, context=context, progress=progress)
                 labels = {cell.id: cell.label() for cell in pending}
                 rounds = _with_retries(
                     runner, jobs, run, executor_cfg.retries, labels, console, lockstep=lockstep
@@ -168,9 +192,12 @@ def run_benchmark(
                     record["executor"] = executor_name
                     store.write(record)
                     result.ran += 1
+                    trackers.cell_finished(record)
                     if display:
-                        display.advance(record["status"], labels[record["cell_id"]])
+                        display.advance(record["status"], labels[record["cell_id"]],
+                                        record["cell_id"])  # fmt: skip
         except BaseException:
+            trackers.close()
             try:
                 _call(runner, "cancel")
             except Exception as exc:  # noqa: BLE001 - the original error is the one to report
@@ -181,7 +208,14 @@ def run_benchmark(
 
         cell_ids = {cell.id for cell in the_plan.cells}
         result.table, result.failed = write_leaderboard(out_dir, cell_ids)
+        trackers.run_finished(result.ran, len(result.failed), result.skipped)
+        trackers.close()
     return result
+
+
+def run_threads(config: BenchmarkConfig, threads: int | None = None) -> int:
+    """Torch threads for training in this process: ``--threads``, the executor's, or cores."""
+    return resolve_threads(threads or config.executor.params.get("threads"))
 
 
 def write_leaderboard(out_dir: Path, cell_ids: set[str]) -> tuple[str, list[str]]:

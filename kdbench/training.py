@@ -100,6 +100,7 @@ class StudentRun:
     error: BaseException | None = None
     rng: RngState = field(default_factory=RngState)
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # e.g. torch.compile'd model
+    name: str = ""  # the cell id, so progress can tell the runs of a group apart
 
     def state_dict(self) -> dict[str, Any]:
         """Everything training changes, so that a run restored from it goes on exactly.
@@ -415,7 +416,13 @@ class Progress:
 
     def cell_started(self, label: str, epochs: int) -> None: ...
 
+    def cells_started(self, cell_ids: tuple[str, ...]) -> None:
+        """The matrix cells of the unit that just started (after ``cell_started``)."""
+
     def step(self, step: int, steps: int, loss: float) -> None: ...
+
+    def epoch_entries(self, epoch: int, entries: dict[str, dict[str, Any]]) -> None:
+        """Each live run's history entry by run name (its cell id), just before ``epoch_done``."""
 
     def epoch_done(self, epoch: int, loss: float) -> None: ...
 
@@ -461,5 +468,6 @@ def fit(
             break
         if on_epoch_end is not None:
             on_epoch_end(epoch, time.perf_counter() - started)
+        progress.epoch_entries(epoch, {run.name: run.history[-1] for run in live if run.name})
         progress.epoch_done(epoch, live[0].history[-1]["train"]["total"])
     return time.perf_counter() - started

@@ -42,6 +42,7 @@ import torch
 from kdbench import hookimpl
 from kdbench.cell import error_of, record_head
 from kdbench.errors import KdbenchError
+from kdbench.threads import resolve_threads, set_threads, usable_cores
 
 Result = dict[str, Any] | list[dict[str, Any]]  # what run(unit) answers: record or records
 
@@ -78,14 +79,6 @@ def failed_records(unit: Any, exc: BaseException | str, *, where: str) -> list[d
     return [failed_record(job, exc, where=where) for job in jobs_of(unit)]
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on (the affinity mask, as Slurm and taskset set it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _positive(name: str, value: Any, executor: str) -> int | None:
     if value is None:
         return None
@@ -97,7 +90,10 @@ def _positive(name: str, value: Any, executor: str) -> int | None:
 
 
 class LocalExecutor:
-    """Run cells sequentially in this process (the default)."""
+    """Run cells sequentially in this process (the default), with ``threads`` torch threads.
+
+    ``threads`` defaults to the usable cores (see :mod:`kdbench.threads`).
+    """
 
     in_process = True
 
@@ -106,9 +102,8 @@ class LocalExecutor:
         self._saved_threads: int | None = None
 
     def start(self, out_dir: Any) -> None:
-        if self.threads:
-            self._saved_threads = torch.get_num_threads()
-            torch.set_num_threads(self.threads)
+        self._saved_threads = torch.get_num_threads()
+        torch.set_num_threads(resolve_threads(self.threads))
 
     def close(self) -> None:
         if self._saved_threads:
@@ -143,8 +138,7 @@ def _init_worker(gpu: str | None, threads: int) -> None:
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
         torch.cuda.set_device(0)
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    torch.set_num_threads(threads)
+    set_threads(threads)
     parent = os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     worker_context()
@@ -183,7 +177,7 @@ class PoolExecutor:
         on_cuda = any(_wants_cuda(str(job.device)) for unit in units for job in jobs_of(unit))
         gpus = _visible_gpus() if on_cuda else []
         workers = self.workers or len(gpus) or usable_cores()
-        threads = self.threads or max(1, usable_cores() // workers)
+        threads = resolve_threads(self.threads, workers=workers)
         return [(gpus[i % len(gpus)] if gpus else None, threads) for i in range(workers)]
 
     def _pool(self, slot: int) -> ProcessPoolExecutor:

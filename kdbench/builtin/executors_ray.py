@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kdbench import hookimpl
-from kdbench.builtin.executors import Result, failed_records, worker_context
+from kdbench.builtin.executors import Result, _positive, failed_records, worker_context
 from kdbench.errors import KdbenchError
 
 INSTALL_HINT = "the ray executor needs Ray: pip install 'kdbench[ray]'"
@@ -34,9 +34,9 @@ def _import_ray():
 
 def run_ray_cell(run: Callable[..., Result], unit: Any, threads: int) -> Result:
     """The task body: as many torch threads as CPUs reserved, then the cell or group."""
-    import torch
+    from kdbench.threads import set_threads
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
     return run(unit, context=worker_context())
 
 
@@ -46,7 +46,8 @@ class RayExecutor:
     ``num_gpus`` defaults to 1 when this machine or the cluster has a GPU, else 0.
     ``num_cpus`` / ``num_gpus`` are what each task (a cell or a lockstep group) reserves
     (fractions share a GPU).
-    ``local_cpus`` sizes a Ray started here (default: all cores).
+    ``local_cpus`` sizes a Ray started here (default: all cores). ``threads`` per task
+    defaults to ``num_cpus`` (whole CPUs, at least one).
     """
 
     in_process = False
@@ -58,7 +59,9 @@ class RayExecutor:
         num_gpus: float | None = None,
         local_cpus: int | None = None,
         runtime_env: dict[str, Any] | None = None,
+        threads: int | None = None,
     ) -> None:
+        self.threads = _positive("threads", threads, "ray")
         if num_cpus <= 0:
             raise KdbenchError(f"executor 'ray': num_cpus must be positive, not {num_cpus!r}")
         self.address = address
@@ -100,7 +103,7 @@ class RayExecutor:
         if self._task is None:
             raise KdbenchError("ray executor used before start(out_dir)")
         ray = self._ray
-        threads = max(1, int(self.num_cpus))
+        threads = self.threads or max(1, int(self.num_cpus))
         run_ref = ray.put(run)
         for unit in units:
             self._pending[self._task.remote(run_ref, unit, threads)] = unit

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from kdbench import hookimpl
-from kdbench.builtin.executors import Result, failed_records, jobs_of, worker_context
+from kdbench.builtin.executors import Result, _positive, failed_records, jobs_of, worker_context
 from kdbench.errors import KdbenchError
 from kdbench.records import write_json_atomic
+from kdbench.threads import default_threads, resolve_threads, set_threads
 
 INSTALL_HINT = "the slurm executor needs submitit: pip install 'kdbench[slurm]'"
 JOBS_FILE = "kdbench-jobs.json"  # job id -> its cells, for `kdbench status`
@@ -70,12 +71,12 @@ def check_results_dir(out_dir: str) -> None:
 def run_slurm_cell(
     run: Callable[..., Result], unit: Any, out_dir: str, threads: int | None
 ) -> Result:
-    """The job body: check the shared results directory, then run the cell or group."""
-    check_results_dir(out_dir)
-    if threads:
-        import torch
+    """The job body: check the shared results directory, set the threads, run the unit.
 
-        torch.set_num_threads(threads)
+    Without a thread count the task takes the cores Slurm gave it (its affinity mask).
+    """
+    check_results_dir(out_dir)
+    set_threads(resolve_threads(threads))
     return run(unit, context=worker_context())
 
 
@@ -104,7 +105,9 @@ class SlurmExecutor:
     ``time`` is the limit per task (one cell, or a whole lockstep group) in minutes.
     ``setup`` lines run in the job's shell before Python starts (``module load``,
     ``source venv/bin/activate``). ``extra`` passes further submitit parameters
-    (``slurm_account``, ``slurm_qos``, ...).
+    (``slurm_account``, ``slurm_qos``, ...). ``threads`` per task defaults to
+    ``cpus_per_task``, else to the task's cores on a node, and on this machine (the
+    local fallback) to the usable cores divided by the tasks run at once.
     """
 
     in_process = False
@@ -122,7 +125,9 @@ class SlurmExecutor:
         cluster: str | None = None,
         poll_s: float | None = None,
         extra: dict[str, Any] | None = None,
+        threads: int | None = None,
     ) -> None:
+        self.threads = _positive("threads", threads, "slurm")
         self.partition = partition
         self.time = time
         self.gpus_per_node = gpus_per_node
@@ -216,7 +221,9 @@ class SlurmExecutor:
                     break  # a slot is free: submit more before waiting again
 
     def _submit(self, units: list[Any], run: Callable[..., Result]) -> None:
-        threads = self.cpus_per_task
+        threads = self.threads or self.cpus_per_task
+        if not threads and self._executor.cluster != "slurm":  # tasks share this machine
+            threads = default_threads(self._limit or 1)
         out_dir = str(self._out_dir)
         handles = self._executor.map_array(
             CellTask(),
