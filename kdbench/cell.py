@@ -409,6 +409,8 @@ def _finish(
         "step_ms": 1e3 * run.step_seconds / max(run.steps, 1),
         "steps": run.steps,
         "lockstep_group": shared["group_size"],
+        # Wall time of each epoch with its evaluation (the group's, for a lockstep group).
+        "epoch_seconds": run.epoch_seconds,
     }
     if shared["resumed_from_epoch"]:  # trained on from a checkpoint after this many epochs
         cost["resumed_from_epoch"] = shared["resumed_from_epoch"]

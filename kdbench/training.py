@@ -97,6 +97,8 @@ class StudentRun:
     accuracy: dict[str, float] = field(default_factory=dict)  # the latest evaluation
     step_seconds: float = 0.0
     steps: int = 0
+    # Wall time of each epoch, evaluation included (in a lockstep group, the group's).
+    epoch_seconds: list[float] = field(default_factory=list)
     error: BaseException | None = None
     rng: RngState = field(default_factory=RngState)
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # e.g. torch.compile'd model
@@ -120,6 +122,7 @@ class StudentRun:
             "accuracy": self.accuracy,
             "step_seconds": self.step_seconds,
             "steps": self.steps,
+            "epoch_seconds": self.epoch_seconds,
             "error": None if error is None else [type(error).__name__, str(error)],
         }
 
@@ -135,6 +138,7 @@ class StudentRun:
         self.history = state["history"]
         self.accuracy = state["accuracy"]
         self.step_seconds, self.steps = state["step_seconds"], state["steps"]
+        self.epoch_seconds = list(state.get("epoch_seconds", []))
         if state["error"] is not None:
             name, message = state["error"]
             self.error = type(name, (RuntimeError,), {})(message)
@@ -452,6 +456,7 @@ def fit(
     steps = len(stream)
     started = time.perf_counter()
     for epoch in range(start_epoch, epochs):
+        epoch_started = time.perf_counter()
         train_epoch(
             stream,
             runs,
@@ -466,6 +471,8 @@ def fit(
         live = [run for run in runs if run.error is None]
         if not live:
             break
+        for run in live:
+            run.epoch_seconds.append(time.perf_counter() - epoch_started)
         if on_epoch_end is not None:
             on_epoch_end(epoch, time.perf_counter() - started)
         progress.epoch_entries(epoch, {run.name: run.history[-1] for run in live if run.name})

@@ -69,6 +69,9 @@ def test_history_has_lr_and_test_top1_every_epoch_and_best_epoch_in_metrics(base
     assert metrics["best_top1"] >= metrics["top1"]
     assert "selected on the test split" in record["protocol"]["accuracy"]
     assert record["protocol"]["eval_every"] == 1
+    seconds = record["cost"]["epoch_seconds"]
+    assert len(seconds) == 4 and all(t > 0 for t in seconds)
+    assert sum(seconds) <= record["cost"]["train_seconds"] * (1 + 1e-9)
 
 
 def test_eval_every_thins_evaluation_and_leaves_training_unchanged(baseline):
