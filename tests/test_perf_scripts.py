@@ -18,6 +18,17 @@ REPO = Path(__file__).resolve().parents[1]
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
+def run_script(name: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run ``benchmarks/perf/<name>`` from the repository root; its stdout on success."""
+    done = subprocess.run(
+        [sys.executable, f"benchmarks/perf/{name}", *args],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
 def test_gpu_script_is_valid_bash():
     done = subprocess.run(["bash", "-n", str(REPO / "benchmarks/perf/gpu.sh")],
                           capture_output=True, text=True)  # fmt: skip
@@ -26,14 +37,10 @@ def test_gpu_script_is_valid_bash():
 
 @pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="dataset-fashion-mnist not installed")
 def test_kd_step_runs_every_variant_and_projects_a_cell(tmp_path: Path):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, "benchmarks/perf/kd_step.py", "--device", "cpu", "--pair", "fashion",
-         "--batch", "8", "16", "--images", "32", "--workers", "0", "--out", str(tmp_path),
-         "--tag", "_smoke"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    stdout = run_script(
+        "kd_step.py", "--device", "cpu", "--pair", "fashion", "--batch", "8", "16",
+        "--images", "32", "--workers", "0", "--out", str(tmp_path), "--tag", "_smoke",
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "kd_step_cpu_smoke.json").read_text())
     variants = {"reference", "minimal", "kdbench", "kdbench+cache"}
     assert [row["batch"] for row in result["rows"]] == [8, 16]
@@ -42,36 +49,31 @@ def test_kd_step_runs_every_variant_and_projects_a_cell(tmp_path: Path):
         assert all(row[f"{v}_img_s"] > 0 for v in variants)
         assert set(row["projected_240_epoch_cifar100_minutes"]) == variants
         assert row["teacher_bn_folded"] == 4  # cnn: two conv-BatchNorm pairs in each of 2 stages
-    assert "projected 240 epochs x 50,000 images" in done.stdout
+    assert "projected 240 epochs x 50,000 images" in stdout
 
 
 @pytest.mark.slow
 def test_eval_cost_times_evaluation_against_training_epochs(tmp_path: Path):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "benchmarks/perf/eval_cost.py", "--device", "cpu", "--steps", "1",
-         "--eval-images", "64", "--eval-batch", "32", "--repeats", "1", "--out", str(tmp_path)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    stdout = run_script(
+        "eval_cost.py", "--device", "cpu", "--steps", "1", "--eval-images", "64",
+        "--eval-batch", "32", "--repeats", "1", "--out", str(tmp_path),
+        env={"OMP_NUM_THREADS": "1"},
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "eval_cost_cpu.json").read_text())
     assert result["kd_full_seconds"] > result["ce_full_seconds"] > 0  # the teacher costs
     assert (
         result["eval_32_vs_kd_epoch"] == result["eval_32_full_seconds"] / result["kd_full_seconds"]
     )
     assert len(result["load_average_before"]) == 3
-    assert "% of a kd epoch" in done.stdout
+    assert "% of a kd epoch" in stdout
 
 
 @pytest.mark.slow
 def test_checkpoint_cost_times_checkpoint_writes_against_training(tmp_path: Path):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "benchmarks/perf/checkpoint_cost.py", "--epochs", "3", "--repeats", "1",
-         "--saves", "1", "--out", str(tmp_path)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    run_script(
+        "checkpoint_cost.py", "--epochs", "3", "--repeats", "1", "--saves", "1",
+        "--out", str(tmp_path), env={"OMP_NUM_THREADS": "1"},
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
     cell = json.loads((tmp_path / "checkpoint_cost_cpu.json").read_text())["digits_cell"]
     assert cell["epochs"] == 3 and cell["saves_per_run"] == [2]  # none after the last epoch
     assert (
