@@ -421,12 +421,12 @@ def row_record(board: Board, row: Row) -> dict[str, Any]:
         "gap_recovered": row.gap,
         "best": row.best if measured else None,
         "ci_overlaps_best": row.overlaps_best,
-        "p50_ms": row.p50_ms,
+        "p50_ms": cost.p50_ms if cost else math.nan,
         "p50_iqr_ms": cost.p50_iqr_ms if cost else None,
-        "throughput_img_s": row.throughput,
+        "throughput_img_s": cost.throughput if cost else math.nan,
         "throughput_iqr_img_s": cost.throughput_iqr if cost else None,
-        "params": row.params,
-        "flops_per_image": row.flops,
+        "params": cost.params if cost else math.nan,
+        "flops_per_image": cost.flops if cost else math.nan,
         "cost_device": cost.device if cost else None,
         "cost_measurements": (
             None if cost is None else f"{cost.measurements} per-cell" if cost.per_cell else "1"

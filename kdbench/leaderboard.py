@@ -72,10 +72,6 @@ class Row:
     gap: float = NAN
     best: bool = False
     overlaps_best: bool | None = None
-    p50_ms: float = NAN
-    throughput: float = NAN
-    params: float = NAN
-    flops: float = NAN
     extra_params: float = NAN
     train_s: float = NAN
     step_ms: float = NAN
@@ -343,7 +339,6 @@ def _fill(
         if base is not None and row is not base:
             row.paired = paired(row.per_seed, base.per_seed)
             row.better = row.paired.better()
-        _show_cost(row, board.cost)
     _mark_best(rows)
     rows.sort(key=lambda r: (math.isnan(r.mean), -r.mean if not math.isnan(r.mean) else 0, r.label))
     board.rows = _with_published(board, rows, reference)
@@ -405,15 +400,6 @@ def curves(records: list[dict[str, Any]]) -> dict[str, list[tuple[int, float, fl
             series.append((epoch, spread.mean, std, spread.n))
         out[name] = series
     return out
-
-
-def _show_cost(row: Row, cost: Cost | None) -> None:
-    """Every row of a student shows its architecture's one cost, whatever the method."""
-    if cost is None:
-        return
-    row.p50_ms, row.throughput, row.params, row.flops = (
-        cost.p50_ms, cost.throughput, cost.params, cost.flops
-    )  # fmt: skip
 
 
 def _first_line(record: dict[str, Any]) -> str:
