@@ -1,3 +1,3 @@
-from kdbench.cli import main
+from kdbench.cli.main import main
 
 main()

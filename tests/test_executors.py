@@ -24,12 +24,12 @@ from click.testing import CliRunner
 
 from conftest import DIVERGING_PAIR, TINY, write_benchmark
 from kdbench.builtin.executors import LocalExecutor, PoolExecutor, failed_record, failed_records
-from kdbench.cell import CellJob, lockstep_groups, run_cell, run_group
 from kdbench.cli import cli
-from kdbench.context import RunContext
-from kdbench.errors import KdbenchError
-from kdbench.registry import Entry
-from kdbench.runner import plan, run_benchmark
+from kdbench.core.errors import KdbenchError
+from kdbench.core.registry import Entry
+from kdbench.engine.cell import CellJob, lockstep_groups, run_cell, run_group
+from kdbench.engine.context import RunContext
+from kdbench.engine.runner import plan, run_benchmark
 
 SOFT_CE = "\n[losses.soft_ce]\n"  # with kd, a lockstep group of two cells per seed
 

@@ -2,16 +2,16 @@
 
 An executor class is built with its TOML parameters (``[executor] params = {...}``) and
 has ``map(units, run)``, yielding ``run(unit)`` for each unit as soon as it ends, in any
-order. A unit is one :class:`~kdbench.cell.CellJob`, whose result is a record, or, with
+order. A unit is one :class:`~kdbench.engine.cell.CellJob`, whose result is a record, or, with
 ``[executor] lockstep = true`` (the default), a lockstep group: a list of jobs that
-:func:`~kdbench.cell.run_group` trains together, whose result is a list of records. The
+:func:`~kdbench.engine.cell.run_group` trains together, whose result is a list of records. The
 runner takes a list of records for any unit. An executor that only passes units to
 ``run`` and yields what comes back needs to know neither; :func:`jobs_of` gives the jobs
 of a unit to one that looks inside.
 
 Executors that set ``in_process = True`` receive a ``run`` that shows progress and
-reuses loaded datasets; others receive :func:`~kdbench.cell.run_group` or
-:func:`~kdbench.cell.run_cell` itself, which pickles, and may call it as
+reuses loaded datasets; others receive :func:`~kdbench.engine.cell.run_group` or
+:func:`~kdbench.engine.cell.run_cell` itself, which pickles, and may call it as
 ``run(unit, context=...)`` with a context kept per worker.
 
 Three optional methods let the runner drive an executor's lifetime, which may span
@@ -40,9 +40,9 @@ from typing import Any
 import torch
 
 from kdbench import hookimpl
-from kdbench.cell import error_of, record_head
-from kdbench.errors import KdbenchError
-from kdbench.threads import resolve_threads, set_threads, usable_cores
+from kdbench.core.errors import KdbenchError
+from kdbench.core.threads import resolve_threads, set_threads, usable_cores
+from kdbench.engine.cell import error_of, record_head
 
 Result = dict[str, Any] | list[dict[str, Any]]  # what run(unit) answers: record or records
 
@@ -53,7 +53,7 @@ def worker_context():
     """This process's RunContext, made on first use and kept (plugins and datasets cached)."""
     global _WORKER_CONTEXT
     if _WORKER_CONTEXT is None:
-        from kdbench.context import RunContext
+        from kdbench.engine.context import RunContext
 
         _WORKER_CONTEXT = RunContext()
     return _WORKER_CONTEXT
@@ -92,7 +92,7 @@ def _positive(name: str, value: Any, executor: str) -> int | None:
 class LocalExecutor:
     """Run cells sequentially in this process (the default), with ``threads`` torch threads.
 
-    ``threads`` defaults to the usable cores (see :mod:`kdbench.threads`).
+    ``threads`` defaults to the usable cores (see :mod:`kdbench.core.threads`).
     """
 
     in_process = True

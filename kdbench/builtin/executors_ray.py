@@ -19,7 +19,7 @@ from typing import Any
 
 from kdbench import hookimpl
 from kdbench.builtin.executors import Result, _positive, failed_records, worker_context
-from kdbench.errors import KdbenchError
+from kdbench.core.errors import KdbenchError
 
 INSTALL_HINT = "the ray executor needs Ray: pip install 'kdbench[ray]'"
 
@@ -34,7 +34,7 @@ def _import_ray():
 
 def run_ray_cell(run: Callable[..., Result], unit: Any, threads: int) -> Result:
     """The task body: as many torch threads as CPUs reserved, then the cell or group."""
-    from kdbench.threads import set_threads
+    from kdbench.core.threads import set_threads
 
     set_threads(threads)
     return run(unit, context=worker_context())

@@ -29,9 +29,9 @@ from typing import Any
 
 from kdbench import hookimpl
 from kdbench.builtin.executors import Result, _positive, failed_records, jobs_of, worker_context
-from kdbench.errors import KdbenchError
-from kdbench.records import write_json_atomic
-from kdbench.threads import default_threads, resolve_threads, set_threads
+from kdbench.core.errors import KdbenchError
+from kdbench.core.threads import default_threads, resolve_threads, set_threads
+from kdbench.records.store import write_json_atomic
 
 INSTALL_HINT = "the slurm executor needs submitit: pip install 'kdbench[slurm]'"
 JOBS_FILE = "kdbench-jobs.json"  # job id -> its cells, for `kdbench status`
