@@ -1,3 +1,3 @@
-from kdbench.cli.main import main
+from kdbench.cli import main
 
 main()

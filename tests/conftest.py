@@ -175,8 +175,8 @@ def distil_steps(
 
 def cell_jobs(bench: Path, folder: Path):
     """A benchmark's plugins context and its cells as CPU jobs, teachers provisioned."""
-    from kdbench.engine.cell import CellJob
     from kdbench.engine.context import RunContext
+    from kdbench.engine.job import CellJob
     from kdbench.engine.runner import plan, provision_teachers
 
     context = RunContext()

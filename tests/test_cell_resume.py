@@ -17,9 +17,11 @@ import torch
 
 from conftest import cell_jobs, write_benchmark
 from kdbench.core.errors import ConfigError
-from kdbench.engine.cell import CellJob, lockstep_groups, run_group
+from kdbench.engine.cell import run_group
 from kdbench.engine.cell_checkpoint import GroupCheckpoint, Outputs
 from kdbench.engine.events import Progress
+from kdbench.engine.job import CellJob
+from kdbench.engine.lockstep import lockstep_groups
 from kdbench.engine.runner import plan
 
 EPOCHS = 4

@@ -18,8 +18,9 @@ from conftest import write_benchmark
 from kdbench.builtin.models_small import cnn
 from kdbench.engine import batches as data_module
 from kdbench.engine.batches import Augment, BatchStream, normalize
-from kdbench.engine.cell import CellJob, run_cell, run_group
+from kdbench.engine.cell import run_cell, run_group
 from kdbench.engine.context import RunContext
+from kdbench.engine.job import CellJob
 from kdbench.engine.logit_cache import build_logit_cache
 from kdbench.engine.matrix import DatasetSpec
 from kdbench.engine.runner import plan, provision_teachers

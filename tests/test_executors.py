@@ -27,8 +27,10 @@ from kdbench.builtin.executors import LocalExecutor, PoolExecutor, failed_record
 from kdbench.cli import cli
 from kdbench.core.errors import KdbenchError
 from kdbench.core.registry import Entry
-from kdbench.engine.cell import CellJob, lockstep_groups, run_cell, run_group
+from kdbench.engine.cell import run_cell, run_group
 from kdbench.engine.context import RunContext
+from kdbench.engine.job import CellJob
+from kdbench.engine.lockstep import lockstep_groups
 from kdbench.engine.runner import plan, run_benchmark
 
 SOFT_CE = "\n[losses.soft_ce]\n"  # with kd, a lockstep group of two cells per seed

@@ -19,8 +19,9 @@ from kdbench import ConfigError
 from kdbench.builtin.datasets_digits import digits as digits_dataset
 from kdbench.builtin.losses_crd import CRD
 from kdbench.builtin.losses_reviewkd import ABF, ReviewKD, hcl
-from kdbench.engine.cell import CellJob, run_cell
+from kdbench.engine.cell import run_cell
 from kdbench.engine.context import RunContext
+from kdbench.engine.job import CellJob
 from kdbench.engine.runner import plan, provision_teachers
 
 # --- CRD ---------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from conftest import write_benchmark
-from kdbench.engine.cell import CellJob, run_cell, run_group
+from kdbench.engine.cell import run_cell, run_group
 from kdbench.engine.context import RunContext
+from kdbench.engine.job import CellJob
 from kdbench.engine.runner import plan, provision_teachers
 
 

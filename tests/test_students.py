@@ -17,10 +17,10 @@ from kdbench.cli import cli
 from kdbench.core.errors import KdbenchError
 from kdbench.core.plugins import load_plugins
 from kdbench.engine.context import RunContext
+from kdbench.engine.evaluate import evaluate
 from kdbench.engine.matrix import DatasetSpec, file_sha256
 from kdbench.engine.runner import plan, run_benchmark
 from kdbench.engine.students import build_student, read_student, save_student
-from kdbench.engine.training import evaluate
 from kdbench.records.store import RecordStore, read_record
 
 HAS_ONNX = importlib.util.find_spec("onnx") is not None

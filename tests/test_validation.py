@@ -15,7 +15,7 @@ import torch
 from annotated_types import Ge, Gt, Interval, Le, Lt, MinLen
 from click.testing import CliRunner
 
-import kdbench.cli.main
+import kdbench.cli.app
 from conftest import TINY
 from kdbench import DistillationLoss, KdbenchError, LossInputs
 from kdbench.builtin.models_small import cnn
@@ -73,7 +73,7 @@ def plugins():
 @pytest.fixture
 def invoke(plugins, tmp_path, monkeypatch) -> Callable[..., tuple[int, str]]:
     """Run the CLI in tmp_path with the test plugins; returns (exit code, output)."""
-    monkeypatch.setattr(kdbench.cli.main, "_context", lambda: RunContext(plugins=plugins))
+    monkeypatch.setattr(kdbench.cli.app, "_context", lambda: RunContext(plugins=plugins))
     monkeypatch.chdir(tmp_path)
 
     def run(*args: str) -> tuple[int, str]:
@@ -542,7 +542,7 @@ def test_unreadable_file_argument_is_one_line(invoke, tmp_path, target):
 
 
 def test_debug_shows_the_traceback(plugins, tmp_path, monkeypatch):
-    monkeypatch.setattr(kdbench.cli.main, "_context", lambda: RunContext(plugins=plugins))
+    monkeypatch.setattr(kdbench.cli.app, "_context", lambda: RunContext(plugins=plugins))
     bench = write_case(tmp_path, sub("temperature = 4.0", 'temperature = "hot"'))
     result = CliRunner().invoke(cli, ["--debug", "validate", str(bench)])
     assert isinstance(result.exception, KdbenchError)

@@ -31,9 +31,11 @@ import torch
 
 from kdbench.core.config import Recipe
 from kdbench.core.losses import LossContext
-from kdbench.engine.cell import CellJob, lockstep_groups, run_group
+from kdbench.engine.cell import run_group
 from kdbench.engine.cell_checkpoint import GroupCheckpoint, Outputs
 from kdbench.engine.context import RunContext
+from kdbench.engine.job import CellJob
+from kdbench.engine.lockstep import lockstep_groups
 from kdbench.engine.measure import device_name
 from kdbench.engine.runner import plan, provision_teachers
 from kdbench.engine.training import make_run

@@ -47,7 +47,9 @@ from kdbench.engine.folding import fold_batchnorm
 from kdbench.engine.logit_cache import CachedTeacher, build_logit_cache
 from kdbench.engine.matrix import DatasetSpec, ModelSpec
 from kdbench.engine.measure import device_name
-from kdbench.engine.training import OnlineTeacher, autocast_dtype, compiled, make_run, train_epoch
+from kdbench.engine.online_teacher import OnlineTeacher
+from kdbench.engine.precision import autocast_dtype, compiled
+from kdbench.engine.training import make_run, train_epoch
 
 RECIPE = {
     "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,

@@ -28,8 +28,10 @@ from pathlib import Path
 
 import torch
 
-from kdbench.engine.cell import CellJob, lockstep_groups, run_cell, run_group
+from kdbench.engine.cell import run_cell, run_group
 from kdbench.engine.context import RunContext
+from kdbench.engine.job import CellJob
+from kdbench.engine.lockstep import lockstep_groups
 from kdbench.engine.matrix import LossSpec
 from kdbench.engine.measure import device_name
 from kdbench.engine.runner import plan, provision_teachers

@@ -2,7 +2,7 @@
 
 An executor class is built with its TOML parameters (``[executor] params = {...}``) and
 has ``map(units, run)``, yielding ``run(unit)`` for each unit as soon as it ends, in any
-order. A unit is one :class:`~kdbench.engine.cell.CellJob`, whose result is a record, or, with
+order. A unit is one :class:`~kdbench.engine.job.CellJob`, whose result is a record, or, with
 ``[executor] lockstep = true`` (the default), a lockstep group: a list of jobs that
 :func:`~kdbench.engine.cell.run_group` trains together, whose result is a list of records. The
 runner takes a list of records for any unit. An executor that only passes units to
@@ -42,7 +42,7 @@ import torch
 from kdbench import hookimpl
 from kdbench.core.errors import KdbenchError
 from kdbench.core.threads import resolve_threads, set_threads, usable_cores
-from kdbench.engine.cell import error_of, record_head
+from kdbench.engine.job import error_of, record_head
 
 Result = dict[str, Any] | list[dict[str, Any]]  # what run(unit) answers: record or records
 

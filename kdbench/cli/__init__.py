@@ -3,6 +3,6 @@
 and is imported by neither.
 """
 
-from kdbench.cli.main import cli, main
+from kdbench.cli.app import cli, main
 
 __all__ = ["cli", "main"]

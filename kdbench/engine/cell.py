@@ -8,7 +8,6 @@ diverged loss becomes a record with ``status = "failed"`` and the reason.
 from __future__ import annotations
 
 import contextlib
-import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,49 +18,21 @@ import torch
 from kdbench.core.data import DatasetSplits
 from kdbench.core.losses import LossContext, TapPair, feature_pairs
 from kdbench.engine.batches import Augment, BatchStream, sample_inputs
+from kdbench.engine.cache_policy import teacher_source
 from kdbench.engine.cell_checkpoint import GroupCheckpoint, Outputs
+from kdbench.engine.cell_record import finish_record
 from kdbench.engine.context import RunContext, resolve_device
+from kdbench.engine.evaluate import TestSplit
 from kdbench.engine.events import Progress
 from kdbench.engine.features import FeatureTaps
-from kdbench.engine.folding import fold_batchnorm
-from kdbench.engine.logit_cache import CachedTeacher, build_logit_cache, cache_key, worth_caching
-from kdbench.engine.matrix import Cell, stable_hash
-from kdbench.engine.measure import (
-    FLOPS_UNIT,
-    architecture_cost,
-    count_params,
-    flops_per_image,
-    protocol_latency,
-    serialized_bytes,
-)
+from kdbench.engine.job import CellJob, error_of, record_head
+from kdbench.engine.lockstep import lockstep_key
+from kdbench.engine.precision import autocast_dtype, compile_mode, compiled
 from kdbench.engine.provenance import provenance
 from kdbench.engine.seeding import seed_everything
 from kdbench.engine.students import save_student
-from kdbench.engine.teachers import load_teacher
-from kdbench.engine.training import (
-    OnlineTeacher,
-    StudentRun,
-    TestSplit,
-    autocast_dtype,
-    compile_mode,
-    compiled,
-    fit,
-    make_run,
-)
-from kdbench.records.store import SCHEMA_VERSION
-
-
-@dataclass(frozen=True)
-class CellJob:
-    """A cell plus what the run resolved for it: picklable, so any executor can ship it."""
-
-    cell: Cell
-    device: str = "auto"
-    teacher_weights: str | None = None
-    teacher_info: dict[str, Any] | None = None
-    source_dir: str = "."
-    config_hash: str | None = None
-    outputs: Outputs | None = None  # checkpoints, kept student, costs; none: per-cell latency
+from kdbench.engine.teacher_setup import frozen_teacher
+from kdbench.engine.training import StudentRun, fit, make_run
 
 
 def run_cell(
@@ -69,35 +40,6 @@ def run_cell(
 ) -> dict[str, Any]:
     """Train and measure one cell; always returns a record, ``ok`` or ``failed``."""
     return run_group([job], context, progress)[0]
-
-
-def lockstep_key(cell: Cell) -> str:
-    """Cells with equal keys see identical batches and can share one teacher forward."""
-    recipe = cell.recipe
-    return stable_hash(
-        [
-            cell.dataset.name,
-            cell.dataset.params,
-            cell.teacher.id if cell.teacher else None,
-            cell.seed,
-            recipe["epochs"],
-            recipe["batch_size"],
-            recipe["augment"],
-            recipe["amp"],
-            # shared by the group through its stream and teacher: must agree too
-            recipe["channels_last"],
-            recipe["compile"],
-            recipe["logit_cache"],
-        ]
-    )
-
-
-def lockstep_groups(jobs: list[CellJob]) -> list[list[CellJob]]:
-    """Jobs grouped by :func:`lockstep_key`, in first-appearance order."""
-    groups: dict[str, list[CellJob]] = {}
-    for job in jobs:
-        groups.setdefault(lockstep_key(job.cell), []).append(job)
-    return list(groups.values())
 
 
 def run_group(
@@ -142,27 +84,6 @@ def run_group(
     return records
 
 
-def record_head(job: CellJob) -> dict[str, Any]:
-    """What every record of a job starts with, whatever happens to the cell."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "cell_id": job.cell.id,
-        "config": job.cell.config(),
-        "benchmark_config_hash": job.config_hash,
-        "teacher": job.teacher_info,
-        "started_at": datetime.now(UTC).isoformat(),
-    }
-
-
-def error_of(exc: BaseException, prefix: str = "") -> dict[str, str]:
-    """An exception as a record's ``error``: type, message and traceback."""
-    return {
-        "type": type(exc).__name__,
-        "message": f"{prefix}{exc}",
-        "traceback": "".join(traceback.format_exception(exc, limit=20)),
-    }
-
-
 @dataclass
 class _Student:
     job: CellJob
@@ -184,16 +105,9 @@ def _train_group(
     teacher = t_taps = teacher_cost = None
     folded = 0
     if first.teacher is not None:
-        teacher = load_teacher(first.teacher, context, data, Path(jobs[0].teacher_weights), device)
-        teacher.requires_grad_(False)
-        # measured as loaded: before the folding and memory format that only speed training
-        teacher_cost = _cost_ref(jobs[0], teacher, sample, data.num_classes, "teacher")
-        t_taps = context.taps("teachers", first.teacher.model, teacher)
-        # Inference mode, BatchNorms folded where no declared tap could see the difference
-        # (all taps, not just the wanted ones: a cell's numbers must not depend on its group).
-        folded = fold_batchnorm(teacher, keep=[path.partition(":")[0] for path in t_taps.values()])
-        if recipe["channels_last"]:
-            teacher = teacher.to(memory_format=torch.channels_last)
+        teacher, t_taps, teacher_cost, folded = frozen_teacher(
+            jobs[0], context, data, sample, device
+        )
 
     students: list[_Student | BaseException] = []
     for job in jobs:
@@ -216,20 +130,10 @@ def _train_group(
     )
     source, cached = None, False
     if any(s.run.loss.needs_teacher for s in live):
-        forward = compiled(teacher, mode) if mode else None
-        source = OnlineTeacher(teacher, teacher_taps, amp, forward=forward)
-        if not wanted and _use_cache(recipe):
-            key = cache_key(first.teacher.id, recipe["augment"], device, folded, amp)
-            source = CachedTeacher(
-                context.cached(
-                    key,
-                    lambda: build_logit_cache(
-                        teacher, data.train, stream.augment, mean=mean, std=std,
-                        device=device, amp_dtype=amp,
-                    ),
-                )
-            )  # fmt: skip
-            cached = True
+        source, cached = teacher_source(
+            first, teacher, teacher_taps, context=context, data=data, stream=stream,
+            device=device, amp=amp, folded=folded,
+        )  # fmt: skip
     outputs = jobs[0].outputs
     checkpoint = GroupCheckpoint(outputs, [job.cell.id for job in jobs]) if outputs else None
     resumed = checkpoint.load(len(live)) if checkpoint else None
@@ -278,7 +182,9 @@ def _train_group(
         "teacher_cost": teacher_cost,
     }
     results = [
-        s if isinstance(s, BaseException) else s.run.error or _finish(s, data, sample, shared)
+        s if isinstance(s, BaseException) else (
+            s.run.error or finish_record(s.job, s.run, s.features, data, sample, shared)
+        )
         for s in students
     ]
     if outputs and outputs.keep_students:
@@ -305,12 +211,6 @@ def _keep(student: _Student, data: DatasetSplits, outputs: Outputs) -> dict[str,
         "classes": list(data.classes),
     }
     return save_student(student.run.model, Path(outputs.out_dir), cell.id, meta)
-
-
-def _use_cache(recipe: dict[str, Any]) -> bool:
-    setting = recipe["logit_cache"]
-    augment = Augment(**recipe["augment"])
-    return setting == "on" or (setting == "auto" and worth_caching(augment, recipe["epochs"]))
 
 
 def _prepare(
@@ -375,101 +275,3 @@ def _feature_shapes(
     return {name: tuple(t.shape[1:]) for name, t in taps.pop().items()}
 
 
-ACCURACY_PROTOCOL = (
-    "top1/top5: last epoch, test split; best_top1: the highest test top-1 over the "
-    "evaluated epochs (every eval_every epochs and the last), selected on the test split"
-)
-
-
-def best_epoch(history: list[dict[str, Any]]) -> tuple[float, int] | None:
-    """The highest test top-1 of a history and its (first) epoch; None if none evaluated.
-
-    Chosen by looking at the test split, so an optimistic figure: reported beside the
-    last epoch's, never instead of it.
-    """
-    scored = [(e["test_top1"], -e["epoch"]) for e in history if e["test_top1"] is not None]
-    if not scored:
-        return None
-    top1, epoch = max(scored)
-    return top1, -epoch
-
-
-def _finish(
-    student: _Student, data: DatasetSplits, sample: torch.Tensor, shared: dict[str, Any]
-) -> dict[str, Any]:
-    """Measure a trained student, evaluated after its last epoch: the body of its record."""
-    cell, run = student.job.cell, student.run
-    best = best_epoch(run.history)
-    metrics = {**run.accuracy, "final_train_loss": run.history[-1]["train"]}
-    if best is not None:
-        metrics["best_top1"], metrics["best_epoch"] = best
-    cost = {
-        # The cell's share of its group's wall time; the whole group's is kept too.
-        "train_seconds": shared["train_seconds"] / shared["group_size"],
-        "group_train_seconds": shared["train_seconds"],
-        "step_ms": 1e3 * run.step_seconds / max(run.steps, 1),
-        "steps": run.steps,
-        "lockstep_group": shared["group_size"],
-        # Wall time of each epoch with its evaluation (the group's, for a lockstep group).
-        "epoch_seconds": run.epoch_seconds,
-    }
-    if shared["resumed_from_epoch"]:  # trained on from a checkpoint after this many epochs
-        cost["resumed_from_epoch"] = shared["resumed_from_epoch"]
-    return {
-        "metrics": metrics,
-        "history": run.history,
-        "size": _size(run.model, run.loss, sample, cell.measure),
-        **_inference_cost(student.job, run.model, sample, data.num_classes, shared),
-        "cost": cost,
-        "dataset": shared["dataset"],
-        "protocol": {
-            "accuracy": ACCURACY_PROTOCOL,
-            "eval_every": cell.recipe["eval_every"],
-            "amp": shared["amp"],
-            "features": [str(pair) for pair in student.features],
-            "lockstep_group": shared["group_size"],
-            "logit_cache": shared["logit_cache"],
-            "channels_last": cell.recipe["channels_last"],
-            "compile": shared["compile"],
-            "teacher_bn_folded": shared["teacher_bn_folded"],
-            "data_on_device": shared["data_on_device"],
-        },
-    }
-
-
-def _size(student, loss, sample, measure: dict) -> dict[str, Any]:
-    size = {
-        "params": count_params(student),
-        "serialized_bytes": serialized_bytes(student),
-        "extra_params": count_params(loss, trainable_only=True),
-    }
-    if measure["flops"]:
-        size["flops_per_image"] = flops_per_image(student, sample)
-        size["flops_unit"] = FLOPS_UNIT
-    return size
-
-
-def _inference_cost(
-    job: CellJob, student, sample, num_classes: int, shared: dict[str, Any]
-) -> dict[str, Any]:
-    """References to the networks' shared cost files, or (alone) a per-cell latency."""
-    if job.outputs is None:
-        return {"latency": protocol_latency(student, sample, job.cell.measure)}
-    refs = {"student": _cost_ref(job, student, sample, num_classes, "student")}
-    if shared["teacher_cost"] is not None:
-        refs["teacher"] = shared["teacher_cost"]
-    return {"arch_cost": refs}
-
-
-def _cost_ref(job: CellJob, model, sample, num_classes: int, role: str) -> dict[str, str] | None:
-    """The network's cost file (measured once per architecture and device, as loaded)."""
-    if job.outputs is None:
-        return None
-    config = job.cell.config()
-    student = role == "student"
-    return architecture_cost(
-        model, sample, job.cell.measure, num_classes=num_classes,
-        spec=config["student"] if student else config["teacher"]["model"],
-        channels_last=job.cell.recipe["channels_last"] and student,
-        results=Path(job.outputs.out_dir),
-    )  # fmt: skip

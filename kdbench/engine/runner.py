@@ -15,10 +15,12 @@ from rich.console import Console
 from kdbench.cli.progress import make_display
 from kdbench.core.config import BenchmarkConfig
 from kdbench.core.threads import oversubscribed, resolve_threads, using_threads
-from kdbench.engine.cell import CellJob, lockstep_groups, run_cell, run_group
+from kdbench.engine.cell import run_cell, run_group
 from kdbench.engine.cell_checkpoint import Outputs
 from kdbench.engine.context import RunContext, resolve_device
 from kdbench.engine.events import Progress
+from kdbench.engine.job import CellJob
+from kdbench.engine.lockstep import lockstep_groups
 from kdbench.engine.matrix import Cell, stable_hash, teachers_of
 from kdbench.engine.teachers import provision
 from kdbench.engine.trackers import Trackers, TrackingProgress, build_trackers, check_trackers

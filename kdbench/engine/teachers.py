@@ -20,11 +20,13 @@ from kdbench.core.losses import CrossEntropy
 from kdbench.engine.batches import Augment, BatchStream, sample_inputs
 from kdbench.engine.checkpoints import load_weights, read_state_dict
 from kdbench.engine.context import RunContext
+from kdbench.engine.evaluate import evaluate
 from kdbench.engine.events import Progress
 from kdbench.engine.matrix import TeacherSpec, file_sha256
 from kdbench.engine.measure import count_params
+from kdbench.engine.precision import autocast_dtype
 from kdbench.engine.seeding import seed_everything
-from kdbench.engine.training import autocast_dtype, evaluate, fit, make_run
+from kdbench.engine.training import fit, make_run
 from kdbench.records.store import atomic_path, write_json_atomic
 
 

@@ -12,7 +12,6 @@ evaluated) and the mean of each training-loss term.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -22,65 +21,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdbench.core.data import Split
 from kdbench.core.errors import KdbenchError
 from kdbench.core.losses import DistillationLoss, LossInputs, loss_terms
-from kdbench.engine.batches import Batch, BatchStream, eval_batches
+from kdbench.engine.batches import BatchStream
+from kdbench.engine.evaluate import TestSplit, evaluate_epoch
 from kdbench.engine.events import Progress
 from kdbench.engine.features import FeatureTaps
+from kdbench.engine.online_teacher import TeacherSource
+from kdbench.engine.optim import build_optimizer, build_scheduler
+from kdbench.engine.precision import autocast
+from kdbench.engine.rng import RngState
 
 
 class DivergedError(KdbenchError):
     """The loss became NaN or infinite; the cell is recorded as failed."""
 
 
-TeacherSource = Callable[[Batch], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 """Gives a batch's teacher logits and features: :class:`OnlineTeacher` or a logit cache."""
-
-
-class OnlineTeacher:
-    """Runs the frozen teacher on each batch (features through its taps, if any)."""
-
-    def __init__(
-        self,
-        model: nn.Module,
-        taps: FeatureTaps | None,
-        amp_dtype: torch.dtype | None,
-        forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    ) -> None:
-        self.model, self.taps, self.amp_dtype = model.eval(), taps, amp_dtype
-        self.forward = self.model if forward is None else forward  # e.g. torch.compile(model)
-
-    def __call__(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        with torch.no_grad(), _autocast(batch.inputs.device, self.amp_dtype):
-            logits = self.forward(batch.inputs).float()
-        return logits, self.taps.pop() if self.taps else {}
-
-
-class RngState:
-    """A private copy of torch's global random state (CPU, and CUDA when in use).
-
-    Captured when a run is built; restored before each of its steps and captured after,
-    so dropout and other global draws of one student never shift another's.
-    """
-
-    def __init__(self) -> None:
-        self.capture()
-
-    def capture(self) -> None:
-        self.cpu = torch.get_rng_state()
-        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-
-    def restore(self) -> None:
-        torch.set_rng_state(self.cpu)
-        if self.cuda is not None:
-            torch.cuda.set_rng_state_all(self.cuda)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"cpu": self.cpu, "cuda": self.cuda}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.cpu, self.cuda = state["cpu"], state["cuda"]
 
 
 @dataclass
@@ -144,63 +101,6 @@ class StudentRun:
         if state["error"] is not None:
             name, message = state["error"]
             self.error = type(name, (RuntimeError,), {})(message)
-
-
-def build_optimizer(params: list[nn.Parameter], optimizer: dict) -> torch.optim.Optimizer:
-    if optimizer["name"] == "sgd":
-        return torch.optim.SGD(
-            params,
-            lr=optimizer["lr"],
-            momentum=optimizer["momentum"],
-            weight_decay=optimizer["weight_decay"],
-            nesterov=optimizer["nesterov"],
-        )
-    return torch.optim.AdamW(params, lr=optimizer["lr"], weight_decay=optimizer["weight_decay"])
-
-
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, schedule: dict, epochs: int
-) -> torch.optim.lr_scheduler.LRScheduler:
-    """A per-epoch learning-rate schedule."""
-    if schedule["name"] == "multistep":
-        return torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=schedule["milestones"], gamma=schedule["gamma"]
-        )
-    if schedule["name"] == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
-
-
-def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """bf16 (or fp16) autocast on CUDA; none on CPU, where it rarely pays."""
-    if device.type != "cuda" or amp == "off":
-        return None
-    if amp == "fp16" or (amp == "auto" and not torch.cuda.is_bf16_supported()):
-        return torch.float16
-    return torch.bfloat16
-
-
-def compile_mode(setting: bool | str) -> str | None:
-    """The ``torch.compile`` mode a recipe's ``compile`` asks for (None: eager)."""
-    if setting is False:
-        return None
-    return "default" if setting is True else setting
-
-
-def compiled(model: nn.Module, mode: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``torch.compile(model)`` that keeps feature taps (forward hooks) working.
-
-    By default Dynamo does not guard on module hooks, so two students of one class, one
-    with taps and one without, would share one graph and the taps would stay empty.
-    """
-    torch._dynamo.config.skip_nnmodule_hook_guards = False
-    return torch.compile(model, mode=mode)
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def train_epoch(
@@ -285,7 +185,7 @@ def _step(
     amp_dtype: torch.dtype | None,
 ) -> dict[str, torch.Tensor]:
     """One optimisation step of one student; returns its loss terms."""
-    with _autocast(inputs.device, amp_dtype):
+    with autocast(inputs.device, amp_dtype):
         logits = (run.model if run.forward is None else run.forward)(inputs)
     batch = LossInputs(
         student_logits=logits.float(),
@@ -308,44 +208,6 @@ def _step(
         total.backward()
         run.optimizer.step()
     return terms
-
-
-@torch.inference_mode()
-def evaluate(
-    model: nn.Module,
-    split: Split,
-    *,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    device: torch.device,
-    batch_size: int = 512,
-    amp_dtype: torch.dtype | None = None,
-) -> dict[str, float]:
-    """Top-1 and top-5 accuracy (%) on a split; top-5 only with at least 5 classes.
-
-    Runs in eval mode and puts the model back in the mode it was in, so it can be
-    called between training epochs; it draws no random numbers.
-    """
-    was_training = model.training
-    model.eval()
-    hits1 = hits5 = torch.zeros((), dtype=torch.long, device=device)
-    for inputs, targets in eval_batches(
-        split, batch_size=batch_size, mean=mean, std=std, device=device
-    ):
-        with _autocast(device, amp_dtype):
-            logits = model(inputs).float()
-        k = min(5, logits.shape[1])
-        top = logits.topk(k, dim=1).indices
-        hits = top.eq(targets.view(-1, 1))
-        hits1 = hits1 + hits[:, 0].sum()  # summed on the device: one sync at the end
-        hits5 = hits5 + hits.any(dim=1).sum()
-    model.train(was_training)
-    correct1, correct5 = int(hits1), int(hits5)
-    n = len(split)
-    result = {"top1": 100.0 * correct1 / n}
-    if logits.shape[1] >= 5:
-        result["top5"] = 100.0 * correct5 / n
-    return result
 
 
 def make_run(
@@ -371,50 +233,6 @@ def make_run(
         eval_every=recipe.get("eval_every", 1),
         eval_batch_size=recipe.get("eval_batch_size", 512),
     )
-
-
-@dataclass(frozen=True)
-class TestSplit:
-    """The split runs are evaluated on between epochs, normalised as for the final figure."""
-
-    split: Split
-    mean: torch.Tensor
-    std: torch.Tensor
-    device: torch.device
-    amp_dtype: torch.dtype | None = None
-
-    __test__ = False  # not a pytest class, though its name starts with Test
-
-
-def evaluate_epoch(runs: list[StudentRun], test: TestSplit, *, epoch: int, epochs: int) -> None:
-    """Test top-1 of every live run due at this epoch (0-based), into its last history entry.
-
-    A run is due every ``eval_every`` epochs and always after the last one; the full
-    result (top-1 and top-5) is kept as ``run.accuracy``. A run whose evaluation fails
-    keeps the error, as in training; the others go on.
-    """
-    for run in runs:
-        if run.error is not None or not run.history or run.history[-1]["epoch"] != epoch + 1:
-            continue
-        if (epoch + 1) % run.eval_every and epoch + 1 != epochs:
-            continue
-        try:
-            run.accuracy = evaluate(
-                run.model,
-                test.split,
-                mean=test.mean,
-                std=test.std,
-                device=test.device,
-                batch_size=run.eval_batch_size,
-                amp_dtype=test.amp_dtype,
-            )
-        except Exception as exc:  # noqa: BLE001 - the run fails, the group goes on
-            run.error = exc
-            continue
-        finally:
-            if run.taps is not None:
-                run.taps.pop()  # the evaluation's activations are no training step's
-        run.history[-1]["test_top1"] = run.accuracy["top1"]
 
 
 def fit(
