@@ -23,7 +23,7 @@ import torch
 from click.testing import CliRunner
 
 from conftest import DIVERGING_PAIR, TINY, write_benchmark
-from kdbench.builtin.executors import LocalExecutor, PoolExecutor, failed_record, failed_records
+from kdbench.builtin.executors import LocalExecutor, PoolExecutor
 from kdbench.cli import cli
 from kdbench.core.errors import KdbenchError
 from kdbench.core.registry import Entry
@@ -32,6 +32,7 @@ from kdbench.engine.context import RunContext
 from kdbench.engine.job import CellJob
 from kdbench.engine.lockstep import lockstep_groups
 from kdbench.engine.runner import plan, run_benchmark
+from kdbench.executors import failed_record, failed_records
 
 SOFT_CE = "\n[losses.soft_ce]\n"  # with kd, a lockstep group of two cells per seed
 

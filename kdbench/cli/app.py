@@ -181,8 +181,10 @@ def run(
     Finished cells are skipped (resume); a failed cell is recorded and the rest go
     on; the leaderboard is written as leaderboard.md and .csv beside the records.
     """
+    from kdbench.cli.progress import make_display
     from kdbench.engine.runner import default_out_dir, plan, run_benchmark
     from kdbench.records.store import RecordStore
+    from kdbench.reporting.report import write_run_tables
 
     context = _context()
     # Validated first: an invalid file writes nothing, not even the results folder.
@@ -208,7 +210,8 @@ def run(
         return
     result = run_benchmark(
         the_plan, context, out_dir=out_dir, device=device, executor=executor, quiet=quiet,
-        wait=wait, threads=threads, log_every=log_every,
+        wait=wait, threads=threads, log_every=log_every, display=make_display,
+        summarize=write_run_tables,
     )  # fmt: skip
     click.echo(result.table)
     click.echo(f"\nrecords and tables: {result.out_dir}")
@@ -530,12 +533,12 @@ def status(directory: Path, file: Path | None) -> None:
     """Show how many cells of results DIR are done, failed and pending.
 
     Pending cells come from the benchmark FILE (default: the DIR/benchmark.toml that
-    `kdbench run` copied there). Jobs the slurm executor submitted that have not
-    come back yet are listed with their state.
+    `kdbench run` copied there). Jobs an executor submitted that have not come back
+    yet (Slurm's) are listed with their state.
     """
     from kdbench.cli.status import status as read_status
 
-    state = read_status(directory, file, _context())
+    state = read_status(directory, file, _context)
     total = "?" if state.cells is None else state.cells
     pending = "? (no benchmark file)" if state.cells is None else len(state.pending)
     click.echo(f"{directory}: {total} cells")

@@ -12,7 +12,6 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from kdbench.cli.progress import make_display
 from kdbench.core.config import BenchmarkConfig
 from kdbench.core.threads import oversubscribed, resolve_threads, using_threads
 from kdbench.engine.cell import run_cell, run_group
@@ -27,11 +26,13 @@ from kdbench.engine.trackers import Trackers, TrackingProgress, build_trackers, 
 from kdbench.engine.validation import validate_benchmark
 from kdbench.records.lock import results_lock
 from kdbench.records.store import RecordStore, write_text_atomic
-from kdbench.reporting.collect import collect
-from kdbench.reporting.formats import markdown
-from kdbench.reporting.leaderboard import build
-from kdbench.reporting.reference import default_reference_dir, load_reference
-from kdbench.reporting.report import publish
+
+DisplayFactory = Callable[..., Any]
+"""``display(total_cells, console, *, cells, skipped, log_every)``: a :class:`Progress`
+that is also a context manager and has ``advance(status, label, cell_id)``."""
+
+Summarize = Callable[[Path, set[str]], str]
+"""``summarize(out_dir, cell_ids)``: write the run's tables, return the one to print."""
 
 
 @dataclass
@@ -96,6 +97,8 @@ def run_benchmark(
     wait: bool = False,
     threads: int | None = None,
     log_every: int = 1,
+    display: DisplayFactory | None = None,
+    summarize: Summarize | None = None,
 ) -> RunResult:
     """Run every cell without a complete record; write records and tables.
 
@@ -111,6 +114,10 @@ def run_benchmark(
     ``threads`` (``--threads``) overrides the executor's own; this process trains
     teachers (and, with an in-process executor, cells) with :func:`run_threads`.
     Trackers get every cell's events; ``log_every`` thins the plain progress lines.
+
+    The engine shows and tabulates nothing itself: ``display`` builds the progress
+    display (unless ``quiet``) and ``summarize`` writes the run's tables and returns the
+    one to print; both come from the caller (the CLI), which alone imports them.
     """
     console = console or Console(stderr=True)
     torch_device = resolve_device(device)
@@ -146,9 +153,9 @@ def run_benchmark(
 
         if pending and (busy := oversubscribed(here)):
             say(busy)
-        display = None
-        if not quiet:
-            display = make_display(
+        shown = None
+        if display and not quiet:
+            shown = display(
                 len(the_plan.cells), console, cells=pending, skipped=result.skipped,
                 log_every=log_every,
             )  # fmt: skip
@@ -157,12 +164,12 @@ def run_benchmark(
                            file=str(the_plan.path)),
             the_plan.config.benchmark.name, pending, say,
         )  # fmt: skip
-        progress = TrackingProgress(trackers, display)
+        progress = TrackingProgress(trackers, shown)
         try:
             if pending:  # before teachers: a broken executor setup fails fast
                 _call(runner, "start", out_dir)
-            with display or nullcontext():
-                teachers = provision_teachers(pending, context, out_dir, torch_device, display)
+            with shown or nullcontext():
+                teachers = provision_teachers(pending, context, out_dir, torch_device, shown)
                 jobs = [
                     CellJob(
                         cell=cell,
@@ -195,8 +202,8 @@ def run_benchmark(
                     store.write(record)
                     result.ran += 1
                     trackers.cell_finished(record)
-                    if display:
-                        display.advance(record["status"], labels[record["cell_id"]],
+                    if shown:
+                        shown.advance(record["status"], labels[record["cell_id"]],
                                         record["cell_id"])  # fmt: skip
         except BaseException:
             trackers.close()
@@ -209,7 +216,9 @@ def run_benchmark(
             _call(runner, "close")
 
         cell_ids = {cell.id for cell in the_plan.cells}
-        result.table, result.failed = write_leaderboard(out_dir, cell_ids)
+        result.failed = failed_cells(store, cell_ids)
+        if summarize:
+            result.table = summarize(out_dir, cell_ids)
         trackers.run_finished(result.ran, len(result.failed), result.skipped)
         trackers.close()
     return result
@@ -220,16 +229,10 @@ def run_threads(config: BenchmarkConfig, threads: int | None = None) -> int:
     return resolve_threads(threads or config.executor.params.get("threads"))
 
 
-def write_leaderboard(out_dir: Path, cell_ids: set[str]) -> tuple[str, list[str]]:
-    """The run's leaderboard (Markdown and CSV beside the records) and its failed cells.
-
-    Only this benchmark's cells count: records an earlier version of the file left in
-    the same folder stay on disk but out of the table.
-    """
-    found = collect([out_dir], cells=cell_ids)
-    board = build(found, load_reference(default_reference_dir()))
-    publish(board, out_dir, ("md", "csv"), plots=False)
-    return markdown(board), [r["cell_id"] for r in found.records if r["status"] != "ok"]
+def failed_cells(store: RecordStore, cell_ids: set[str]) -> list[str]:
+    """This benchmark's cells whose record says ``failed``, in cell-id order."""
+    valid, _ = store.scan()
+    return sorted(cid for cid, record in valid.items() if cid in cell_ids and record.status != "ok")
 
 
 def _with_retries(

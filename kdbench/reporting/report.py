@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kdbench.core.plugins import report_formats
 from kdbench.records.store import write_text_atomic
-from kdbench.reporting.collect import collect_or_fail
+from kdbench.reporting.collect import collect, collect_or_fail
 from kdbench.reporting.formats import (
     cross_pair_csv,
     latex,
@@ -99,3 +99,15 @@ def publish(
 
         written += write_plots(out_dir / "plots", figs)
     return written
+
+
+def write_run_tables(out_dir: Path, cell_ids: set[str]) -> str:
+    """A run's leaderboard as Markdown and CSV beside its records; the Markdown table.
+
+    Only this benchmark's cells count: records an earlier version of the file left in
+    the same folder stay on disk but out of the table.
+    """
+    found = collect([out_dir], cells=cell_ids)
+    board = build(found, load_reference(default_reference_dir()))
+    publish(board, out_dir, ("md", "csv"), plots=False)
+    return markdown(board)
