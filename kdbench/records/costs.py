@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdbench.engine.matrix import stable_hash
+from kdbench.records.identity import stable_hash
 from kdbench.records.store import write_json_atomic
 
 FOLDER = "costs"

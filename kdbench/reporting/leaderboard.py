@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from kdbench.core.config import BASELINE_LOSS
-from kdbench.engine.matrix import stable_hash
 from kdbench.records.costs import Cost, architecture_costs
-from kdbench.records.identity import LOCATION, configuration_id
+from kdbench.records.identity import LOCATION, configuration_id, stable_hash
 from kdbench.reporting.collect import Collected
 from kdbench.reporting.reference import BEST, LAST, TEACHER, Published, for_pair, method_key
 from kdbench.reporting.stats import (
