@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kdbench.reporting.formats import leaderboard_csv, markdown
+from kdbench.reporting.render_csv import leaderboard_csv
+from kdbench.reporting.render_md import markdown
 from kdbench.reporting.report import build_leaderboard
 
 REPO = Path(__file__).resolve().parents[1]

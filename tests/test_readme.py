@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from kdbench.reporting.formats import markdown
+from kdbench.reporting.render_md import markdown
 from kdbench.reporting.report import build_leaderboard
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from kdbench.records.schema import SCHEMA_VERSION, Record, dump, json_schema
 from kdbench.records.store import RecordStore, read_record
-from kdbench.reporting.formats import leaderboard_csv, markdown
+from kdbench.reporting.render_csv import leaderboard_csv
+from kdbench.reporting.render_md import markdown
 from kdbench.reporting.report import build_leaderboard
 
 REPO = Path(__file__).resolve().parents[1]

@@ -28,9 +28,9 @@ from kdbench.cli import cli
 from kdbench.records.identity import experiment_id
 from kdbench.records.store import read_record
 from kdbench.reporting.collect import collect
-from kdbench.reporting.formats import tex
 from kdbench.reporting.leaderboard import build
 from kdbench.reporting.reference import load_reference
+from kdbench.reporting.render_latex import tex
 
 DATA = Path(__file__).parent / "data" / "records"
 MACHINES = [DATA / "machine_a", DATA / "machine_b"]

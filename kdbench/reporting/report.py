@@ -15,15 +15,11 @@ from pathlib import Path
 from kdbench.core.plugins import report_formats
 from kdbench.records.store import write_text_atomic
 from kdbench.reporting.collect import collect, collect_or_fail
-from kdbench.reporting.formats import (
-    cross_pair_csv,
-    latex,
-    leaderboard_csv,
-    markdown,
-    provenance_csv,
-)
 from kdbench.reporting.leaderboard import Leaderboard, build
 from kdbench.reporting.reference import default_reference_dir, load_reference
+from kdbench.reporting.render_csv import cross_pair_csv, leaderboard_csv, provenance_csv
+from kdbench.reporting.render_latex import latex
+from kdbench.reporting.render_md import markdown
 
 # Formats this module writes itself; plugins add more (kdbench.core.plugins.report_formats).
 FORMATS = ("md", "csv", "latex", "html")

@@ -23,7 +23,6 @@ from kdbench.reporting.formats import (
     NOTES,
     OVERLAP,
     P_LABEL,
-    PROVENANCE_COLUMNS,
     RUN_COLUMNS,
     avg_rank_text,
     board_cells,
@@ -38,6 +37,7 @@ from kdbench.reporting.formats import (
 )
 from kdbench.reporting.leaderboard import PUBLISHED, Board, Leaderboard, Row, published_label
 from kdbench.reporting.plots import method_colors, png_bytes, shown_methods, slug
+from kdbench.reporting.render_csv import PROVENANCE_COLUMNS
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;
@@ -213,9 +213,9 @@ def _plain_table(rows: list[dict[str, Any]], columns: list[str], table_id: str) 
     body = []
     for row in rows:
         tds = "".join(
-            f'<td data-sort="{_e(_sort_value(row.get(c)))}">{_e(_show(row.get(c)))}</td>'
+            f'<td data-sort="{_e(_sort_value(row.get(c)))}">{_e(show(row.get(c)))}</td>'
             if c in numeric
-            else f'<td class="text">{_e(_show(row.get(c)))}</td>'
+            else f'<td class="text">{_e(show(row.get(c)))}</td>'
             for c in columns
         )
         body.append(f"<tr>{tds}</tr>")
@@ -225,7 +225,7 @@ def _plain_table(rows: list[dict[str, Any]], columns: list[str], table_id: str) 
     )
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
