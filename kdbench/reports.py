@@ -10,7 +10,7 @@ among them) depend on these names only. Import it inside the function that rende
 from __future__ import annotations
 
 from kdbench.records.schema import json_schema
-from kdbench.reporting.leaderboard import Leaderboard
+from kdbench.reporting.board_model import Leaderboard
 from kdbench.reporting.render_json import to_json
 
 __all__ = ["Leaderboard", "json_schema", "to_json"]

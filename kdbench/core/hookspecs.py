@@ -83,7 +83,7 @@ def register_executors(register):
 def register_formats(register):
     """Register report formats: ``register(name, render, *, filename, description="")``.
 
-    ``render(leaderboard) -> str`` turns a :class:`kdbench.reporting.leaderboard.Leaderboard`
+    ``render(leaderboard) -> str`` turns a :class:`kdbench.reports.Leaderboard`
     into text; ``kdbench report --format NAME`` prints it, and with ``--out`` writes it
     to ``filename``. Called on the modules of the ``kdbench.cli`` entry-point group,
     which should import no torch, so ``kdbench report`` starts fast. See

@@ -182,9 +182,9 @@ def _train_group(
         "teacher_cost": teacher_cost,
     }
     results = [
-        s if isinstance(s, BaseException) else (
-            s.run.error or finish_record(s.job, s.run, s.features, data, sample, shared)
-        )
+        s
+        if isinstance(s, BaseException)
+        else (s.run.error or finish_record(s.job, s.run, s.features, data, sample, shared))
         for s in students
     ]
     if outputs and outputs.keep_students:
@@ -273,5 +273,3 @@ def _feature_shapes(
     with torch.no_grad(), taps:
         model(sample)
     return {name: tuple(t.shape[1:]) for name, t in taps.pop().items()}
-
-

@@ -15,14 +15,8 @@ from typing import Any
 
 from kdbench.core.config import BASELINE_LOSS
 from kdbench.records.costs import Cost
-from kdbench.reporting.leaderboard import (
-    MEASURED,
-    Board,
-    CrossPair,
-    Leaderboard,
-    Row,
-    published_label,
-)
+from kdbench.reporting.board_model import MEASURED, Board, CrossPair, Leaderboard, Row
+from kdbench.reporting.published_rows import published_label
 from kdbench.reporting.reference import BEST, LAST
 from kdbench.reporting.stats import CONFIDENCE
 
@@ -310,5 +304,3 @@ def show(value: Any) -> str:
 
 
 # LaTeX ---------------------------------------------------------------------------------
-
-

@@ -1,4 +1,5 @@
-"""Leaderboards: records grouped per (dataset, teacher -> student) pair, one row per method.
+"""Building leaderboards: records grouped per (dataset, teacher -> student) pair, one row
+per method, into the model of :mod:`kdbench.reporting.board_model`.
 
 The numbers every output format shows are computed here once, so Markdown, CSV, JSON,
 LaTeX and HTML can never disagree. A pair is a dataset, a teacher (its id: model,
@@ -23,162 +24,38 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kdbench.core.config import BASELINE_LOSS
-from kdbench.records.costs import Cost, architecture_costs
+from kdbench.records.costs import architecture_costs
 from kdbench.records.identity import LOCATION, configuration_id, stable_hash
+from kdbench.reporting.board_model import (
+    MEASURED,
+    NAN,
+    Board,
+    Leaderboard,
+    Row,
+    model_label,
+)
 from kdbench.reporting.collect import Collected
-from kdbench.reporting.reference import BEST, LAST, TEACHER, Published, for_pair, method_key
+from kdbench.reporting.cross_pair import cross_pair
+from kdbench.reporting.provenance_tables import provenance_row, run_rows
+from kdbench.reporting.published_rows import (
+    with_published,
+)
+from kdbench.reporting.reference import Published
 from kdbench.reporting.stats import (
-    Paired,
-    SeedStats,
     gap_recovered,
     intervals_overlap,
     paired,
-    ranks,
     seed_stats,
 )
 
-NAN = math.nan
-MEASURED, PUBLISHED = "measured", "published"
-
 
 @dataclass
-class Row:
-    """One method of one pair: measured over seeds, or one published figure."""
-
-    kind: str
-    method: str
-    status: str = "ok"
-    n: int = 0
-    n_failed: int = 0
-    seeds: list[int] = field(default_factory=list)
-    missing_seeds: list[int] = field(default_factory=list)
-    mean: float = NAN
-    std: float = NAN
-    ci: float = NAN
-    top5: float = NAN
-    best_mean: float = NAN  # best evaluated epoch's top-1: selected on the test split
-    best_std: float = NAN
-    best_n: int = 0
-    best_epoch: float = NAN
-    delta: float = NAN
-    paired: Paired | None = None  # difference from the baseline over shared seeds
-    better: bool | None = None  # better than the baseline by the paired t-test
-    gap: float = NAN
-    best: bool = False
-    overlaps_best: bool | None = None
-    extra_params: float = NAN
-    train_s: float = NAN
-    step_ms: float = NAN
-    published: float = NAN
-    vs_published: float = NAN
-    statistic: str = LAST  # which epoch the top-1 is (published rows: as their source says)
-    vs_statistic: str = ""  # the kind of figure vs_published compares
-    source: str = ""
-    shared: bool = False
-    errors: list[str] = field(default_factory=list)
-    cells: list[str] = field(default_factory=list)
-    config: str = ""  # the configuration hash, set where a method has several on a board
-    per_seed: dict[int, float] = field(default_factory=dict)
-    # series ("test_top1", "train/<term>") -> (epoch, mean, std, n) over seeds
-    curves: dict[str, list[tuple[int, float, float, int]]] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        """The method, with its configuration where the board has several of it."""
-        return f"{self.method} [{self.config}]" if self.config else self.method
-
-    @property
-    def failed(self) -> bool:
-        return self.kind == MEASURED and self.n == 0 and self.n_failed > 0
-
-    def stats(self) -> SeedStats:
-        return SeedStats(self.n, self.mean, self.std, self.ci)
-
-
-@dataclass
-class Board:
-    """The leaderboard of one (dataset, teacher -> student) pair."""
-
-    dataset: str
-    teacher: str
-    student: str
-    teacher_name: str
-    student_name: str
-    teacher_top1: float = NAN
-    teacher_published: Published | None = None
-    baseline: float = NAN
-    seeds: list[int] = field(default_factory=list)
-    rows: list[Row] = field(default_factory=list)
-    variant: str = ""
-    costs: list[Cost] = field(default_factory=list)  # the student's, one per device
-    teacher_costs: list[Cost] = field(default_factory=list)
-
-    @property
-    def cost(self) -> Cost | None:
-        """The cost every row of this student shows (the first device's)."""
-        return self.costs[0] if self.costs else None
-
-    @property
-    def pair(self) -> str:
-        base = f"{self.teacher} → {self.student}"
-        return f"{base} [{self.variant}]" if self.variant else base
-
-    @property
-    def title(self) -> str:
-        return f"{self.dataset}: {self.pair}"
-
-    @property
-    def measured(self) -> list[Row]:
-        return [r for r in self.rows if r.kind == MEASURED]
-
-    @property
-    def has_published(self) -> bool:
-        return self.teacher_published is not None or any(r.kind == PUBLISHED for r in self.rows)
-
-
-@dataclass
-class CrossPair:
-    """Methods x pairs top-1 matrix with each method's average rank (rank 1 = best)."""
-
-    columns: list[str]
-    methods: list[str]
-    top1: dict[tuple[str, str], float]
-    status: dict[tuple[str, str], str]
-    teacher: dict[str, float]
-    rank: dict[tuple[str, str], float]
-    avg_rank: dict[str, float]
-    n_ranked: dict[str, int]
-    best: dict[str, float]
-    published: dict[tuple[str, str], dict[str, float]]  # (method, statistic) -> pair -> top-1
-
-
-@dataclass
-class Leaderboard:
-    boards: list[Board]
-    cross: CrossPair
-    runs: list[dict[str, Any]]
-    provenance: list[dict[str, Any]]
-    warnings: list[str]
-
-
-def model_label(spec: dict[str, Any] | None) -> str:
-    """A model's name, with its parameters when it has any (``cnn(width=4)``)."""
-    if not spec:
-        return "-"
-    params = spec.get("params") or {}
-    if not params:
-        return spec["name"]
-    inner = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
-    return f"{spec['name']}({inner})"
-
-
-@dataclass
-class _Item:
+class Item:
     """A record reduced to what a leaderboard needs."""
 
     record: dict[str, Any]
@@ -196,7 +73,7 @@ class _Item:
     configuration: str
 
 
-def _item(record: dict[str, Any], path: Path | None) -> _Item:
+def _item(record: dict[str, Any], path: Path | None) -> Item:
     config = record["config"]
     teacher = config.get("teacher")
     dataset = config["dataset"]
@@ -208,7 +85,7 @@ def _item(record: dict[str, Any], path: Path | None) -> _Item:
             "recipe": config.get("recipe"),
         }
     )
-    return _Item(
+    return Item(
         record=record,
         path=path,
         dataset=dataset["name"],
@@ -244,17 +121,17 @@ def build(
     return Leaderboard(
         boards=boards,
         cross=cross_pair(boards),
-        runs=_runs(items),
-        provenance=[_provenance_row(i) for i in items],
+        runs=run_rows(items),
+        provenance=[provenance_row(i) for i in items],
         warnings=list(dict.fromkeys(warnings)),  # shared baselines would repeat theirs
     )
 
 
 def _boards(
-    items: list[_Item], reference: list[Published], warnings: list[str], pool: bool
+    items: list[Item], reference: list[Published], warnings: list[str], pool: bool
 ) -> list[Board]:
-    pairs: dict[tuple, list[_Item]] = defaultdict(list)
-    shared: dict[tuple, list[_Item]] = defaultdict(list)
+    pairs: dict[tuple, list[Item]] = defaultdict(list)
+    shared: dict[tuple, list[Item]] = defaultdict(list)
     for item in items:
         if item.teacher_id is None:
             shared[(item.dataset, item.setting)].append(item)
@@ -292,7 +169,7 @@ def _boards(
 
 
 def _fill(
-    board: Board, items: list[_Item], reference: list[Published], warnings: list[str], pool: bool
+    board: Board, items: list[Item], reference: list[Published], warnings: list[str], pool: bool
 ) -> None:
     teacher_acc = [
         (i.record.get("teacher") or {}).get("top1")
@@ -301,7 +178,7 @@ def _fill(
     ]
     board.teacher_top1 = float(teacher_acc[0]) if teacher_acc else NAN
     board.seeds = sorted({i.seed for i in items})
-    by_method: dict[tuple[str, str], list[_Item]] = defaultdict(list)
+    by_method: dict[tuple[str, str], list[Item]] = defaultdict(list)
     for item in items:
         by_method[(item.method, "" if pool else item.configuration)].append(item)
     rows = [_measured_row(method, group, board.seeds) for (method, _), group in by_method.items()]
@@ -340,10 +217,10 @@ def _fill(
             row.better = row.paired.better()
     _mark_best(rows)
     rows.sort(key=lambda r: (math.isnan(r.mean), -r.mean if not math.isnan(r.mean) else 0, r.label))
-    board.rows = _with_published(board, rows, reference)
+    board.rows = with_published(board, rows, reference)
 
 
-def _measured_row(method: str, items: list[_Item], all_seeds: list[int]) -> Row:
+def _measured_row(method: str, items: list[Item], all_seeds: list[int]) -> Row:
     ok = [i for i in items if i.ok]
     failed = [i for i in items if not i.ok]
     top1 = [i.record["metrics"]["top1"] for i in ok]
@@ -369,7 +246,7 @@ def _measured_row(method: str, items: list[_Item], all_seeds: list[int]) -> Row:
     return row
 
 
-def _per_seed(items: list[_Item]) -> dict[int, float]:
+def _per_seed(items: list[Item]) -> dict[int, float]:
     """Each seed's top-1 (a seed recorded twice: the mean of its records)."""
     by_seed: dict[int, list[float]] = defaultdict(list)
     for item in items:
@@ -447,161 +324,3 @@ def _mark_best(rows: list[Row]) -> None:
     for row in scored:
         if not row.best:
             row.overlaps_best = intervals_overlap(row.stats(), best[0].stats())
-
-
-def _with_published(board: Board, rows: list[Row], reference: list[Published]) -> list[Row]:
-    published = for_pair(reference, board.dataset, board.teacher, board.student)
-    if not published:
-        return rows
-    by_key = {method_key(p.method): p for p in published if p.method != TEACHER}
-    board.teacher_published = next((p for p in published if p.method == TEACHER), None)
-    out, matched = [], set()
-    for row in rows:
-        out.append(row)
-        pub = by_key.get(method_key(row.method))
-        if pub is None:
-            continue
-        matched.add(method_key(row.method))
-        row.published = pub.top1
-        row.vs_published = measured_figure(row, pub.statistic) - pub.top1
-        row.vs_statistic = pub.statistic
-        out.append(_published_row(pub, row.method))
-    rest = [p for k, p in by_key.items() if k not in matched]
-    out.extend(_published_row(p, p.method) for p in sorted(rest, key=lambda p: -p.top1))
-    return out
-
-
-def measured_figure(row: Row, statistic: str) -> float:
-    """The measured mean of the kind a published figure is (NaN when unstated or missing).
-
-    A best-epoch figure is only complete when every finished seed has one.
-    """
-    if statistic == LAST:
-        return row.mean
-    if statistic == BEST and row.best_n == row.n:
-        return row.best_mean
-    return NAN
-
-
-def _published_row(pub: Published, method: str) -> Row:
-    return Row(
-        kind=PUBLISHED,
-        method=method,
-        status=PUBLISHED,
-        mean=pub.top1,
-        std=pub.std,
-        published=pub.top1,
-        statistic=pub.statistic,
-        source=pub.source,
-    )
-
-
-def published_label(method: str, statistic: str) -> str:
-    """A published row's name in tables: the method and which epoch its source reports."""
-    return f"{method} (published, {statistic})"
-
-
-def cross_pair(boards: list[Board]) -> CrossPair:
-    """The layout of KD papers' main table, plus each method's mean rank over pairs."""
-    columns = [b.title for b in boards]
-    top1, status, rank, teacher, best, published = {}, {}, {}, {}, {}, defaultdict(dict)
-    order: dict[str, None] = {}
-    for board, column in zip(boards, columns, strict=True):
-        teacher[column] = board.teacher_top1
-        means = {}
-        for row in board.rows:
-            if row.kind == PUBLISHED:
-                published[(row.method, row.statistic)][column] = row.mean
-                continue
-            order.setdefault(row.label)
-            top1[(row.label, column)] = row.mean
-            status[(row.label, column)] = row.status
-            if row.n > 0:
-                means[row.label] = row.mean
-        for method, value in ranks(means).items():
-            rank[(method, column)] = value
-        best[column] = max(means.values()) if means else NAN
-    avg_rank, n_ranked = {}, {}
-    for method in order:
-        got = [rank[(method, c)] for c in columns if (method, c) in rank]
-        avg_rank[method] = statistics.fmean(got) if got else NAN
-        n_ranked[method] = len(got)
-    # Coverage first: a method ranked on fewer pairs never sorts above one ranked on more,
-    # however good its few ranks (missing data must not pay).
-    methods = sorted(order, key=lambda m: (math.isnan(avg_rank[m]), -n_ranked[m], avg_rank[m], m))
-    return CrossPair(
-        columns=columns,
-        methods=methods,
-        top1=top1,
-        status=status,
-        teacher=teacher,
-        rank=rank,
-        avg_rank=avg_rank,
-        n_ranked=n_ranked,
-        best=best,
-        published=dict(published),
-    )
-
-
-def _git(prov: dict[str, Any]) -> str:
-    git = prov.get("git") or {}
-    sha = git.get("sha")
-    if not sha:
-        return "-"
-    return sha[:12] + ("+dirty" if git.get("dirty") else "")
-
-
-def _provenance_row(item: _Item) -> dict[str, Any]:
-    record = item.record
-    prov = record.get("provenance") or {}
-    return {
-        "cell_id": record["cell_id"],
-        "dataset": item.dataset,
-        "pair": f"{item.teacher or '-'} → {item.student}",
-        "method": item.method,
-        "seed": item.seed,
-        "status": record.get("status"),
-        "benchmark": record["config"].get("benchmark"),
-        "config_hash": record.get("benchmark_config_hash"),
-        "kdbench": prov.get("kdbench"),
-        "git": _git(prov),
-        "python": prov.get("python"),
-        "torch": prov.get("torch"),
-        "cuda": prov.get("cuda"),
-        "device": prov.get("device"),
-        "threads": prov.get("threads"),
-        "platform": prov.get("platform"),
-        "dataset_fingerprint": (record.get("dataset") or {}).get("fingerprint"),
-        "finished_at": record.get("finished_at"),
-        "path": str(item.path) if item.path else None,
-    }
-
-
-RUN_KEYS = (
-    "folder", "benchmark", "config_hash", "kdbench", "git", "python", "torch", "cuda",
-    "device", "platform",
-)  # fmt: skip
-
-
-def _runs(items: list[_Item]) -> list[dict[str, Any]]:
-    """Records grouped by where and with what they were produced: one row per run."""
-    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for item in items:
-        row = _provenance_row(item)
-        path = item.path
-        row["folder"] = str(path.parent.parent if path and path.parent.name == "records" else
-                            (path.parent if path else "-"))  # fmt: skip
-        groups[tuple(row.get(k) for k in RUN_KEYS)].append(row)
-    runs = []
-    for key, rows in groups.items():
-        times = sorted(r["finished_at"] for r in rows if r["finished_at"])
-        runs.append(
-            {
-                **dict(zip(RUN_KEYS, key, strict=True)),
-                "records": len(rows),
-                "failed": sum(r["status"] != "ok" for r in rows),
-                "first_finished": times[0] if times else None,
-                "last_finished": times[-1] if times else None,
-            }
-        )
-    return sorted(runs, key=lambda r: (str(r["folder"]), str(r["first_finished"])))

@@ -19,8 +19,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter, FuncFormatter, MaxNLocator, NullFormatter
 
 from kdbench.records.store import atomic_path
+from kdbench.reporting.board_model import PUBLISHED, Board, Leaderboard
 from kdbench.reporting.formats import TEST_SELECTED
-from kdbench.reporting.leaderboard import PUBLISHED, Board, Leaderboard
 from kdbench.reporting.reference import BEST, LAST, UNSTATED
 from kdbench.reporting.stats import pareto_front
 

@@ -12,14 +12,14 @@ import math
 from typing import Any
 
 from kdbench.records.costs import Cost
-from kdbench.reporting.formats import is_nan
-from kdbench.reporting.leaderboard import (
+from kdbench.reporting.board_model import (
     MEASURED,
     Board,
     CrossPair,
     Leaderboard,
     Row,
 )
+from kdbench.reporting.formats import is_nan
 
 CSV_COLUMNS = [
     "dataset", "teacher", "student", "variant", "kind", "method", "status", "n", "n_failed",

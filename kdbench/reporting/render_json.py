@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from kdbench.reporting.formats import NOTES, is_nan
-from kdbench.reporting.leaderboard import (
+from kdbench.reporting.board_model import (
     Leaderboard,
 )
+from kdbench.reporting.formats import NOTES, is_nan
 from kdbench.reporting.render_csv import (
     cost_record,
     cross_pair_records,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from kdbench.core.config import BASELINE_LOSS
+from kdbench.reporting.board_model import PUBLISHED, Board, CrossPair, Leaderboard
 from kdbench.reporting.formats import (
     BETTER,
     METHOD_COLUMNS,
@@ -19,13 +20,7 @@ from kdbench.reporting.formats import (
     summary_line,
     teacher_line,
 )
-from kdbench.reporting.leaderboard import (
-    PUBLISHED,
-    Board,
-    CrossPair,
-    Leaderboard,
-    published_label,
-)
+from kdbench.reporting.published_rows import published_label
 
 _TEX = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",

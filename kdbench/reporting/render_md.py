@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
+from kdbench.reporting.board_model import PUBLISHED, CrossPair, Leaderboard
 from kdbench.reporting.formats import (
     NOTES,
     OVERLAP,
@@ -20,12 +21,7 @@ from kdbench.reporting.formats import (
     summary_line,
     teacher_line,
 )
-from kdbench.reporting.leaderboard import (
-    PUBLISHED,
-    CrossPair,
-    Leaderboard,
-    published_label,
-)
+from kdbench.reporting.published_rows import published_label
 
 
 def _md_escape(text: str) -> str:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from kdbench.core.plugins import report_formats
 from kdbench.records.store import write_text_atomic
+from kdbench.reporting.board_model import Leaderboard
 from kdbench.reporting.collect import collect, collect_or_fail
-from kdbench.reporting.leaderboard import Leaderboard, build
+from kdbench.reporting.leaderboard import build
 from kdbench.reporting.reference import default_reference_dir, load_reference
 from kdbench.reporting.render_csv import cross_pair_csv, leaderboard_csv, provenance_csv
 from kdbench.reporting.render_latex import latex

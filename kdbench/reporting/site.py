@@ -16,6 +16,7 @@ from typing import Any
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
+from kdbench.reporting.board_model import PUBLISHED, Board, Leaderboard, Row
 from kdbench.reporting.formats import (
     BEST_LABEL,
     CI_LABEL,
@@ -35,8 +36,8 @@ from kdbench.reporting.formats import (
     summary_line,
     teacher_line,
 )
-from kdbench.reporting.leaderboard import PUBLISHED, Board, Leaderboard, Row, published_label
 from kdbench.reporting.plots import method_colors, png_bytes, shown_methods, slug
+from kdbench.reporting.published_rows import published_label
 from kdbench.reporting.render_csv import PROVENANCE_COLUMNS
 
 CSS = """
