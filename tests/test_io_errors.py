@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from test_resume_kill import finished, longer_benchmark, resume, start, wait_for_first_record
 
-from kdbench.cli import INTERRUPTED, cli
+from kdbench.cli.app import INTERRUPTED, cli
 from kdbench.core.errors import StorageError
 from kdbench.engine.provenance import git_state
 from kdbench.records.schema import dump

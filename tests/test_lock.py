@@ -15,7 +15,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from kdbench.cli import INTERRUPTED, cli
+from kdbench.cli.app import INTERRUPTED, cli
 from kdbench.records.lock import HOLDER_NAME, describe_holder, holder, results_lock
 
 # Holds the folder's lock with a record and a leaderboard half written (their temporaries
