@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kdbench.errors import ConfigError, DatasetNotFoundError, KdbenchError, PluginError
-from kdbench.hookspecs import hookimpl
-from kdbench.params import (
+from kdbench.core.errors import ConfigError, DatasetNotFoundError, KdbenchError, PluginError
+from kdbench.core.hookspecs import hookimpl
+from kdbench.core.params import (
     Fraction,
     Momentum,
     NonNegativeInt,
@@ -22,22 +22,22 @@ from kdbench.params import (
 )
 
 if TYPE_CHECKING:
-    from kdbench.data import DatasetSplits, Split
-    from kdbench.losses import DistillationLoss, LossContext, LossInputs, TapPair, Taps
+    from kdbench.core.data import DatasetSplits, Split
+    from kdbench.core.losses import DistillationLoss, LossContext, LossInputs, TapPair, Taps
 
 __version__ = "0.1.0"
 
 # Imported on first use: they need torch, and the command line must be up (and answer
 # Ctrl-C with one line) before torch's seconds of importing start.
 _LAZY = {
-    "DatasetSplits": "kdbench.data",
-    "Split": "kdbench.data",
-    "DistillationLoss": "kdbench.losses",
-    "LossContext": "kdbench.losses",
-    "LossInputs": "kdbench.losses",
-    "TapPair": "kdbench.losses",
-    "Taps": "kdbench.losses",
-    "load_student": "kdbench.students",
+    "DatasetSplits": "kdbench.core.data",
+    "Split": "kdbench.core.data",
+    "DistillationLoss": "kdbench.core.losses",
+    "LossContext": "kdbench.core.losses",
+    "LossInputs": "kdbench.core.losses",
+    "TapPair": "kdbench.core.losses",
+    "Taps": "kdbench.core.losses",
+    "load_student": "kdbench.engine.students",
 }
 
 

@@ -13,7 +13,7 @@ from sklearn.datasets import load_digits
 
 from kdbench import DistillationLoss, LossContext, LossInputs
 from kdbench.builtin.models_small import _cnn_taps, cnn
-from kdbench.features import FeatureTaps
+from kdbench.engine.features import FeatureTaps
 
 TINY = """
 [benchmark]
@@ -175,9 +175,9 @@ def distil_steps(
 
 def cell_jobs(bench: Path, folder: Path):
     """A benchmark's plugins context and its cells as CPU jobs, teachers provisioned."""
-    from kdbench.cell import CellJob
-    from kdbench.context import RunContext
-    from kdbench.runner import plan, provision_teachers
+    from kdbench.engine.context import RunContext
+    from kdbench.engine.job import CellJob
+    from kdbench.engine.runner import plan, provision_teachers
 
     context = RunContext()
     the_plan = plan(bench, context)

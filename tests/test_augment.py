@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from kdbench.data import Augment
+from kdbench.engine.batches import Augment
 
 
 def torchvision_views(image: torch.Tensor, padding: int) -> set[bytes]:

@@ -16,11 +16,13 @@ import pytest
 import torch
 
 from conftest import cell_jobs, write_benchmark
-from kdbench.cell import CellJob, lockstep_groups, run_group
-from kdbench.cell_checkpoint import GroupCheckpoint, Outputs
-from kdbench.errors import ConfigError
-from kdbench.runner import plan
-from kdbench.training import Progress
+from kdbench.core.errors import ConfigError
+from kdbench.engine.cell import run_group
+from kdbench.engine.cell_checkpoint import GroupCheckpoint, Outputs
+from kdbench.engine.events import Progress
+from kdbench.engine.job import CellJob
+from kdbench.engine.lockstep import lockstep_groups
+from kdbench.engine.runner import plan
 
 EPOCHS = 4
 # Augmentation (stream draws), a milestone (scheduler state), CRD (memory bank, negatives
@@ -201,7 +203,7 @@ def test_preempted_slurm_task_requeues_itself_and_trains_on_from_its_checkpoint(
     """submitit's preemption signal: the task checkpoints, is requeued and resumes."""
     submitit = pytest.importorskip("submitit")
     from kdbench.builtin.executors_slurm import CellTask
-    from kdbench.threads import using_threads
+    from kdbench.core.threads import using_threads
 
     context, jobs, _ = setup
     group, _ = groups_of(jobs)

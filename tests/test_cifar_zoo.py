@@ -13,9 +13,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from kdbench.builtin import cifar_zoo
 from kdbench.builtin.cifar_zoo import MODELS
-from kdbench.features import FeatureTaps
-from kdbench.plugins import BUILTIN_PLUGINS, load_plugins, make_plugin_manager
-from kdbench.registry import Registry
+from kdbench.core.plugins import BUILTIN_PLUGINS, load_plugins, make_plugin_manager
+from kdbench.core.registry import Registry
+from kdbench.engine.features import FeatureTaps
 
 REFERENCE = Path(__file__).parent / "data" / "cifar_zoo_params.csv"
 RESULTS = Path(__file__).parents[1] / "results" / "reference"

@@ -11,7 +11,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from kdbench.cli import cli
-from kdbench.record_schema import SCHEMA_VERSION
+from kdbench.records.schema import SCHEMA_VERSION
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

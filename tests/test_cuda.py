@@ -15,14 +15,15 @@ import pytest
 import torch
 
 from conftest import write_benchmark
-from kdbench import data as data_module
 from kdbench.builtin.models_small import cnn
-from kdbench.cell import CellJob, run_cell, run_group
-from kdbench.context import RunContext
-from kdbench.data import Augment, BatchStream, normalize
-from kdbench.logit_cache import build_logit_cache
-from kdbench.matrix import DatasetSpec
-from kdbench.runner import plan, provision_teachers
+from kdbench.engine import batches as data_module
+from kdbench.engine.batches import Augment, BatchStream, normalize
+from kdbench.engine.cell import run_cell, run_group
+from kdbench.engine.context import RunContext
+from kdbench.engine.job import CellJob
+from kdbench.engine.logit_cache import build_logit_cache
+from kdbench.engine.matrix import DatasetSpec
+from kdbench.engine.runner import plan, provision_teachers
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

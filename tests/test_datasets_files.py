@@ -16,8 +16,8 @@ from kdbench import DatasetNotFoundError, KdbenchError
 from kdbench.builtin import _subsets, datasets_cifar, datasets_fashion_mnist
 from kdbench.builtin.datasets_cifar import cifar10, cifar100
 from kdbench.builtin.datasets_fashion_mnist import fashion_mnist, read_idx
-from kdbench.errors import ConfigError
-from kdbench.registry import Registry
+from kdbench.core.errors import ConfigError
+from kdbench.core.registry import Registry
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 

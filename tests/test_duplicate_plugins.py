@@ -10,7 +10,7 @@ import pytest
 from test_plugins import REPO, kdbench, make_distribution, pip_install
 
 from conftest import write_benchmark
-from kdbench.plugins import load_plugins
+from kdbench.core.plugins import load_plugins
 
 CLASH = """
 from kdbench import hookimpl
@@ -69,7 +69,7 @@ def test_records_and_reports_carry_the_plugin_problem(clashing_site, tmp_path):
 
 def test_a_plugin_whose_hook_raises_is_reported_and_the_rest_load(monkeypatch):
     from kdbench import hookimpl
-    from kdbench import plugins as plugin_module
+    from kdbench.core import plugins as plugin_module
 
     class Raises:
         @hookimpl

@@ -23,13 +23,16 @@ import torch
 from click.testing import CliRunner
 
 from conftest import DIVERGING_PAIR, TINY, write_benchmark
-from kdbench.builtin.executors import LocalExecutor, PoolExecutor, failed_record, failed_records
-from kdbench.cell import CellJob, lockstep_groups, run_cell, run_group
+from kdbench.builtin.executors import LocalExecutor, PoolExecutor
 from kdbench.cli import cli
-from kdbench.context import RunContext
-from kdbench.errors import KdbenchError
-from kdbench.registry import Entry
-from kdbench.runner import plan, run_benchmark
+from kdbench.core.errors import KdbenchError
+from kdbench.core.registry import Entry
+from kdbench.engine.cell import run_cell, run_group
+from kdbench.engine.context import RunContext
+from kdbench.engine.job import CellJob
+from kdbench.engine.lockstep import lockstep_groups
+from kdbench.engine.runner import plan, run_benchmark
+from kdbench.executors import failed_record, failed_records
 
 SOFT_CE = "\n[losses.soft_ce]\n"  # with kd, a lockstep group of two cells per seed
 
@@ -428,3 +431,33 @@ def test_bad_executor_parameters_are_user_errors():
 
     with pytest.raises(KdbenchError, match="cluster must be"):
         SlurmExecutor(cluster="kubernetes")
+
+
+class DescribesJobs(LosesFirstTry):
+    """An executor that lists the jobs a run left submitted, as ``kdbench status`` asks."""
+
+    seen: list[tuple[Path, dict]] = []
+
+    def __init__(self, folder: str | None = None) -> None:
+        self.folder = folder
+
+    @staticmethod
+    def job_states(out_dir: Path, params: dict) -> list[dict]:
+        DescribesJobs.seen.append((Path(out_dir), dict(params)))
+        job = {"state": "RUNNING", "labels": ["a cell"], "since": "-"}
+        return [{"job_id": "7", "cell_ids": ["not-done"], **job},
+                {"job_id": "8", "cell_ids": [], **job}]  # fmt: skip
+
+
+def test_status_lists_the_jobs_each_executor_describes(tmp_path: Path, context: RunContext):
+    from kdbench.cli.status import status
+
+    register(context, "describes-jobs", DescribesJobs)
+    DescribesJobs.seen = []
+    text = '[executor]\nname = "describes-jobs"\nparams = { folder = "queue" }'
+    path = bench(tmp_path, text, seeds="[0]")
+    out = tmp_path / "out"
+    out.mkdir()
+    state = status(out, path, context=lambda: context)
+    assert [job["job_id"] for job in state.jobs] == ["7"]  # job 8 has no cell left to do
+    assert DescribesJobs.seen == [(out, {"folder": "queue"})]  # the file's executor's params

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import fx, nn
 
-from kdbench.context import RunContext
-from kdbench.folding import fold_batchnorm, foldable_pairs
+from kdbench.engine.context import RunContext
+from kdbench.engine.folding import fold_batchnorm, foldable_pairs
 
 
 def _randomise_batchnorms(model: nn.Module) -> None:

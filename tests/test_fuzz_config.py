@@ -21,11 +21,11 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import kdbench.cli
+import kdbench.cli.app
 from conftest import TINY
 from kdbench.cli import cli
-from kdbench.context import RunContext
-from kdbench.plugins import load_plugins
+from kdbench.core.plugins import load_plugins
+from kdbench.engine.context import RunContext
 
 BASE = tomllib.loads(
     TINY.format(extra_pairs="")
@@ -138,7 +138,7 @@ def test_serializer_round_trips_the_base_file():
 def test_validate_exits_0_or_2_and_never_raises(context_factory, content):
     with (
         tempfile.TemporaryDirectory() as folder,
-        mock.patch.object(kdbench.cli, "_context", context_factory),
+        mock.patch.object(kdbench.cli.app, "_context", context_factory),
     ):
         bench = Path(folder) / "bench.toml"
         bench.write_bytes(content)

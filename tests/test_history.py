@@ -11,13 +11,18 @@ from sklearn.datasets import load_digits
 from conftest import TINY, write_benchmark
 from kdbench.builtin.losses_basic import CrossEntropy
 from kdbench.builtin.models_small import cnn
-from kdbench.cell import CellJob, best_epoch, lockstep_key, run_cell, run_group
-from kdbench.config import load_config
-from kdbench.context import RunContext
-from kdbench.data import Augment, BatchStream, Split
-from kdbench.errors import ConfigError
-from kdbench.runner import plan, provision_teachers
-from kdbench.training import TestSplit, fit, make_run
+from kdbench.core.config import load_config
+from kdbench.core.data import Split
+from kdbench.core.errors import ConfigError
+from kdbench.engine.batches import Augment, BatchStream
+from kdbench.engine.cell import run_cell, run_group
+from kdbench.engine.cell_record import best_epoch
+from kdbench.engine.context import RunContext
+from kdbench.engine.evaluate import TestSplit
+from kdbench.engine.job import CellJob
+from kdbench.engine.lockstep import lockstep_key
+from kdbench.engine.runner import plan, provision_teachers
+from kdbench.engine.training import fit, make_run
 
 # 4 epochs, lr 0.05 dropping x0.1 after epochs 2 and 3: 0.05, 0.05, 0.005, 0.0005
 RECIPE = """[recipe]

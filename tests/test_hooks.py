@@ -9,11 +9,12 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from kdbench import hookimpl, plugins
+from kdbench import hookimpl
 from kdbench.cli import cli
-from kdbench.plugins import add_commands, call_each, make_plugin_manager, report_formats
-from kdbench.record_schema import json_schema
-from kdbench.registry import Registry
+from kdbench.core import plugins
+from kdbench.core.plugins import add_commands, call_each, make_plugin_manager, report_formats
+from kdbench.core.registry import Registry
+from kdbench.records.schema import json_schema
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "fashion_mnist"
 

@@ -11,12 +11,12 @@ import torch
 from click.testing import CliRunner
 
 from kdbench.cli import cli
-from kdbench.context import RunContext
-from kdbench.identity import experiment_id
-from kdbench.logit_cache import cache_key
-from kdbench.record_schema import SCHEMA_VERSION, Record
-from kdbench.records import RecordStore, read_record
-from kdbench.runner import plan
+from kdbench.engine.context import RunContext
+from kdbench.engine.logit_cache import cache_key
+from kdbench.engine.runner import plan
+from kdbench.records.identity import experiment_id
+from kdbench.records.schema import SCHEMA_VERSION, Record
+from kdbench.records.store import RecordStore, read_record
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO / "results" / "fashion_mnist"

@@ -17,11 +17,11 @@ import pytest
 from click.testing import CliRunner
 from test_resume_kill import finished, longer_benchmark, resume, start, wait_for_first_record
 
-from kdbench.cli import INTERRUPTED, cli
-from kdbench.errors import StorageError
-from kdbench.provenance import git_state
-from kdbench.record_schema import dump
-from kdbench.records import RecordStore, read_record, write_text_atomic
+from kdbench.cli.app import INTERRUPTED, cli
+from kdbench.core.errors import StorageError
+from kdbench.engine.provenance import git_state
+from kdbench.records.schema import dump
+from kdbench.records.store import RecordStore, read_record, write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -150,7 +150,7 @@ def test_any_os_error_about_a_file_is_one_line_and_exit_2(tmp_path: Path, monkey
     def unreadable(*args, **kwargs):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), "/data/cifar/x.bin")
 
-    monkeypatch.setattr("kdbench.runner.plan", unreadable)
+    monkeypatch.setattr("kdbench.engine.runner.plan", unreadable)
     line = one_line_error(CliRunner().invoke(cli, ["validate", str(tmp_path / "b.toml")]))
     assert line == "kdbench: error: cannot access /data/cifar/x.bin: Permission denied"
 
@@ -159,7 +159,7 @@ def test_an_os_error_about_no_file_keeps_its_traceback(tmp_path: Path, monkeypat
     def bug(*args, **kwargs):
         raise OSError(errno.EBADF, os.strerror(errno.EBADF))
 
-    monkeypatch.setattr("kdbench.runner.plan", bug)
+    monkeypatch.setattr("kdbench.engine.runner.plan", bug)
     result = CliRunner().invoke(cli, ["validate", str(tmp_path / "b.toml")])
     assert isinstance(result.exception, OSError) and result.exit_code == 1
 

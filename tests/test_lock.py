@@ -15,16 +15,16 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from kdbench.cli import INTERRUPTED, cli
-from kdbench.lock import HOLDER_NAME, describe_holder, holder, results_lock
+from kdbench.cli.app import INTERRUPTED, cli
+from kdbench.records.lock import HOLDER_NAME, describe_holder, holder, results_lock
 
 # Holds the folder's lock with a record and a leaderboard half written (their temporaries
 # exist) until its stdin closes, then gives up on both; prints the temporaries' paths.
 HOLD = """
 import contextlib, sys
 from pathlib import Path
-from kdbench.lock import results_lock
-from kdbench.records import atomic_path
+from kdbench.records.lock import results_lock
+from kdbench.records.store import atomic_path
 
 out = Path(sys.argv[1])
 with results_lock(out), contextlib.ExitStack() as stack:

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from conftest import cell_jobs, write_benchmark
-from kdbench.cell import lockstep_key, run_cell, run_group
-from kdbench.data import Batch
-from kdbench.teachers import load_teacher
-from kdbench.training import OnlineTeacher
+from kdbench.engine.batches import Batch
+from kdbench.engine.cell import run_cell, run_group
+from kdbench.engine.lockstep import lockstep_key
+from kdbench.engine.online_teacher import OnlineTeacher
+from kdbench.engine.teachers import load_teacher
 
 LOSSES = """
 [losses.kd]
@@ -131,7 +132,7 @@ def test_the_teacher_is_frozen_while_students_train(setup, monkeypatch):
         loaded.append(load_teacher(*args, **kwargs))
         return loaded[-1]
 
-    monkeypatch.setattr("kdbench.cell.load_teacher", spy)
+    monkeypatch.setattr("kdbench.engine.teacher_setup.load_teacher", spy)
     records = run_group(group, context)
     assert all(r["status"] == "ok" for r in records)
     (teacher,) = loaded

@@ -9,12 +9,13 @@ import torch
 
 from conftest import write_benchmark
 from kdbench.builtin.models_small import cnn
-from kdbench.cell import CellJob, run_cell
-from kdbench.context import RunContext
-from kdbench.data import Augment, normalize
-from kdbench.logit_cache import build_logit_cache
-from kdbench.matrix import DatasetSpec
-from kdbench.runner import plan, provision_teachers
+from kdbench.engine.batches import Augment, normalize
+from kdbench.engine.cell import run_cell
+from kdbench.engine.context import RunContext
+from kdbench.engine.job import CellJob
+from kdbench.engine.logit_cache import build_logit_cache
+from kdbench.engine.matrix import DatasetSpec
+from kdbench.engine.runner import plan, provision_teachers
 
 
 def test_cached_logits_equal_online_logits_for_sampled_views():

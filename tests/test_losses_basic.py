@@ -9,7 +9,7 @@ import torch
 
 from kdbench import LossInputs
 from kdbench.builtin.losses_basic import KD, SoftLabelCE, TemperatureCE
-from kdbench.losses import CrossEntropy
+from kdbench.core.losses import CrossEntropy
 
 STUDENT = [[1.0, 2.0, 0.0], [0.5, 0.5, 3.0]]
 TEACHER = [[2.0, 1.0, 0.0], [0.0, 1.0, 4.0]]

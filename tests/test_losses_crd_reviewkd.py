@@ -19,9 +19,10 @@ from kdbench import ConfigError
 from kdbench.builtin.datasets_digits import digits as digits_dataset
 from kdbench.builtin.losses_crd import CRD
 from kdbench.builtin.losses_reviewkd import ABF, ReviewKD, hcl
-from kdbench.cell import CellJob, run_cell
-from kdbench.context import RunContext
-from kdbench.runner import plan, provision_teachers
+from kdbench.engine.cell import run_cell
+from kdbench.engine.context import RunContext
+from kdbench.engine.job import CellJob
+from kdbench.engine.runner import plan, provision_teachers
 
 # --- CRD ---------------------------------------------------------------------------------
 

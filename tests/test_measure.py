@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from kdbench.measure import count_params, flops_per_image, latency, serialized_bytes
+from kdbench.engine.measure import count_params, flops_per_image, latency, serialized_bytes
 
 
 def test_flops_count_two_per_multiply_add():
@@ -88,7 +88,7 @@ def test_latency_carries_its_spread():
 def test_median_interval_uses_binomial_order_statistics():
     import numpy as np
 
-    from kdbench.measure import median_ci
+    from kdbench.engine.measure import median_ci
 
     # n = 20: the 95 % distribution-free interval of the median is [x(6), x(15)]
     xs = np.arange(1.0, 21.0)
@@ -96,7 +96,7 @@ def test_median_interval_uses_binomial_order_statistics():
 
 
 def test_an_architecture_is_measured_once_and_shared(tmp_path, monkeypatch):
-    from kdbench import measure
+    from kdbench.engine import measure
 
     calls = []
     real = measure.latency
@@ -131,7 +131,7 @@ def test_an_architecture_is_measured_once_and_shared(tmp_path, monkeypatch):
 def test_reports_show_one_cost_per_student_and_flag_per_cell_records(tmp_path):
     import json
 
-    from kdbench.costs import FORMAT, architecture_costs
+    from kdbench.records.costs import FORMAT, architecture_costs
 
     folder = tmp_path / "run"
     (folder / "costs").mkdir(parents=True)
@@ -150,8 +150,8 @@ def test_reports_show_one_cost_per_student_and_flag_per_cell_records(tmp_path):
 
 
 def test_a_missing_cost_file_is_said_not_shown_as_a_measurement(tmp_path):
-    from kdbench.costs import architecture_costs
-    from kdbench.formats import cost_text
+    from kdbench.records.costs import architecture_costs
+    from kdbench.reporting.formats import cost_text
 
     ref = {"student": {"key": "gone", "file": "costs/gone.json"}}
     (cost,) = architecture_costs([({"arch_cost": ref}, tmp_path / "records" / "a.json")])

@@ -15,7 +15,7 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 import kdbench
-from kdbench.plugins import load_plugins
+from kdbench.core.plugins import load_plugins
 
 PLUGINS = load_plugins(strict=False)
 BUILTIN = {info.name for info in PLUGINS.infos if info.source == "built-in"}

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdbench.builtin.cifar_zoo import MODELS
-from kdbench.checkpoints import load_weights, read_state_dict
-from kdbench.errors import KdbenchError
+from kdbench.core.errors import KdbenchError
+from kdbench.engine.checkpoints import load_weights, read_state_dict
 
 REFERENCE = Path(__file__).parents[1] / "results" / "reference"
 PEER_KEYS: dict[str, list[tuple[str, list[int]]]] = json.loads(

@@ -13,10 +13,10 @@ import pluggy
 import pytest
 
 from conftest import write_benchmark
-from kdbench.errors import ConfigError
-from kdbench.hookspecs import hookimpl
-from kdbench.plugins import make_plugin_manager
-from kdbench.registry import Entry, Registry
+from kdbench.core.errors import ConfigError
+from kdbench.core.hookspecs import hookimpl
+from kdbench.core.plugins import make_plugin_manager
+from kdbench.core.registry import Entry, Registry
 
 REPO = Path(__file__).resolve().parents[1]
 

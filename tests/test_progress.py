@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from conftest import write_benchmark
 from kdbench.cli import cli
-from kdbench.context import RunContext
-from kdbench.progress import LineDisplay, Work, clock
-from kdbench.runner import plan
+from kdbench.cli.progress import LineDisplay, Work, clock
+from kdbench.engine.context import RunContext
+from kdbench.engine.runner import plan
 
 EPOCH_LINE = re.compile(
     r"^(?P<label>digits .+ s\d) epoch (?P<epoch>\d+)/2 loss \d+\.\d{4} test \d+\.\d\d% "
@@ -103,7 +103,7 @@ def test_a_cell_without_teacher_is_labelled_by_its_student(tmp_path: Path):
 def test_on_a_terminal_the_bars_show_cells_done_and_an_eta():
     from rich.console import Console
 
-    from kdbench.progress import RichDisplay, make_display
+    from kdbench.cli.progress import RichDisplay, make_display
 
     console = Console(file=io.StringIO(), force_terminal=True, width=200)
     shown = make_display(2, console, skipped=1)

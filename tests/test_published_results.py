@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from kdbench.formats import leaderboard_csv, markdown
-from kdbench.report import build_leaderboard
+from kdbench.reporting.render_csv import leaderboard_csv
+from kdbench.reporting.render_md import markdown
+from kdbench.reporting.report import build_leaderboard
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = ["results/fashion_mnist", "results/digits_cpu"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from kdbench.formats import markdown
-from kdbench.report import build_leaderboard
+from kdbench.reporting.render_md import markdown
+from kdbench.reporting.report import build_leaderboard
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = REPO / "results" / "digits_cpu"

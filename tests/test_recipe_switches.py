@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from conftest import write_benchmark
-from kdbench.cell import CellJob, run_cell, run_group
-from kdbench.context import RunContext
-from kdbench.runner import plan, provision_teachers
+from kdbench.engine.cell import run_cell, run_group
+from kdbench.engine.context import RunContext
+from kdbench.engine.job import CellJob
+from kdbench.engine.runner import plan, provision_teachers
 
 
 def test_channels_last_trains_the_same_student(tmp_path):

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kdbench.cli import cli
-from kdbench.matrix import stable_hash
-from kdbench.record_schema import Record, dump
-from kdbench.records import BadRecord, RecordStore, read_record
+from kdbench.engine.matrix import stable_hash
+from kdbench.records.schema import Record, dump
+from kdbench.records.store import BadRecord, RecordStore, read_record
 
 TEMPLATE = dump(
     read_record(

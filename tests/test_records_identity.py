@@ -10,8 +10,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from kdbench.cli import cli
-from kdbench.identity import configuration_id, experiment_id
-from kdbench.matrix import stable_hash
+from kdbench.engine.matrix import stable_hash
+from kdbench.records.identity import configuration_id, experiment_id
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "fashion_mnist"
 

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from conftest import write_benchmark
 from kdbench.cli import cli
-from kdbench.record_schema import Record
-from kdbench.records import QUARANTINE, RecordStore, read_record
+from kdbench.records.schema import Record
+from kdbench.records.store import QUARANTINE, RecordStore, read_record
 
 
 def _non_utf8(text: str, other: str) -> bytes:

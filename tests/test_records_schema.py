@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from kdbench.formats import leaderboard_csv, markdown
-from kdbench.record_schema import SCHEMA_VERSION, Record, dump, json_schema
-from kdbench.records import RecordStore, read_record
-from kdbench.report import build_leaderboard
+from kdbench.records.schema import SCHEMA_VERSION, Record, dump, json_schema
+from kdbench.records.store import RecordStore, read_record
+from kdbench.reporting.render_csv import leaderboard_csv
+from kdbench.reporting.render_md import markdown
+from kdbench.reporting.report import build_leaderboard
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = sorted(
@@ -22,7 +23,7 @@ COMMITTED = sorted(
 
 def test_committed_schema_file_equals_the_schema_of_the_code():
     committed = (REPO / "docs" / "record.schema.json").read_text(encoding="utf-8")
-    regenerate = "python -m kdbench.record_schema > docs/record.schema.json"
+    regenerate = "python -m kdbench.records.schema > docs/record.schema.json"
     assert committed == json_schema(), f"the record model changed: {regenerate}"
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 
-from kdbench.collect import Collected
-from kdbench.leaderboard import build
-from kdbench.reference import Published
+from kdbench.reporting.collect import Collected
+from kdbench.reporting.leaderboard import build
+from kdbench.reporting.reference import Published
 
 
 def record(student: int, method: str, seed: int, top1: float) -> dict:

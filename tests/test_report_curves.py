@@ -7,9 +7,9 @@ import statistics
 import pytest
 from test_report_coverage import record
 
-from kdbench.collect import Collected
-from kdbench.leaderboard import build
-from kdbench.plots import figures, shown_methods, training_curves
+from kdbench.reporting.collect import Collected
+from kdbench.reporting.leaderboard import build
+from kdbench.reporting.plots import figures, shown_methods, training_curves
 
 
 def with_history(rec: dict, seed: int, accuracy: bool) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from test_report_coverage import board_set
 
-from kdbench.plots import _cost_axis, bars
+from kdbench.reporting.plots import _cost_axis, bars
 
 
 def test_the_not_from_zero_note_appears_only_when_the_axis_is_cut():

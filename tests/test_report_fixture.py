@@ -25,12 +25,12 @@ import pytest
 from click.testing import CliRunner
 
 from kdbench.cli import cli
-from kdbench.collect import collect
-from kdbench.formats import tex
-from kdbench.identity import experiment_id
-from kdbench.leaderboard import build
-from kdbench.records import read_record
-from kdbench.reference import load_reference
+from kdbench.records.identity import experiment_id
+from kdbench.records.store import read_record
+from kdbench.reporting.collect import collect
+from kdbench.reporting.leaderboard import build
+from kdbench.reporting.reference import load_reference
+from kdbench.reporting.render_latex import tex
 
 DATA = Path(__file__).parent / "data" / "records"
 MACHINES = [DATA / "machine_a", DATA / "machine_b"]
@@ -778,7 +778,7 @@ def test_plot_files_are_png_and_svg(published_dir: Path):
 def test_scatter_points_pareto_front_and_legend_outside(board_set):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from kdbench.plots import points, scatter
+    from kdbench.reporting.plots import points, scatter
 
     pts = points(board_set, "cifar100", "latency")
     assert {(p.student, p.method) for p in pts} == {k for k in SEEDS if expected(*k)["n"]}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kdbench.errors import KdbenchError
-from kdbench.reference import load_reference
+from kdbench.core.errors import KdbenchError
+from kdbench.reporting.reference import load_reference
 
 HEADER = "teacher,student,method,top1,std,statistic,source\n"
 

@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from kdbench.stats import (
+from kdbench.reporting.stats import (
     gap_recovered,
     intervals_overlap,
     pareto_front,
@@ -81,7 +81,7 @@ BASELINE = {0: 72.1, 1: 72.6, 2: 72.4, 3: 71.0, 4: 72.9, 5: 72.8, 6: 72.2}
 def test_paired_statistics_equal_scipys_on_shared_seeds():
     from scipy import stats
 
-    from kdbench.stats import paired
+    from kdbench.reporting.stats import paired
 
     seeds = sorted(METHOD)  # the shared ones: seed 3 has no method result
     a, b = [METHOD[s] for s in seeds], [BASELINE[s] for s in seeds]
@@ -99,7 +99,7 @@ def test_paired_statistics_equal_scipys_on_shared_seeds():
 def test_paired_test_is_stronger_than_overlapping_intervals():
     """Seed effects shared by both methods overlap the two intervals, yet every seed
     improves by about the same amount: the paired test calls it better."""
-    from kdbench.stats import paired
+    from kdbench.reporting.stats import paired
 
     base = {0: 70.0, 1: 72.0, 2: 74.0}
     method = {0: 70.5, 1: 72.6, 2: 74.4}
@@ -109,7 +109,7 @@ def test_paired_test_is_stronger_than_overlapping_intervals():
 
 
 def test_paired_statistics_undefined_below_two_seeds_or_without_spread():
-    from kdbench.stats import paired
+    from kdbench.reporting.stats import paired
 
     one = paired({0: 74.0, 1: 75.0}, {0: 72.0})
     assert one.n == 1 and one.mean == 2.0 and math.isnan(one.p_t) and one.better() is None
@@ -119,7 +119,7 @@ def test_paired_statistics_undefined_below_two_seeds_or_without_spread():
 
 
 def test_a_worse_method_is_never_called_better():
-    from kdbench.stats import paired
+    from kdbench.reporting.stats import paired
 
     worse = paired({s: BASELINE[s] - 1 - 0.1 * s for s in METHOD}, BASELINE)
     assert worse.p_t < 0.05 and worse.better() is False

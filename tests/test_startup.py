@@ -1,12 +1,15 @@
-"""The command line starts without torch: help, report and schema answer at once."""
+"""The command line starts without torch: help, report, schema and status answer at once."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -17,7 +20,8 @@ from click.testing import CliRunner
 from kdbench.cli import cli
 seen = {}
 for args in (["--help"], ["report", "--help"], ["schema"],
-             ["report", "results/fashion_mnist", "--no-reference", "--format", "md"]):
+             ["report", "results/fashion_mnist", "--no-reference", "--format", "md"],
+             ["status", sys.argv[1]]):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, (args, result.output)
     seen[" ".join(args[:2])] = sorted(m for m in ("torch", "matplotlib") if m in sys.modules)
@@ -25,12 +29,24 @@ print(json.dumps(seen))
 """
 
 
-def test_help_report_and_schema_import_neither_torch_nor_matplotlib():
+def records_only(tmp_path: Path) -> Path:
+    """A results folder with the committed records but no benchmark file to plan from.
+
+    With a benchmark file ``status`` plans the matrix, which loads the plugins and so
+    torch; from the records alone it needs neither.
+    """
+    folder = tmp_path / "results"
+    shutil.copytree(REPO / "results" / "fashion_mnist" / "records", folder / "records")
+    return folder
+
+
+def test_help_report_schema_and_status_import_neither_torch_nor_matplotlib(tmp_path: Path):
     probe = subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True, check=True
-    )
+        [sys.executable, "-c", PROBE, str(records_only(tmp_path))],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    )  # fmt: skip
     seen = json.loads(probe.stdout)
-    assert len(seen) == 4
+    assert len(seen) == 5
     assert seen == {key: [] for key in seen}, seen
 
 
@@ -40,3 +56,25 @@ def test_help_starts_in_well_under_the_time_torch_takes_to_import():
                    capture_output=True)  # fmt: skip
     seconds = time.perf_counter() - start
     assert seconds < 5.0  # about 0.2 s on an idle CPU; importing torch alone takes seconds
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["report", "results/fashion_mnist", "--no-reference", "--format", "md"],
+        ["status", "RECORDS"],
+    ],
+    ids=["help", "report", "status"],
+)
+def test_command_starts_and_answers_in_under_three_seconds(args: list[str], tmp_path: Path):
+    """Each well under a second on an idle CPU; the bound leaves room for a busy one."""
+    args = [str(records_only(tmp_path)) if a == "RECORDS" else a for a in args]
+    timings = []
+    for _ in range(2):  # the better of two: a fresh interpreter each, disk cache warm
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "kdbench", *args], cwd=REPO, check=True,
+                       capture_output=True)  # fmt: skip
+        timings.append(time.perf_counter() - start)
+    print(f"kdbench {args[0]}: {min(timings):.2f} s")
+    assert min(timings) < 3.0

@@ -14,14 +14,14 @@ from click.testing import CliRunner
 import kdbench
 from conftest import write_benchmark
 from kdbench.cli import cli
-from kdbench.context import RunContext
-from kdbench.errors import KdbenchError
-from kdbench.matrix import DatasetSpec, file_sha256
-from kdbench.plugins import load_plugins
-from kdbench.records import RecordStore, read_record
-from kdbench.runner import plan, run_benchmark
-from kdbench.students import build_student, read_student, save_student
-from kdbench.training import evaluate
+from kdbench.core.errors import KdbenchError
+from kdbench.core.plugins import load_plugins
+from kdbench.engine.context import RunContext
+from kdbench.engine.evaluate import evaluate
+from kdbench.engine.matrix import DatasetSpec, file_sha256
+from kdbench.engine.runner import plan, run_benchmark
+from kdbench.engine.students import build_student, read_student, save_student
+from kdbench.records.store import RecordStore, read_record
 
 HAS_ONNX = importlib.util.find_spec("onnx") is not None
 REFERENCE = Path(__file__).parents[1] / "results" / "reference"

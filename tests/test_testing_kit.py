@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdbench import DistillationLoss, LossInputs, TapPair
-from kdbench.plugins import load_plugins
+from kdbench.core.plugins import load_plugins
 from kdbench.testing import (
     Tapped,
     check_dataset,
@@ -183,7 +183,7 @@ def test_fixtures_give_a_deeper_teacher_than_student(
 def test_fitnets_pairs_the_middle_stages_of_a_deep_teacher_and_shallow_student():
     loss = REGISTRY.get("losses", "fitnets").obj()
     check_loss(REGISTRY.get("losses", "fitnets").obj)
-    from kdbench.losses import feature_pairs
+    from kdbench.core.losses import feature_pairs
 
     pairs = feature_pairs(loss, list(tiny_student().taps), list(tiny_teacher().taps))
     assert pairs == (TapPair("stage1", "stage2"),)
@@ -194,7 +194,7 @@ def test_fitnets_distils_the_tap_pair_asked_for():
     terms = check_loss(fitnets, {"hint": "stage2", "teacher_hint": "stage3"})
     assert set(terms) == {"ce", "fitnets"}
     loss = fitnets(hint="stage2", teacher_hint="stage3")
-    from kdbench.losses import feature_pairs
+    from kdbench.core.losses import feature_pairs
 
     assert feature_pairs(loss, list(tiny_student().taps), list(tiny_teacher().taps)) == (
         TapPair("stage2", "stage3"),
@@ -212,7 +212,7 @@ def test_the_pytest_plugin_module_imports_without_torch():
 
 
 def test_sp_compares_the_last_stage_of_each_network_whatever_their_depths():
-    from kdbench.losses import feature_pairs
+    from kdbench.core.losses import feature_pairs
 
     sp = REGISTRY.get("losses", "sp").obj
     pairs = feature_pairs(sp(), list(tiny_student().taps), list(tiny_teacher().taps))

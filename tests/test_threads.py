@@ -10,16 +10,16 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import kdbench.threads
+import kdbench.core.threads
 from conftest import write_benchmark
 from kdbench.builtin.executors import LocalExecutor, PoolExecutor
 from kdbench.cli import cli
-from kdbench.threads import default_threads, oversubscribed, resolve_threads, using_threads
+from kdbench.core.threads import default_threads, oversubscribed, resolve_threads, using_threads
 
 
 @pytest.fixture
 def eight_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kdbench.threads, "usable_cores", lambda: 8)
+    monkeypatch.setattr(kdbench.core.threads, "usable_cores", lambda: 8)
 
 
 def test_default_shares_the_cores_among_workers_and_never_drops_below_one(eight_cores):
@@ -35,9 +35,9 @@ def test_using_threads_sets_torch_and_children_then_restores(monkeypatch: pytest
     before = torch.get_num_threads()
     with using_threads(1):
         assert torch.get_num_threads() == 1
-        assert kdbench.threads.os.environ["OMP_NUM_THREADS"] == "1"
+        assert kdbench.core.threads.os.environ["OMP_NUM_THREADS"] == "1"
     assert torch.get_num_threads() == before
-    assert "OMP_NUM_THREADS" not in kdbench.threads.os.environ
+    assert "OMP_NUM_THREADS" not in kdbench.core.threads.os.environ
 
 
 def test_a_busy_machine_is_reported_and_a_quiet_one_is_not():

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from conftest import write_benchmark
 from kdbench import hookimpl
 from kdbench.cli import cli
-from kdbench.plugins import EventHooks
-from kdbench.trackers import RunEvent
+from kdbench.core.plugins import EventHooks
+from kdbench.engine.trackers import RunEvent
 
 pytest.importorskip("tensorboard", reason="the tensorboard package is not installed")
 pytest.importorskip("mlflow", reason="the mlflow package is not installed")
@@ -96,8 +96,8 @@ def test_json_lines_log_every_event_of_the_run(tracked_run):
 
 
 def test_trackers_do_not_change_the_config_hash_or_cell_ids(tracked_run, tmp_path: Path):
-    from kdbench.context import RunContext
-    from kdbench.runner import plan
+    from kdbench.engine.context import RunContext
+    from kdbench.engine.runner import plan
 
     out, _ = tracked_run
     plain = plan(write_benchmark(tmp_path), RunContext())
@@ -155,12 +155,12 @@ def register_trackers(register):
 def test_a_run_with_a_raising_tracker_reports_it_once_and_succeeds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    import kdbench.plugins
+    import kdbench.core.plugins
 
     # This module, registered as a built-in plugin would be, under a package-like name.
     monkeypatch.setitem(sys.modules, "kdbench_tests.broken_tracker", sys.modules[__name__])
-    plugins = (*kdbench.plugins.BUILTIN_PLUGINS, "kdbench_tests.broken_tracker")
-    monkeypatch.setattr(kdbench.plugins, "BUILTIN_PLUGINS", plugins)
+    plugins = (*kdbench.core.plugins.BUILTIN_PLUGINS, "kdbench_tests.broken_tracker")
+    monkeypatch.setattr(kdbench.core.plugins, "BUILTIN_PLUGINS", plugins)
     bench = write_benchmark(tmp_path)
     text = (
         bench.read_text()
@@ -192,9 +192,9 @@ def test_an_unknown_tracker_is_a_config_error_that_writes_nothing(tmp_path: Path
 
 
 def test_a_cell_trained_elsewhere_has_its_epochs_sent_from_its_record(tmp_path: Path):
-    from kdbench.context import RunContext
-    from kdbench.runner import plan
-    from kdbench.trackers import Trackers, TrackingProgress
+    from kdbench.engine.context import RunContext
+    from kdbench.engine.runner import plan
+    from kdbench.engine.trackers import Trackers, TrackingProgress
 
     cells = plan(write_benchmark(tmp_path), RunContext()).cells
     seen: list[RunEvent] = []

@@ -15,14 +15,14 @@ import torch
 from annotated_types import Ge, Gt, Interval, Le, Lt, MinLen
 from click.testing import CliRunner
 
-import kdbench.cli
+import kdbench.cli.app
 from conftest import TINY
 from kdbench import DistillationLoss, KdbenchError, LossInputs
 from kdbench.builtin.models_small import cnn
 from kdbench.cli import cli
-from kdbench.context import RunContext
-from kdbench.plugins import load_plugins
-from kdbench.registry import Entry
+from kdbench.core.plugins import load_plugins
+from kdbench.core.registry import Entry
+from kdbench.engine.context import RunContext
 
 GOOD = TINY.format(extra_pairs="")
 
@@ -73,7 +73,7 @@ def plugins():
 @pytest.fixture
 def invoke(plugins, tmp_path, monkeypatch) -> Callable[..., tuple[int, str]]:
     """Run the CLI in tmp_path with the test plugins; returns (exit code, output)."""
-    monkeypatch.setattr(kdbench.cli, "_context", lambda: RunContext(plugins=plugins))
+    monkeypatch.setattr(kdbench.cli.app, "_context", lambda: RunContext(plugins=plugins))
     monkeypatch.chdir(tmp_path)
 
     def run(*args: str) -> tuple[int, str]:
@@ -542,7 +542,7 @@ def test_unreadable_file_argument_is_one_line(invoke, tmp_path, target):
 
 
 def test_debug_shows_the_traceback(plugins, tmp_path, monkeypatch):
-    monkeypatch.setattr(kdbench.cli, "_context", lambda: RunContext(plugins=plugins))
+    monkeypatch.setattr(kdbench.cli.app, "_context", lambda: RunContext(plugins=plugins))
     bench = write_case(tmp_path, sub("temperature = 4.0", 'temperature = "hot"'))
     result = CliRunner().invoke(cli, ["--debug", "validate", str(bench)])
     assert isinstance(result.exception, KdbenchError)
@@ -646,8 +646,8 @@ def test_builtin_annotations_are_checked(plugins, kind, name, params, key):
 
 def test_plan_without_validation_checks_the_file_only(plugins, tmp_path):
     """kdbench status counts cells of a file whose data is elsewhere; run would refuse it."""
-    from kdbench.errors import ConfigError
-    from kdbench.runner import plan
+    from kdbench.core.errors import ConfigError
+    from kdbench.engine.runner import plan
 
     missing = f'[datasets.fashion_mnist]\nroot = "{tmp_path / "nowhere"}"'
     bench = write_case(tmp_path, sub("[datasets.digits]", missing))

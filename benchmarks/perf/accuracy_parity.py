@@ -24,11 +24,12 @@ from pathlib import Path
 import torch
 from kd_step import reference_loader, reference_step
 
-from kdbench.cell import CellJob, run_cell
-from kdbench.context import RunContext
-from kdbench.runner import plan, provision_teachers
-from kdbench.teachers import load_teacher
-from kdbench.training import evaluate
+from kdbench.engine.cell import run_cell
+from kdbench.engine.context import RunContext
+from kdbench.engine.evaluate import evaluate
+from kdbench.engine.job import CellJob
+from kdbench.engine.runner import plan, provision_teachers
+from kdbench.engine.teachers import load_teacher
 
 BENCH = """
 [benchmark]

@@ -29,14 +29,16 @@ from pathlib import Path
 
 import torch
 
-from kdbench.cell import CellJob, lockstep_groups, run_group
-from kdbench.cell_checkpoint import GroupCheckpoint, Outputs
-from kdbench.config import Recipe
-from kdbench.context import RunContext
-from kdbench.losses import LossContext
-from kdbench.measure import device_name
-from kdbench.runner import plan, provision_teachers
-from kdbench.training import make_run
+from kdbench.core.config import Recipe
+from kdbench.core.losses import LossContext
+from kdbench.engine.cell import run_group
+from kdbench.engine.cell_checkpoint import GroupCheckpoint, Outputs
+from kdbench.engine.context import RunContext
+from kdbench.engine.job import CellJob
+from kdbench.engine.lockstep import lockstep_groups
+from kdbench.engine.measure import device_name
+from kdbench.engine.runner import plan, provision_teachers
+from kdbench.engine.training import make_run
 
 ROOT = Path(__file__).resolve().parents[2]
 

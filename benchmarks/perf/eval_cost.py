@@ -4,7 +4,7 @@ Run with ``python benchmarks/perf/eval_cost.py [--device cpu|cuda] [--steps N]``
 resnet32x4 -> resnet8x4 on CIFAR-shaped data: random uint8 images (3x32x32, 100
 classes), since only time is measured and CIFAR itself may not be on the machine.
 
-- one evaluation: :func:`kdbench.training.evaluate` of the student, as a cell runs it
+- one evaluation: :func:`kdbench.engine.evaluate.evaluate` of the student, as a cell runs it
   after each epoch (each ``--eval-batch``), timed on ``--eval-images`` test images and
   scaled to 10,000;
 - one training epoch: kdbench's KD loop (teacher forward every step, BatchNorms folded)
@@ -33,12 +33,15 @@ import torch
 from kd_step import kdbench_loop, setup, timed
 
 from kdbench.builtin.losses_basic import CrossEntropy
-from kdbench.context import RunContext
-from kdbench.data import Augment, Split
-from kdbench.folding import fold_batchnorm
-from kdbench.matrix import ModelSpec
-from kdbench.measure import device_name
-from kdbench.training import OnlineTeacher, autocast_dtype, evaluate
+from kdbench.core.data import Split
+from kdbench.engine.batches import Augment
+from kdbench.engine.context import RunContext
+from kdbench.engine.evaluate import evaluate
+from kdbench.engine.folding import fold_batchnorm
+from kdbench.engine.matrix import ModelSpec
+from kdbench.engine.measure import device_name
+from kdbench.engine.online_teacher import OnlineTeacher
+from kdbench.engine.precision import autocast_dtype
 
 TRAIN_IMAGES, TEST_IMAGES, BATCH = 50_000, 10_000, 64
 

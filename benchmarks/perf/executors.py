@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from kdbench.builtin.executors import usable_cores
-from kdbench.config import Executor
-from kdbench.context import RunContext, resolve_device
-from kdbench.records import RecordStore
-from kdbench.runner import load_datasets, plan, provision_teachers, run_benchmark
+from kdbench.core.config import Executor
+from kdbench.engine.context import RunContext, resolve_device
+from kdbench.engine.runner import load_datasets, plan, provision_teachers, run_benchmark
+from kdbench.executors import usable_cores
+from kdbench.records.store import RecordStore
 
 ROOT = Path(__file__).resolve().parents[2]
 

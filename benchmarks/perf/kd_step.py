@@ -40,13 +40,16 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2 as T
 
 from kdbench.builtin.losses_basic import KD
-from kdbench.context import RunContext
-from kdbench.data import Augment, BatchStream, DatasetSplits, Split, normalize
-from kdbench.folding import fold_batchnorm
-from kdbench.logit_cache import CachedTeacher, build_logit_cache
-from kdbench.matrix import DatasetSpec, ModelSpec
-from kdbench.measure import device_name
-from kdbench.training import OnlineTeacher, autocast_dtype, compiled, make_run, train_epoch
+from kdbench.core.data import DatasetSplits, Split
+from kdbench.engine.batches import Augment, BatchStream, normalize
+from kdbench.engine.context import RunContext
+from kdbench.engine.folding import fold_batchnorm
+from kdbench.engine.logit_cache import CachedTeacher, build_logit_cache
+from kdbench.engine.matrix import DatasetSpec, ModelSpec
+from kdbench.engine.measure import device_name
+from kdbench.engine.online_teacher import OnlineTeacher
+from kdbench.engine.precision import autocast_dtype, compiled
+from kdbench.engine.training import make_run, train_epoch
 
 RECIPE = {
     "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,

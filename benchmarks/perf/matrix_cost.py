@@ -28,11 +28,13 @@ from pathlib import Path
 
 import torch
 
-from kdbench.cell import CellJob, lockstep_groups, run_cell, run_group
-from kdbench.context import RunContext
-from kdbench.matrix import LossSpec
-from kdbench.measure import device_name
-from kdbench.runner import plan, provision_teachers
+from kdbench.engine.cell import run_cell, run_group
+from kdbench.engine.context import RunContext
+from kdbench.engine.job import CellJob
+from kdbench.engine.lockstep import lockstep_groups
+from kdbench.engine.matrix import LossSpec
+from kdbench.engine.measure import device_name
+from kdbench.engine.runner import plan, provision_teachers
 
 BENCH = """
 [benchmark]

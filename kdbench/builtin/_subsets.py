@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from kdbench.data import Split
-from kdbench.errors import ConfigError
+from kdbench.core.data import Split
+from kdbench.core.errors import ConfigError
 
 __all__ = ["stratified_indices", "subset"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kdbench.errors import DatasetNotFoundError
+from kdbench.core.errors import DatasetNotFoundError
 
 
 def torchvision_download(class_name: str, root: Path, *, dataset: str, into: Path) -> None:

@@ -12,6 +12,6 @@ def register_commands(cli):
     @cli.command(name="schema")
     def schema() -> None:
         """Print the JSON Schema of a cell's record (docs/record.schema.json)."""
-        from kdbench.record_schema import json_schema
+        from kdbench.reports import json_schema
 
         click.echo(json_schema(), nl=False)

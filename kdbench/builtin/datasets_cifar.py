@@ -28,8 +28,8 @@ import torch
 from kdbench import PositiveInt, hookimpl
 from kdbench.builtin._subsets import subset
 from kdbench.builtin._torchvision_download import torchvision_download
-from kdbench.data import DatasetSplits, Split
-from kdbench.errors import DatasetNotFoundError, KdbenchError
+from kdbench.core.data import DatasetSplits, Split
+from kdbench.core.errors import DatasetNotFoundError, KdbenchError
 
 __all__ = ["cifar10", "cifar100"]
 

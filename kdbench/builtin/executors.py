@@ -1,30 +1,4 @@
-"""The ``local`` and ``pool`` executors, and what every executor promises.
-
-An executor class is built with its TOML parameters (``[executor] params = {...}``) and
-has ``map(units, run)``, yielding ``run(unit)`` for each unit as soon as it ends, in any
-order. A unit is one :class:`~kdbench.cell.CellJob`, whose result is a record, or, with
-``[executor] lockstep = true`` (the default), a lockstep group: a list of jobs that
-:func:`~kdbench.cell.run_group` trains together, whose result is a list of records. The
-runner takes a list of records for any unit. An executor that only passes units to
-``run`` and yields what comes back needs to know neither; :func:`jobs_of` gives the jobs
-of a unit to one that looks inside.
-
-Executors that set ``in_process = True`` receive a ``run`` that shows progress and
-reuses loaded datasets; others receive :func:`~kdbench.cell.run_group` or
-:func:`~kdbench.cell.run_cell` itself, which pickles, and may call it as
-``run(unit, context=...)`` with a context kept per worker.
-
-Three optional methods let the runner drive an executor's lifetime, which may span
-several ``map`` calls (retries run as further rounds):
-
-- ``start(out_dir)``: once, before the first ``map``, with the results directory;
-- ``cancel()``: on Ctrl-C or an error while cells run: stop submitted work now;
-- ``close()``: once at the end, always: release workers, clusters, connections.
-
-A unit whose job dies outside ``run`` (a killed worker, a cancelled cluster job) comes
-back as one ``failed`` record per cell, made by :func:`failed_records`, so the runner
-can retry those cells and the matrix goes on.
-"""
+"""The ``local`` and ``pool`` executors (what every executor promises: :mod:`kdbench.executors`)."""
 
 from __future__ import annotations
 
@@ -40,65 +14,28 @@ from typing import Any
 import torch
 
 from kdbench import hookimpl
-from kdbench.cell import error_of, record_head
-from kdbench.errors import KdbenchError
-from kdbench.threads import resolve_threads, set_threads, usable_cores
-
-Result = dict[str, Any] | list[dict[str, Any]]  # what run(unit) answers: record or records
-
-_WORKER_CONTEXT = None  # one RunContext per worker process: datasets load once per worker
-
-
-def worker_context():
-    """This process's RunContext, made on first use and kept (plugins and datasets cached)."""
-    global _WORKER_CONTEXT
-    if _WORKER_CONTEXT is None:
-        from kdbench.context import RunContext
-
-        _WORKER_CONTEXT = RunContext()
-    return _WORKER_CONTEXT
-
-
-def jobs_of(unit: Any) -> list[Any]:
-    """The jobs of a unit: a lockstep group is a list of jobs; anything else is one job."""
-    return unit if isinstance(unit, list) else [unit]
-
-
-def failed_record(job: Any, exc: BaseException | str, *, where: str) -> dict[str, Any]:
-    """A ``failed`` record for a cell whose job died before :func:`run_cell` could answer."""
-    if isinstance(exc, BaseException):
-        error = error_of(exc, prefix=f"{where}: ")
-    else:
-        error = {"type": "ExecutorError", "message": f"{where}: {exc}", "traceback": ""}
-    head = record_head(job)
-    return head | {"finished_at": head["started_at"], "status": "failed", "error": error}
-
-
-def failed_records(unit: Any, exc: BaseException | str, *, where: str) -> list[dict[str, Any]]:
-    """A ``failed`` record for every cell of a unit that died: a group's cells all die."""
-    return [failed_record(job, exc, where=where) for job in jobs_of(unit)]
-
-
-def _positive(name: str, value: Any, executor: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise KdbenchError(
-            f"executor '{executor}': {name} must be a positive integer, not {value!r}"
-        )
-    return value
+from kdbench.executors import (
+    Result,
+    failed_records,
+    jobs_of,
+    positive,
+    resolve_threads,
+    set_threads,
+    usable_cores,
+    worker_context,
+)
 
 
 class LocalExecutor:
     """Run cells sequentially in this process (the default), with ``threads`` torch threads.
 
-    ``threads`` defaults to the usable cores (see :mod:`kdbench.threads`).
+    ``threads`` defaults to the usable cores (see :mod:`kdbench.core.threads`).
     """
 
     in_process = True
 
     def __init__(self, threads: int | None = None) -> None:
-        self.threads = _positive("threads", threads, "local")
+        self.threads = positive("threads", threads, "local")
         self._saved_threads: int | None = None
 
     def start(self, out_dir: Any) -> None:
@@ -167,8 +104,8 @@ class PoolExecutor:
     in_process = False
 
     def __init__(self, workers: int | None = None, threads: int | None = None) -> None:
-        self.workers = _positive("workers", workers, "pool")
-        self.threads = _positive("threads", threads, "pool")
+        self.workers = positive("workers", workers, "pool")
+        self.threads = positive("threads", threads, "pool")
         self._pools: list[ProcessPoolExecutor | None] = []
         self._slots: list[tuple[str | None, int]] = []
 

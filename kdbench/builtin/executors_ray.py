@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kdbench import hookimpl
-from kdbench.builtin.executors import Result, _positive, failed_records, worker_context
-from kdbench.errors import KdbenchError
+from kdbench.executors import KdbenchError, Result, failed_records, positive, worker_context
 
 INSTALL_HINT = "the ray executor needs Ray: pip install 'kdbench[ray]'"
 
@@ -34,7 +33,7 @@ def _import_ray():
 
 def run_ray_cell(run: Callable[..., Result], unit: Any, threads: int) -> Result:
     """The task body: as many torch threads as CPUs reserved, then the cell or group."""
-    from kdbench.threads import set_threads
+    from kdbench.executors import set_threads
 
     set_threads(threads)
     return run(unit, context=worker_context())
@@ -61,7 +60,7 @@ class RayExecutor:
         runtime_env: dict[str, Any] | None = None,
         threads: int | None = None,
     ) -> None:
-        self.threads = _positive("threads", threads, "ray")
+        self.threads = positive("threads", threads, "ray")
         if num_cpus <= 0:
             raise KdbenchError(f"executor 'ray': num_cpus must be positive, not {num_cpus!r}")
         self.address = address

@@ -28,10 +28,18 @@ from pathlib import Path
 from typing import Any
 
 from kdbench import hookimpl
-from kdbench.builtin.executors import Result, _positive, failed_records, jobs_of, worker_context
-from kdbench.errors import KdbenchError
-from kdbench.records import write_json_atomic
-from kdbench.threads import default_threads, resolve_threads, set_threads
+from kdbench.executors import (
+    KdbenchError,
+    Result,
+    default_threads,
+    failed_records,
+    jobs_of,
+    positive,
+    resolve_threads,
+    set_threads,
+    worker_context,
+    write_json_atomic,
+)
 
 INSTALL_HINT = "the slurm executor needs submitit: pip install 'kdbench[slurm]'"
 JOBS_FILE = "kdbench-jobs.json"  # job id -> its cells, for `kdbench status`
@@ -127,7 +135,7 @@ class SlurmExecutor:
         extra: dict[str, Any] | None = None,
         threads: int | None = None,
     ) -> None:
-        self.threads = _positive("threads", threads, "slurm")
+        self.threads = positive("threads", threads, "slurm")
         self.partition = partition
         self.time = time
         self.gpus_per_node = gpus_per_node
@@ -148,6 +156,12 @@ class SlurmExecutor:
         self._jobs_file: Path | None = None
         self._running: dict[str, tuple[Any, Any]] = {}
         self._since: dict[str, str] = {}  # job id -> when it was submitted
+
+    @staticmethod
+    def job_states(out_dir: Path, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Jobs a run left submitted from ``out_dir`` (the ``folder`` param, else its slurm/)."""
+        folder = params.get("folder")
+        return job_states(Path(folder).expanduser() if folder else Path(out_dir) / "slurm")
 
     def start(self, out_dir: Path) -> None:
         """Make the submitit executor; check that the folders can be written from here."""

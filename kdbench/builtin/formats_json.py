@@ -9,7 +9,7 @@ from kdbench import hookimpl
 
 def leaderboard_json(board_set: Any) -> str:
     """Everything, for tools: pairs with rows, the cross-pair matrix, runs, warnings."""
-    from kdbench.formats import to_json  # the reporting layer, loaded when a report is made
+    from kdbench.reports import to_json  # the reporting layer, loaded when a report is made
 
     return to_json(board_set)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from kdbench import DistillationLoss, LossInputs, Probability, Temperature, hookimpl
-from kdbench.functional import kd_kl, soft_cross_entropy
-from kdbench.losses import CrossEntropy
+from kdbench.core.functional import kd_kl, soft_cross_entropy
+from kdbench.core.losses import CrossEntropy
 
 __all__ = ["CrossEntropy", "KD", "SoftLabelCE", "TemperatureCE"]
 

@@ -20,7 +20,7 @@ from kdbench import (
     Weight,
     hookimpl,
 )
-from kdbench.functional import kd_kl
+from kdbench.core.functional import kd_kl
 
 __all__ = ["CRD", "nce_loss"]
 

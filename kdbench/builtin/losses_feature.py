@@ -27,7 +27,7 @@ from kdbench import (
     Weight,
     hookimpl,
 )
-from kdbench.functional import stage_taps
+from kdbench.core.functional import stage_taps
 
 __all__ = ["AT", "PKT", "RKD", "SP", "FitNets"]
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from kdbench import DistillationLoss, LossInputs, NonNegativeInt, Temperature, Weight, hookimpl
-from kdbench.functional import kd_kl, standardize
+from kdbench.core.functional import kd_kl, standardize
 
 __all__ = ["DIST", "DKD", "DKDLS", "KDLS", "dkd_parts", "pearson_distance", "warmup_factor"]
 

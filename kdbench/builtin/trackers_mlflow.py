@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from kdbench import hookimpl
-from kdbench.errors import KdbenchError
+from kdbench.core.errors import KdbenchError
 
 
 class MlflowTracker:

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from kdbench import hookimpl
-from kdbench.errors import KdbenchError
+from kdbench.core.errors import KdbenchError
 
 
 def run_folder(label: str, cell_id: str) -> str:

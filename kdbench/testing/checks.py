@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdbench.data import DatasetSplits, Split
-from kdbench.features import FeatureTaps
-from kdbench.losses import DistillationLoss, LossContext, LossInputs, feature_pairs, loss_terms
+from kdbench.core.data import DatasetSplits, Split
+from kdbench.core.losses import DistillationLoss, LossContext, LossInputs, feature_pairs, loss_terms
+from kdbench.engine.features import FeatureTaps
 
 TapsDecl = Mapping[str, str] | Callable[[nn.Module], Mapping[str, str]]
 

@@ -11,8 +11,8 @@ from kdbench_timm import plugin
 from torch import nn
 
 from kdbench import KdbenchError
-from kdbench.features import FeatureTaps
-from kdbench.registry import Entry, Registry
+from kdbench.core.registry import Entry, Registry
+from kdbench.engine.features import FeatureTaps
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,592 @@
+"""The ``kdbench`` command line.
+
+User errors (:class:`KdbenchError`) and files that cannot be read or written print one
+line and exit 2; failed cells make ``run`` exit 1; Ctrl-C exits 130 with every finished
+cell saved. ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import errno
+import inspect
+import sys
+import textwrap
+from contextlib import nullcontext
+from pathlib import Path
+from typing import NoReturn
+
+import click
+from tabulate import tabulate
+
+from kdbench import __version__
+from kdbench.core.errors import KdbenchError, StorageError
+from kdbench.core.registry import KINDS
+
+EXIT_FAILED_CELLS = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+INTERRUPTED = "kdbench: interrupted; finished cells are saved - run the same command to resume"
+
+
+# OS errors about the machine rather than the code, even when no path is attached.
+_ENVIRONMENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+)
+
+
+class _Group(click.Group):
+    """Turns user errors, file-system failures and Ctrl-C into one line and an exit code.
+
+    Commands plugins add (the ``register_commands`` hook) are loaded only when a name
+    is not one of the built-in commands, or for the list in ``--help``.
+    """
+
+    _plugin_commands_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if not self._plugin_commands_added:
+            self._plugin_commands_added = True
+            from kdbench.core.plugins import add_commands
+
+            add_commands(self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            self._add_plugin_commands()
+        return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KdbenchError as exc:
+            if _debug(ctx):
+                raise
+            _fail(exc)
+        except OSError as exc:
+            # A file the harness could not read or write (permissions, a full disk, a
+            # path through a file) is the user's to fix; any other OSError is a bug.
+            if _debug(ctx) or (exc.filename is None and exc.errno not in _ENVIRONMENT_ERRNOS):
+                raise
+            _fail(StorageError(exc.filename, exc, "access") if exc.filename else exc.strerror)
+        except KeyboardInterrupt:
+            _interrupted()
+
+
+def _debug(ctx: click.Context) -> bool:
+    """--debug, read once the group's callback has run (before it, ``ctx.obj`` is unset)."""
+    return bool(ctx.obj and ctx.obj.get("debug"))
+
+
+def _fail(message: object) -> NoReturn:
+    """One ``kdbench: error:`` line per mistake (a benchmark file may have several)."""
+    for line in str(message).splitlines() or [type(message).__name__]:
+        click.echo(f"kdbench: error: {line}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _interrupted() -> NoReturn:
+    click.echo(INTERRUPTED, err=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kdbench")
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """kdbench: benchmark knowledge-distillation methods across a whole matrix.
+
+    A benchmark file (TOML) names teachers, students, distillation losses, datasets
+    and seeds. `kdbench run FILE` trains every cell, measures accuracy, latency and
+    size, writes one JSON record per cell and prints mean ± std tables over seeds.
+
+    \b
+    Exit codes: 0 success, 1 some cells failed, 2 usage, config or file error
+    (or the results folder is in use), 130 interrupted (run again to resume).
+    """
+    ctx.ensure_object(dict)["debug"] = debug
+
+
+def _context():
+    from kdbench.engine.context import RunContext
+
+    return RunContext()
+
+
+_WAIT = click.option(
+    "--wait",
+    is_flag=True,
+    help="If another kdbench process writes the results folder, wait for it instead of exiting 2.",
+)
+_THREADS = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="Torch CPU threads per training process (default: usable cores / workers at once).",
+)
+_YES = click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Go beyond the limits on seeds, epochs and matrix size (see docs/benchmark-files.md).",
+)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Results directory (default: results/<benchmark name>). Nothing is written elsewhere.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where to train and measure; auto picks CUDA when available.",
+)
+@click.option("--executor", help="Run cells with this executor instead of the file's [executor].")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the expanded matrix (cell ids) and train nothing."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress display; print only the table.")
+@click.option(
+    "--log-every",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Without a terminal: a progress line every N epochs of a cell (and its last).",
+)
+@_THREADS
+@_WAIT
+@_YES
+def run(
+    file: Path,
+    out: Path | None,
+    device: str,
+    executor: str | None,
+    dry_run: bool,
+    quiet: bool,
+    log_every: int,
+    threads: int | None,
+    wait: bool,
+    yes: bool,
+) -> None:
+    """Run every cell of the benchmark FILE that has no complete record yet.
+
+    Finished cells are skipped (resume); a failed cell is recorded and the rest go
+    on; the leaderboard is written as leaderboard.md and .csv beside the records.
+    """
+    from kdbench.cli.progress import make_display
+    from kdbench.engine.runner import default_out_dir, plan, run_benchmark
+    from kdbench.records.store import RecordStore
+    from kdbench.reporting.report import write_run_tables
+
+    context = _context()
+    # Validated first: an invalid file writes nothing, not even the results folder.
+    the_plan = plan(file, context, validate=True, confirmed=yes)
+    out_dir = out or default_out_dir(the_plan.config)
+    if dry_run:
+        store = RecordStore(out_dir)
+        rows = [
+            [
+                cell.id,
+                cell.dataset.name,
+                cell.teacher.model.name if cell.teacher else "-",
+                cell.student.name,
+                cell.loss.label,
+                cell.seed,
+                "done" if store.is_done(cell.id) else "pending",
+            ]
+            for cell in the_plan.cells
+        ]
+        headers = ["cell", "dataset", "teacher", "student", "loss", "seed", "state"]
+        click.echo(tabulate(rows, headers=headers))
+        click.echo(f"\n{len(rows)} cells; config hash {the_plan.config_hash}; out {out_dir}")
+        return
+    result = run_benchmark(
+        the_plan, context, out_dir=out_dir, device=device, executor=executor, quiet=quiet,
+        wait=wait, threads=threads, log_every=log_every, display=make_display,
+        summarize=write_run_tables,
+    )  # fmt: skip
+    click.echo(result.table)
+    click.echo(f"\nrecords and tables: {result.out_dir}")
+    if result.failed:
+        click.echo(f"kdbench: {len(result.failed)} cell(s) failed; see the records", err=True)
+        sys.exit(EXIT_FAILED_CELLS)
+
+
+@cli.group()
+def teachers() -> None:
+    """Provision teachers on their own (train and cache, or load checkpoints)."""
+
+
+@teachers.command(name="train")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="Results directory (as for run).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="Where to train.")  # fmt: skip
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@_THREADS
+@_WAIT
+@_YES
+def teachers_train(
+    file: Path,
+    out: Path | None,
+    device: str,
+    quiet: bool,
+    threads: int | None,
+    wait: bool,
+    yes: bool,
+) -> None:
+    """Train (or load) every teacher FILE needs and print their test accuracy.
+
+    Trained teachers are cached in <out>/teachers/ by content hash; `kdbench run`
+    with the same file and --out reuses them.
+    """
+    from rich.console import Console
+
+    from kdbench.cli.progress import make_display
+    from kdbench.core.threads import using_threads
+    from kdbench.engine.context import resolve_device
+    from kdbench.engine.runner import (
+        default_out_dir,
+        load_datasets,
+        plan,
+        provision_teachers,
+        run_threads,
+    )
+    from kdbench.records.lock import results_lock
+
+    context = _context()
+    the_plan = plan(file, context, validate=True, confirmed=yes)
+    out_dir = out or default_out_dir(the_plan.config)
+    load_datasets(the_plan, context)
+    display = None if quiet else make_display(0, Console(stderr=True))
+    with (
+        results_lock(out_dir, wait=wait, notify=lambda line: click.echo(line, err=True)),
+        using_threads(run_threads(the_plan.config, threads)),
+        display or nullcontext(),
+    ):
+        infos = provision_teachers(
+            the_plan.cells, context, out_dir, resolve_device(device), display
+        )
+    rows = [
+        [i["name"], i["source"], f"{i['top1']:.2f}", "yes" if i["cached"] else "no", i["weights"]]
+        for i in infos.values()
+    ]
+    click.echo(tabulate(rows, headers=["teacher", "source", "top-1 %", "cached", "weights"]))
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@_YES
+def validate(file: Path, yes: bool) -> None:
+    """Check a benchmark FILE as a run would, training nothing and writing nothing.
+
+    Keys, types, ranges, names and limits are checked; datasets are loaded, every model
+    is built and run on two samples on the CPU, teacher checkpoints are opened and
+    matched, and every loss gets the feature taps it needs. Every mistake is listed.
+    """
+    from kdbench.engine.runner import plan
+
+    the_plan = plan(file, _context(), validate=True, confirmed=yes)
+    click.echo(f"{file}: ok ({len(the_plan.cells)} cells)")
+
+
+WIDTH = 100  # listings fit a terminal of this many columns
+
+
+@cli.command()
+def plugins() -> None:
+    """List every loaded plugin: version, source and what it registered, then every problem.
+
+    Always exits 0 when kdbench itself works: skipped plugins and names registered twice
+    are listed under the table (`kdbench list` shows the names themselves).
+    """
+    from kdbench.core.plugins import report_formats
+
+    loaded = _context().plugins
+    formats = report_formats()
+    rows = []
+    for info in loaded.infos:
+        registered = loaded.registry.by_plugin(info.name)
+        if mine := sorted(f.name for f in formats.values() if f.plugin == info.name):
+            registered["formats"] = mine
+        what = "; ".join(f"{kind}: {_some(names)}" for kind, names in registered.items())
+        rows.append([info.name, info.version, info.source, what or "-"])
+    click.echo(_fit(rows, ["plugin", "version", "source", "registered"]))
+    for problem in loaded.problems:
+        click.echo(textwrap.fill(f"problem: {problem}", WIDTH, subsequent_indent="  "))
+
+
+def _some(names: list[str], limit: int = 4) -> str:
+    """All names, or a count (a plugin may register thousands)."""
+    return ", ".join(names) if len(names) <= limit else f"{len(names)} names"
+
+
+def _fit(rows: list[list[str]], headers: list[str]) -> str:
+    """A table whose last column wraps so that lines stay within :data:`WIDTH`."""
+    fixed = [
+        max(len(str(x)) for x in [h, *(r[i] for r in rows)]) for i, h in enumerate(headers[:-1])
+    ]
+    room = max(WIDTH - sum(fixed) - 2 * len(fixed), 20)
+    wrapped = [[*r[:-1], textwrap.fill(str(r[-1]), room)] for r in rows]
+    return tabulate(wrapped, headers=headers)
+
+
+@cli.command(name="list")
+@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("pattern", required=False)
+@click.option("--plugin", "plugin", help="Only what this plugin registered.")
+@click.option("--all", "show_all", is_flag=True, help="List every name of large plugins too.")
+def list_(kind: str, pattern: str | None, plugin: str | None, show_all: bool) -> None:
+    """List registered KIND names by plugin, with parameters and a description.
+
+    PATTERN filters names: a shell pattern (`resnet*`) or a part of the name. A plugin
+    with more than 40 names is summed up in one line unless PATTERN, --plugin or --all
+    narrows or asks for it. `kdbench show` tells everything about one name.
+    """
+    from kdbench.cli.describe import clip, matching, signature_line
+
+    loaded = _context().plugins
+    entries = {e.name: e for e in loaded.registry.entries(kind)}
+    sources = {info.name: info.source for info in loaded.infos}
+    groups: dict[str, list[str]] = {}
+    for name in matching(entries, pattern):
+        groups.setdefault(entries[name].plugin, []).append(name)
+    if plugin is not None:
+        groups = {plugin: groups.get(plugin, [])}
+    for owner, names in sorted(groups.items()):
+        click.echo(f"{owner} ({sources.get(owner, 'not loaded')}): {len(names)} {kind}")
+        if len(names) > 40 and not (show_all or pattern or plugin):
+            more = f", ... (narrow with a pattern, --plugin {owner} or --all)"
+            click.echo(clip(f"  {', '.join(names[:3])}", WIDTH - len(more)) + more)
+            continue
+        for name in names:
+            entry = entries[name]
+            params = signature_line(entry)
+            line = f"  {name}" + (f"({params})" if params else "")
+            line += f"  {entry.description}" if entry.description else ""
+            click.echo(clip(line, WIDTH))
+    if not any(groups.values()):
+        click.echo(f"no {kind} match" + (f" '{pattern}'" if pattern else ""))
+    elif kind in ("teachers", "students"):
+        click.echo(f"feature taps and their shapes: kdbench show {kind[:-1]} NAME")
+
+
+_SHOW_KINDS = {"model": "students", "teacher": "teachers", "student": "students",
+               "loss": "losses", "dataset": "datasets", "executor": "executors"}  # fmt: skip
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(list(_SHOW_KINDS)))
+@click.argument("name")
+@click.option("--input", "input_shape", default="3x32x32", show_default=True,
+              help="Image shape CxHxW the model's taps are measured on.")  # fmt: skip
+def show(kind: str, name: str, input_shape: str) -> None:
+    """Everything about one registered NAME: parameters, taps, plugin and documentation.
+
+    Parameters come with their types, defaults and the constraints a benchmark file is
+    checked against; a model is built with its defaults and its feature taps are shown
+    with their per-image shapes for --input.
+    """
+    from kdbench.cli.describe import parameters, tap_shapes
+    from kdbench.core.errors import ConfigError
+
+    loaded = _context().plugins
+    entry = loaded.registry.get(_SHOW_KINDS[kind], name, key=kind)
+    source = next((i.source for i in loaded.infos if i.name == entry.plugin), "unknown")
+    click.echo(f"{kind} {entry.name}  (plugin {entry.plugin}, {source})")
+    doc = inspect.getdoc(entry.obj) or entry.description
+    if doc:
+        click.echo("\n" + doc)
+    rows = parameters(entry)
+    click.echo("\nparameters:")
+    click.echo(
+        tabulate(rows, headers=["name", "type", "default", "constraint"]) if rows else "  none"
+    )
+    if entry.kind == "losses":
+        click.echo(
+            f"\nneeds a teacher: {'yes' if getattr(entry.obj, 'needs_teacher', True) else 'no'}"
+        )
+    if entry.kind in ("teachers", "students"):
+        try:
+            shape = tuple(int(n) for n in input_shape.lower().split("x"))
+            if len(shape) != 3:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(
+                f"--input must be CxHxW such as 3x32x32, got '{input_shape}'"
+            ) from None
+        taps = tap_shapes(entry, {}, shape)
+        click.echo(f"\ntaps (input {input_shape}, default parameters):")
+        click.echo(tabulate(taps, headers=["tap", "module", "shape"]) if taps else "  none")
+
+
+@cli.command(name="new-plugin")
+@click.argument("kind", type=click.Choice(["loss", "model", "dataset"]))
+@click.argument("name")
+@click.option("--dir", "parent", type=click.Path(path_type=Path, file_okay=False), default=".",
+              show_default=True, help="Where to create the distribution's folder.")  # fmt: skip
+def new_plugin(kind: str, name: str, parent: Path) -> None:
+    """Create a plugin distribution kdbench-NAME registering one KIND called NAME.
+
+    It has the entry point, a working plugin module to edit, a README and a test that
+    runs kdbench's kit on it: `pip install -e kdbench-NAME && pytest kdbench-NAME`.
+    """
+    from kdbench.cli.scaffold import new_plugin as write
+
+    folder = write(kind, name, parent)
+    click.echo(f"created {folder}")
+
+
+class _FormatChoice(click.Choice):
+    """The built-in report formats and those plugins registered, looked up when needed."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from kdbench.reporting.report import all_formats
+
+        return all_formats()
+
+    @choices.setter
+    def choices(self, value: object) -> None:
+        pass  # always the registered formats
+
+
+@cli.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    type=_FormatChoice(),
+    help="Output format; repeat for several. Default: md on stdout, or all of them with --out.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write the formats and the plots (PNG and SVG) into this folder.",
+)
+@click.option(
+    "--reference",
+    type=click.Path(path_type=Path, exists=True),
+    help="Published numbers (<dataset>_published.csv or a folder of them); "
+    "default results/reference.",
+)
+@click.option("--no-reference", is_flag=True, help="Show measured rows only.")
+@click.option("--no-plots", is_flag=True, help="With --out: skip the figures.")
+@click.option(
+    "--pool",
+    is_flag=True,
+    help="One row per method even where its records come from different configurations.",
+)
+def report(
+    results: tuple[Path, ...],
+    formats: tuple[str, ...],
+    out: Path | None,
+    reference: Path | None,
+    no_reference: bool,
+    no_plots: bool,
+    pool: bool,
+) -> None:
+    """Leaderboards from the records in RESULTS (results folders, records/ folders or
+    record files; several runs or machines at once).
+
+    One table per (dataset, teacher -> student) pair, methods sorted by top-1 with
+    mean ± std, 95% CI, gain over the ce baseline and cost; a methods x pairs matrix
+    with average ranks; published reference numbers beside measured ones; the
+    provenance of every record. An experiment found twice (another folder, another
+    benchmark name) is counted once, with a warning; a method run with different
+    configurations is one row per configuration unless --pool. Unusable record files
+    are skipped with a warning (only `kdbench run` quarantines them).
+    """
+    from kdbench.reporting.report import all_formats, build_leaderboard, publish, render_format
+
+    board_set = build_leaderboard(results, reference, use_reference=not no_reference, pool=pool)
+    for warning in board_set.warnings:
+        click.echo(f"kdbench: warning: {warning}", err=True)
+    if out is None:
+        for fmt in formats or ("md",):
+            click.echo(render_format(board_set, fmt), nl=False)
+            click.echo()
+        return
+    written = publish(board_set, out, formats or all_formats(), plots=not no_plots)
+    for path in written:
+        click.echo(str(path))
+
+
+@cli.command()
+@click.argument(
+    "directory", metavar="DIR", type=click.Path(path_type=Path, exists=True, file_okay=False)
+)
+@click.argument("file", required=False, type=click.Path(path_type=Path, dir_okay=False))
+def status(directory: Path, file: Path | None) -> None:
+    """Show how many cells of results DIR are done, failed and pending.
+
+    Pending cells come from the benchmark FILE (default: the DIR/benchmark.toml that
+    `kdbench run` copied there). Jobs an executor submitted that have not come back
+    yet (Slurm's) are listed with their state.
+    """
+    from kdbench.cli.status import status as read_status
+
+    state = read_status(directory, file, _context)
+    total = "?" if state.cells is None else state.cells
+    pending = "? (no benchmark file)" if state.cells is None else len(state.pending)
+    click.echo(f"{directory}: {total} cells")
+    click.echo(f"  done     {state.done}")
+    click.echo(f"  failed   {len(state.failed)}")
+    click.echo(f"  pending  {pending}")
+    if state.unusable:
+        click.echo(f"  unusable {len(state.unusable)} (the next run quarantines and reruns them)")
+    if state.quarantined:
+        click.echo(f"  quarantined {len(state.quarantined)} (in records/.quarantine/)")
+    for bad in state.unusable:
+        click.echo(f"kdbench: warning: {bad}", err=True)
+    if state.other_records:
+        click.echo(f"  ({state.other_records} record(s) of cells not in the benchmark)")
+    for record in state.failed:
+        message = (record.get("error") or {}).get("message", "")
+        click.echo(f"failed: {record['cell_id']}: {message.splitlines()[0] if message else ''}")
+    if state.jobs:
+        # A lockstep group's job lists its cells one per line.
+        rows = [[j["job_id"], j["state"], "\n".join(j["labels"]), j["since"]] for j in state.jobs]
+        click.echo(tabulate(rows, headers=["slurm job", "state", "cells", "submitted"]))
+
+
+@cli.command()
+@click.argument("results", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("cell")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["torchscript", "onnx"]),
+    default="torchscript",
+    show_default=True,
+    help="onnx needs the onnx package.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Output file (default: RESULTS/exports/CELL.pt or .onnx).",
+)
+def export(results: Path, cell: str, fmt: str, out: Path | None) -> None:
+    """Write the trained student of CELL (a cell id) in RESULTS as a deployable file."""
+    from kdbench.engine.export import export_student
+
+    click.echo(export_student(results, cell, fmt, out))
+
+
+def main() -> None:
+    try:
+        cli(prog_name="kdbench")
+    except KeyboardInterrupt:  # before a command starts; a command's own is handled in _Group
+        _interrupted()

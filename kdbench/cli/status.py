@@ -1,0 +1,101 @@
+"""``kdbench status``: how far a results directory is, from its records alone.
+
+Done and failed counts come from the records; pending needs the benchmark's cells, so
+the benchmark file is read too (by default the ``benchmark.toml`` that ``kdbench run``
+copies into the directory). Record files no reader may use are counted as quarantined:
+those still in ``records/`` are moved by the next ``kdbench run``, which reruns their
+cells; status itself moves nothing. Jobs a run left submitted are listed as each executor
+describes its own (``job_states``): Slurm's from the job list it keeps in its folder,
+with their state when ``squeue`` can tell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kdbench.core.errors import ConfigError, KdbenchError
+from kdbench.records.schema import dump
+from kdbench.records.store import BadRecord, RecordStore
+
+if TYPE_CHECKING:
+    from kdbench.engine.context import RunContext
+
+
+@dataclass
+class Status:
+    out_dir: Path
+    benchmark: Path | None
+    cells: int | None = None  # None when no benchmark file could be read
+    done: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    other_records: int = 0  # records of cells the benchmark no longer has
+    unusable: list[BadRecord] = field(default_factory=list)  # the next run moves them
+    quarantined: list[BadRecord] = field(default_factory=list)  # moved by earlier runs
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def status(
+    out_dir: Path, file: Path | None = None, context: Callable[[], RunContext] | None = None
+) -> Status:
+    """Count done / failed / pending cells of ``out_dir`` and list submitted jobs.
+
+    ``context`` makes the run context, called only when there is a benchmark to plan:
+    from the records alone, status loads neither the plugins nor torch.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise KdbenchError(f"no results directory {out_dir}")
+    benchmark = file or out_dir / "benchmark.toml"
+    if file is None and not benchmark.is_file():
+        benchmark = None
+    store = RecordStore(out_dir)
+    valid, bad = store.scan()
+    records = {cell_id: dump(record) for cell_id, record in valid.items()}
+    result = Status(out_dir, benchmark, unusable=bad, quarantined=store.quarantined())
+    if benchmark is None:
+        cells = None
+    else:
+        from kdbench.engine.context import RunContext
+        from kdbench.engine.runner import plan
+
+        run_context = (context or RunContext)()
+        try:
+            the_plan = plan(benchmark, run_context)
+        except ConfigError as exc:
+            hint = "" if file else " (pass the original benchmark FILE to count pending cells)"
+            raise KdbenchError(f"{exc}{hint}") from None
+        cells = {cell.id: cell.label() for cell in the_plan.cells}
+        result.cells = len(cells)
+        result.jobs = _submitted_jobs(the_plan.config.executor, run_context, out_dir, records)
+    for cell_id, record in records.items():
+        if cells is not None and cell_id not in cells:
+            result.other_records += 1
+        elif record.get("status") == "ok":
+            result.done += 1
+        else:
+            result.failed.append(record)
+    if cells is not None:
+        result.pending = [label for cell_id, label in cells.items() if cell_id not in records]
+    return result
+
+
+def _submitted_jobs(
+    executor: Any, context: RunContext, out_dir: Path, records: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Submitted jobs with a cell not done yet, as each executor describes its own.
+
+    Every registered executor with a ``job_states`` method is asked (a run may have
+    overridden the file's executor); the file's own gets its ``[executor] params``.
+    """
+    done = {cell_id for cell_id, record in records.items() if record.get("status") == "ok"}
+    jobs = []
+    for entry in context.plugins.registry.entries("executors"):
+        describe = getattr(entry.obj, "job_states", None)
+        if describe is not None:
+            params = dict(executor.params) if entry.name == executor.name else {}
+            jobs += describe(out_dir, params)
+    return [job for job in jobs if not done.issuperset(job["cell_ids"])]

@@ -1,0 +1,275 @@
+"""One cell, end to end: build, train, evaluate, measure, and return its record.
+
+:func:`run_cell` is the unit every executor runs. It needs nothing but its job and the
+installed plugins, and never raises for a cell's own failure: an exception or a
+diverged loss becomes a record with ``status = "failed"`` and the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kdbench.core.data import DatasetSplits
+from kdbench.core.losses import LossContext, TapPair, feature_pairs
+from kdbench.engine.batches import Augment, BatchStream, sample_inputs
+from kdbench.engine.cache_policy import teacher_source
+from kdbench.engine.cell_checkpoint import GroupCheckpoint, Outputs
+from kdbench.engine.cell_record import finish_record
+from kdbench.engine.context import RunContext, resolve_device
+from kdbench.engine.evaluate import TestSplit
+from kdbench.engine.events import Progress
+from kdbench.engine.features import FeatureTaps
+from kdbench.engine.job import CellJob, error_of, record_head
+from kdbench.engine.lockstep import lockstep_key
+from kdbench.engine.precision import autocast_dtype, compile_mode, compiled
+from kdbench.engine.provenance import provenance
+from kdbench.engine.seeding import seed_everything
+from kdbench.engine.students import save_student
+from kdbench.engine.teacher_setup import frozen_teacher
+from kdbench.engine.training import StudentRun, fit, make_run
+
+
+def run_cell(
+    job: CellJob, context: RunContext | None = None, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Train and measure one cell; always returns a record, ``ok`` or ``failed``."""
+    return run_group([job], context, progress)[0]
+
+
+def run_group(
+    jobs: list[CellJob], context: RunContext | None = None, progress: Progress | None = None
+) -> list[dict[str, Any]]:
+    """Train cells sharing a :func:`lockstep_key` together: one stream, one teacher forward.
+
+    Each student keeps its own optimizer, loss, random-number stream and record, so the
+    records equal those of running the cells one by one. A student that fails does not
+    stop the others.
+    """
+    if len({lockstep_key(job.cell) for job in jobs}) != 1:
+        raise ValueError("run_group needs cells with one lockstep key")
+    context = context or RunContext()
+    device = resolve_device(jobs[0].device)
+    versions = context.plugins.versions()
+    records = [
+        record_head(job)
+        | {"provenance": provenance(device=device, plugin_versions=versions,
+                                    source_dir=Path(job.source_dir),
+                                    plugin_problems=context.plugins.problems)}
+        for job in jobs
+    ]  # fmt: skip
+    if progress:
+        more = f" (+{len(jobs) - 1} in lockstep)" if len(jobs) > 1 else ""
+        progress.cell_started(jobs[0].cell.label() + more, jobs[0].cell.recipe["epochs"])
+        progress.cells_started(tuple(job.cell.id for job in jobs))
+    try:
+        results = _train_group(jobs, context, device, progress)
+    except Exception as exc:  # noqa: BLE001 - errors are values: the matrix goes on
+        results = [exc] * len(jobs)
+    for record, result in zip(records, results, strict=True):
+        if isinstance(result, BaseException):
+            record["status"] = "failed"
+            record["error"] = error_of(result)
+        else:
+            record.update(result)
+            record["status"] = "ok"
+        record["finished_at"] = datetime.now(UTC).isoformat()
+    if progress:
+        progress.cell_done("ok" if all(r["status"] == "ok" for r in records) else "failed")
+    return records
+
+
+@dataclass
+class _Student:
+    job: CellJob
+    run: StudentRun
+    features: tuple[TapPair, ...]
+
+
+def _train_group(
+    jobs: list[CellJob], context: RunContext, device: torch.device, progress: Progress | None
+) -> list[dict[str, Any] | BaseException]:
+    first = jobs[0].cell
+    recipe = first.recipe
+    data, fingerprint = context.dataset(first.dataset)
+    mean, std = torch.tensor(data.mean), torch.tensor(data.std)
+    sample = sample_inputs(data.train, 2, mean=mean, std=std, device=device)
+    amp = autocast_dtype(recipe["amp"], device)
+    mode = compile_mode(recipe["compile"])
+
+    teacher = t_taps = teacher_cost = None
+    folded = 0
+    if first.teacher is not None:
+        teacher, t_taps, teacher_cost, folded = frozen_teacher(
+            jobs[0], context, data, sample, device
+        )
+
+    students: list[_Student | BaseException] = []
+    for job in jobs:
+        try:
+            students.append(_prepare(job, context, data, teacher, t_taps, sample, amp, device))
+        except Exception as exc:  # noqa: BLE001 - one bad loss must not sink the group
+            students.append(exc)
+    live = [s for s in students if isinstance(s, _Student)]
+    wanted = sorted({pair.teacher for s in live for pair in s.features})
+    teacher_taps = FeatureTaps(teacher, t_taps, wanted) if wanted else None
+    stream = BatchStream(
+        data.train,
+        batch_size=recipe["batch_size"],
+        augment=Augment(**recipe["augment"]),
+        mean=mean,
+        std=std,
+        device=device,
+        seed=first.seed,
+        channels_last=recipe["channels_last"],
+    )
+    source, cached = None, False
+    if any(s.run.loss.needs_teacher for s in live):
+        source, cached = teacher_source(
+            first, teacher, teacher_taps, context=context, data=data, stream=stream,
+            device=device, amp=amp, folded=folded,
+        )  # fmt: skip
+    outputs = jobs[0].outputs
+    checkpoint = GroupCheckpoint(outputs, [job.cell.id for job in jobs]) if outputs else None
+    resumed = checkpoint.load(len(live)) if checkpoint else None
+    earlier = 0.0
+    if resumed:
+        for s, state in zip(live, resumed["runs"], strict=True):
+            s.run.load_state_dict(state)
+        stream.load_state_dict(resumed["stream"])
+        earlier = resumed["seconds"]
+
+    def save(epoch: int, seconds: float) -> None:
+        if checkpoint.due(epoch, recipe["epochs"]):
+            states = [s.run.state_dict() for s in live]
+            checkpoint.save(epoch, earlier + seconds, stream.state_dict(), states)
+
+    with contextlib.ExitStack() as taps:
+        for tap in [teacher_taps, *(s.run.taps for s in live)]:
+            if tap is not None:
+                taps.enter_context(tap)
+        seconds = earlier + fit(
+            stream,
+            [s.run for s in live],
+            epochs=recipe["epochs"],
+            teacher=source,
+            amp_dtype=amp,
+            progress=progress,
+            test=TestSplit(data.test, mean, std, device, amp),
+            start_epoch=resumed["epochs_done"] if resumed else 0,
+            on_epoch_end=save if checkpoint else None,
+        )
+    shared = {
+        "dataset": {
+            "name": first.dataset.name,
+            "fingerprint": fingerprint,
+            "train": len(data.train),
+            "test": len(data.test),
+        },
+        "amp": str(amp).removeprefix("torch.") if amp else "off",
+        "train_seconds": seconds,
+        "group_size": len(live),
+        "logit_cache": cached,
+        "teacher_bn_folded": folded,
+        "compile": mode or False,
+        "data_on_device": stream.on_device,
+        "resumed_from_epoch": resumed["epochs_done"] if resumed else None,
+        "teacher_cost": teacher_cost,
+    }
+    results = [
+        s
+        if isinstance(s, BaseException)
+        else (s.run.error or finish_record(s.job, s.run, s.features, data, sample, shared))
+        for s in students
+    ]
+    if outputs and outputs.keep_students:
+        for s, result in zip(students, results, strict=True):
+            if isinstance(result, dict):
+                result["student"] = _keep(s, data, outputs)
+    if checkpoint:
+        checkpoint.discard()
+    return results
+
+
+def _keep(student: _Student, data: DatasetSplits, outputs: Outputs) -> dict[str, Any]:
+    """Save a trained student beside the records; the record's ``student`` entry."""
+    cell = student.job.cell
+    meta = {
+        "cell_id": cell.id,
+        "model": cell.student.name,
+        "params": cell.student.params,
+        "num_classes": data.num_classes,
+        "in_channels": data.in_channels,
+        "image_size": list(data.image_size),
+        "mean": list(data.mean),
+        "std": list(data.std),
+        "classes": list(data.classes),
+    }
+    return save_student(student.run.model, Path(outputs.out_dir), cell.id, meta)
+
+
+def _prepare(
+    job: CellJob,
+    context: RunContext,
+    data: DatasetSplits,
+    teacher: torch.nn.Module | None,
+    t_taps: dict[str, str] | None,
+    sample: torch.Tensor,
+    amp: torch.dtype | None,
+    device: torch.device,
+) -> _Student:
+    """Build one student and its loss from the cell's seed, as if it ran alone."""
+    cell = job.cell
+    seed_everything(cell.seed)
+    student = context.build_model("students", cell.student, data).to(device)
+    if cell.recipe["channels_last"]:
+        student = student.to(memory_format=torch.channels_last)
+    loss = context.plugins.registry.get("losses", cell.loss.name).obj(**cell.loss.params)
+    loss.to(device)
+    student.eval()
+    with torch.no_grad():
+        student(sample)  # materialise lazy layers before optimizers and taps see them
+    wanted: tuple[TapPair, ...] = ()
+    student_taps = None
+    shapes: tuple[dict, dict] = ({}, {})
+    if teacher is not None and loss.needs_teacher:
+        s_taps = context.taps("students", cell.student, student)
+        wanted = feature_pairs(loss, list(s_taps), list(t_taps))
+        if wanted:
+            student_taps = FeatureTaps(student, s_taps, [p.student for p in wanted])
+            teacher_wanted = FeatureTaps(teacher, t_taps, [p.teacher for p in wanted])
+            shapes = (
+                _feature_shapes(student, student_taps, sample),
+                _feature_shapes(teacher, teacher_wanted, sample),
+            )
+    loss.setup(
+        LossContext(
+            num_classes=data.num_classes,
+            num_train=len(data.train),
+            student_feature_shapes=shapes[0],
+            teacher_feature_shapes=shapes[1],
+            train_labels=data.train.labels,
+        )
+    )
+    loss.to(device)
+    run = make_run(student, loss, cell.recipe, amp_dtype=amp, taps=student_taps)
+    run.name = cell.id
+    mode = compile_mode(cell.recipe["compile"])
+    if mode:
+        run.forward = compiled(student, mode)
+    return _Student(job, run, wanted)
+
+
+def _feature_shapes(
+    model: torch.nn.Module, taps: FeatureTaps, sample: torch.Tensor
+) -> dict[str, tuple[int, ...]]:
+    """Per-image shapes of the tapped features, from one dry forward."""
+    model.eval()
+    with torch.no_grad(), taps:
+        model(sample)
+    return {name: tuple(t.shape[1:]) for name, t in taps.pop().items()}

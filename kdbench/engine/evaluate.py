@@ -1,0 +1,98 @@
+"""Test-split evaluation: top-1/top-5 of a model, and of every live run after an epoch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from kdbench.core.data import Split
+from kdbench.engine.batches import eval_batches
+from kdbench.engine.precision import autocast
+
+if TYPE_CHECKING:
+    from kdbench.engine.training import StudentRun
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    split: Split,
+    *,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    device: torch.device,
+    batch_size: int = 512,
+    amp_dtype: torch.dtype | None = None,
+) -> dict[str, float]:
+    """Top-1 and top-5 accuracy (%) on a split; top-5 only with at least 5 classes.
+
+    Runs in eval mode and puts the model back in the mode it was in, so it can be
+    called between training epochs; it draws no random numbers.
+    """
+    was_training = model.training
+    model.eval()
+    hits1 = hits5 = torch.zeros((), dtype=torch.long, device=device)
+    for inputs, targets in eval_batches(
+        split, batch_size=batch_size, mean=mean, std=std, device=device
+    ):
+        with autocast(device, amp_dtype):
+            logits = model(inputs).float()
+        k = min(5, logits.shape[1])
+        top = logits.topk(k, dim=1).indices
+        hits = top.eq(targets.view(-1, 1))
+        hits1 = hits1 + hits[:, 0].sum()  # summed on the device: one sync at the end
+        hits5 = hits5 + hits.any(dim=1).sum()
+    model.train(was_training)
+    correct1, correct5 = int(hits1), int(hits5)
+    n = len(split)
+    result = {"top1": 100.0 * correct1 / n}
+    if logits.shape[1] >= 5:
+        result["top5"] = 100.0 * correct5 / n
+    return result
+
+
+@dataclass(frozen=True)
+class TestSplit:
+    """The split runs are evaluated on between epochs, normalised as for the final figure."""
+
+    split: Split
+    mean: torch.Tensor
+    std: torch.Tensor
+    device: torch.device
+    amp_dtype: torch.dtype | None = None
+
+    __test__ = False  # not a pytest class, though its name starts with Test
+
+
+def evaluate_epoch(runs: list[StudentRun], test: TestSplit, *, epoch: int, epochs: int) -> None:
+    """Test top-1 of every live run due at this epoch (0-based), into its last history entry.
+
+    A run is due every ``eval_every`` epochs and always after the last one; the full
+    result (top-1 and top-5) is kept as ``run.accuracy``. A run whose evaluation fails
+    keeps the error, as in training; the others go on.
+    """
+    for run in runs:
+        if run.error is not None or not run.history or run.history[-1]["epoch"] != epoch + 1:
+            continue
+        if (epoch + 1) % run.eval_every and epoch + 1 != epochs:
+            continue
+        try:
+            run.accuracy = evaluate(
+                run.model,
+                test.split,
+                mean=test.mean,
+                std=test.std,
+                device=test.device,
+                batch_size=run.eval_batch_size,
+                amp_dtype=test.amp_dtype,
+            )
+        except Exception as exc:  # noqa: BLE001 - the run fails, the group goes on
+            run.error = exc
+            continue
+        finally:
+            if run.taps is not None:
+                run.taps.pop()  # the evaluation's activations are no training step's
+        run.history[-1]["test_top1"] = run.accuracy["top1"]

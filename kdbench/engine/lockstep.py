@@ -1,0 +1,39 @@
+"""Lockstep grouping: cells that see identical batches train together.
+
+Cells sharing dataset, teacher, seed and the stream-shaping recipe numbers share one
+batch stream and one teacher forward; each keeps its own student, loss and random state.
+"""
+
+from __future__ import annotations
+
+from kdbench.engine.job import CellJob
+from kdbench.engine.matrix import Cell, stable_hash
+
+
+def lockstep_key(cell: Cell) -> str:
+    """Cells with equal keys see identical batches and can share one teacher forward."""
+    recipe = cell.recipe
+    return stable_hash(
+        [
+            cell.dataset.name,
+            cell.dataset.params,
+            cell.teacher.id if cell.teacher else None,
+            cell.seed,
+            recipe["epochs"],
+            recipe["batch_size"],
+            recipe["augment"],
+            recipe["amp"],
+            # shared by the group through its stream and teacher: must agree too
+            recipe["channels_last"],
+            recipe["compile"],
+            recipe["logit_cache"],
+        ]
+    )
+
+
+def lockstep_groups(jobs: list[CellJob]) -> list[list[CellJob]]:
+    """Jobs grouped by :func:`lockstep_key`, in first-appearance order."""
+    groups: dict[str, list[CellJob]] = {}
+    for job in jobs:
+        groups.setdefault(lockstep_key(job.cell), []).append(job)
+    return list(groups.values())

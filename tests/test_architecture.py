@@ -1,0 +1,25 @@
+"""The layers' walls hold: the import-linter contracts in pyproject.toml all pass.
+
+The CLI sits over reporting and the engine, which never import each other, over the
+records, over the core; built-in plugins import only the public API; reporting and the
+records import no torch; the executor API loads no plugins (no import cycle through
+the plugin manager). ``python -m pytest`` enforces them, not only a CI step.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from importlinter.cli import lint_imports
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_every_import_contract_is_kept(capsys):
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    assert len(contracts["contracts"]) == 5  # layers, built-ins, reporting, records, executors
+    code = lint_imports(config_filename=str(REPO / "pyproject.toml"), no_cache=True, no_logo=True)
+    report = capsys.readouterr().out
+    assert code == 0, report
+    assert "5 kept, 0 broken" in report
