@@ -23,6 +23,7 @@ from kdbench.params import (
 
 if TYPE_CHECKING:
     from kdbench.data import DatasetSplits, Split
+    from kdbench.image_files import ImageFiles, ImageViews, StreamingDataset
     from kdbench.losses import DistillationLoss, LossContext, LossInputs, TapPair, Taps
 
 __version__ = "0.1.0"
@@ -32,6 +33,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "DatasetSplits": "kdbench.data",
     "Split": "kdbench.data",
+    "ImageFiles": "kdbench.image_files",
+    "ImageViews": "kdbench.image_files",
+    "StreamingDataset": "kdbench.image_files",
     "DistillationLoss": "kdbench.losses",
     "LossContext": "kdbench.losses",
     "LossInputs": "kdbench.losses",
@@ -57,6 +61,8 @@ __all__ = [
     "DatasetSplits",
     "DistillationLoss",
     "Fraction",
+    "ImageFiles",
+    "ImageViews",
     "KdbenchError",
     "LossContext",
     "LossInputs",
@@ -67,6 +73,7 @@ __all__ = [
     "PositiveInt",
     "Probability",
     "Split",
+    "StreamingDataset",
     "TapPair",
     "Taps",
     "Temperature",

@@ -18,7 +18,7 @@ import torch
 
 from kdbench.cell_checkpoint import GroupCheckpoint, Outputs
 from kdbench.context import RunContext, resolve_device
-from kdbench.data import Augment, BatchStream, DatasetSplits, sample_inputs
+from kdbench.data import Augment, DatasetSplits
 from kdbench.features import FeatureTaps
 from kdbench.folding import fold_batchnorm
 from kdbench.logit_cache import CachedTeacher, build_logit_cache, cache_key, worth_caching
@@ -35,6 +35,7 @@ from kdbench.measure import (
 from kdbench.provenance import provenance
 from kdbench.records import SCHEMA_VERSION
 from kdbench.seeding import seed_everything
+from kdbench.streaming import NO_LOGIT_CACHE, sample_inputs, training_stream
 from kdbench.students import save_student
 from kdbench.teachers import load_teacher
 from kdbench.training import (
@@ -203,7 +204,7 @@ def _train_group(
     live = [s for s in students if isinstance(s, _Student)]
     wanted = sorted({pair.teacher for s in live for pair in s.features})
     teacher_taps = FeatureTaps(teacher, t_taps, wanted) if wanted else None
-    stream = BatchStream(
+    stream = training_stream(
         data.train,
         batch_size=recipe["batch_size"],
         augment=Augment(**recipe["augment"]),
@@ -214,10 +215,12 @@ def _train_group(
         channels_last=recipe["channels_last"],
     )
     source, cached = None, False
+    # continuous views (image files): no finite set of views to cache logits for
+    cache_off = NO_LOGIT_CACHE if stream.augment is None else None
     if any(s.run.loss.needs_teacher for s in live):
         forward = compiled(teacher, mode) if mode else None
         source = OnlineTeacher(teacher, teacher_taps, amp, forward=forward)
-        if not wanted and _use_cache(recipe):
+        if not wanted and cache_off is None and _use_cache(recipe):
             key = cache_key(first.teacher.id, recipe["augment"], device, folded, amp)
             source = CachedTeacher(
                 context.cached(
@@ -270,6 +273,7 @@ def _train_group(
         "train_seconds": seconds,
         "group_size": len(live),
         "logit_cache": cached,
+        "logit_cache_note": cache_off,
         "teacher_bn_folded": folded,
         "compile": mode or False,
         "data_on_device": stream.on_device,
@@ -428,6 +432,7 @@ def _finish(
             "features": [str(pair) for pair in student.features],
             "lockstep_group": shared["group_size"],
             "logit_cache": shared["logit_cache"],
+            **({"logit_cache_note": note} if (note := shared["logit_cache_note"]) else {}),
             "channels_last": cell.recipe["channels_last"],
             "compile": shared["compile"],
             "teacher_bn_folded": shared["teacher_bn_folded"],

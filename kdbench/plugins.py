@@ -55,6 +55,7 @@ BUILTIN_PLUGINS = (
     "kdbench.builtin.datasets_digits",
     "kdbench.builtin.datasets_fashion_mnist",
     "kdbench.builtin.datasets_cifar",
+    "kdbench.builtin.datasets_imagefolder",
     "kdbench.builtin.models_small",
     "kdbench.builtin.cifar_zoo",
     "kdbench.builtin.models_torchvision",

@@ -16,13 +16,14 @@ from torch import nn
 
 from kdbench.checkpoints import load_weights, read_state_dict
 from kdbench.context import RunContext
-from kdbench.data import Augment, BatchStream, DatasetSplits, sample_inputs
+from kdbench.data import Augment, DatasetSplits
 from kdbench.errors import KdbenchError
 from kdbench.losses import CrossEntropy
 from kdbench.matrix import TeacherSpec, file_sha256
 from kdbench.measure import count_params
 from kdbench.records import atomic_path, write_json_atomic
 from kdbench.seeding import seed_everything
+from kdbench.streaming import sample_inputs, training_stream
 from kdbench.training import Progress, autocast_dtype, evaluate, fit, make_run
 
 
@@ -85,7 +86,7 @@ def _train(
     recipe = spec.recipe
     amp = autocast_dtype(recipe["amp"], device)
     run = make_run(model, CrossEntropy(), recipe, amp_dtype=amp)
-    stream = BatchStream(
+    stream = training_stream(
         data.train,
         batch_size=recipe["batch_size"],
         augment=Augment(**recipe["augment"]),

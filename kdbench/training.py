@@ -22,10 +22,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdbench.data import Batch, BatchStream, Split, eval_batches
+from kdbench.data import Batch, BatchStream, Split
 from kdbench.errors import KdbenchError
 from kdbench.features import FeatureTaps
+from kdbench.image_files import ImageFiles
 from kdbench.losses import DistillationLoss, LossInputs, loss_terms
+from kdbench.streaming import evaluation_batches
 
 
 class DivergedError(KdbenchError):
@@ -311,7 +313,7 @@ def _step(
 @torch.inference_mode()
 def evaluate(
     model: nn.Module,
-    split: Split,
+    split: Split | ImageFiles,
     *,
     mean: torch.Tensor,
     std: torch.Tensor,
@@ -327,7 +329,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     hits1 = hits5 = torch.zeros((), dtype=torch.long, device=device)
-    for inputs, targets in eval_batches(
+    for inputs, targets in evaluation_batches(
         split, batch_size=batch_size, mean=mean, std=std, device=device
     ):
         with _autocast(device, amp_dtype):
@@ -375,7 +377,7 @@ def make_run(
 class TestSplit:
     """The split runs are evaluated on between epochs, normalised as for the final figure."""
 
-    split: Split
+    split: Split | ImageFiles
     mean: torch.Tensor
     std: torch.Tensor
     device: torch.device

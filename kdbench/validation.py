@@ -31,11 +31,12 @@ from kdbench.config import (
     read_benchmark,
 )
 from kdbench.context import RunContext
-from kdbench.data import DatasetSplits, sample_inputs
+from kdbench.data import DatasetSplits
 from kdbench.errors import ConfigError, KdbenchError
 from kdbench.limits import MAX_CELLS, cells_error, matrix_upper_bound, seed_and_epoch_errors
 from kdbench.matrix import Cell, DatasetSpec, TeacherSpec, expand
 from kdbench.param_types import shorten
+from kdbench.streaming import sample_inputs
 from kdbench.teachers import _build as build_teacher
 from kdbench.teachers import load_teacher
 
