@@ -59,6 +59,7 @@ BUILTIN_PLUGINS = (
     "kdbench.builtin.models_small",
     "kdbench.builtin.cifar_zoo",
     "kdbench.builtin.models_torchvision",
+    "kdbench.builtin.models_mobilenetv1",
     "kdbench.builtin.losses_basic",
     "kdbench.builtin.losses_logit",
     "kdbench.builtin.losses_feature",

@@ -41,7 +41,7 @@ def default_workers() -> int:
 
 def imagefolder(
     *,
-    root: str = "data/imagenet",
+    root: str = "data/imagenet/",
     image_size: PositiveInt = 224,
     resize: PositiveInt = 256,
     mean: tuple[float, float, float] = IMAGENET_MEAN,
@@ -115,3 +115,5 @@ def _files(folder: Path, classes: tuple[str, ...], views: ImageViews) -> ImageFi
 @hookimpl
 def register_datasets(register):
     register("imagefolder", imagefolder)
+    # The same reader under ImageNet's name: records and published rows say "imagenet".
+    register("imagenet", imagefolder, description="ImageNet-1k in ImageFolder layout under root")
