@@ -218,6 +218,8 @@ student_params = {{ hidden = 8 }}
 [losses.kd]
 temperature = 4.0
 
+[losses.dist]
+
 [measure]
 latency_iters = 2
 warmup = 1
@@ -226,7 +228,16 @@ throughput_iters = 1
 """
 
 
-def test_kd_cell_runs_end_to_end_on_an_image_folder(folder: Path, tmp_path: Path):
+def test_kd_cells_run_end_to_end_on_an_image_folder_sharing_teacher_forwards(
+    folder: Path, tmp_path: Path, monkeypatch
+):
+    from kdbench.training import OnlineTeacher
+
+    forwards = []
+    answer = OnlineTeacher.__call__
+    monkeypatch.setattr(
+        OnlineTeacher, "__call__", lambda self, b: forwards.append(1) or answer(self, b)
+    )
     bench = tmp_path / "stream.toml"
     bench.write_text(TINY_STREAM.format(root=folder))
     out = tmp_path / "out"
@@ -236,11 +247,29 @@ def test_kd_cell_runs_end_to_end_on_an_image_folder(folder: Path, tmp_path: Path
         r["config"]["loss"]["label"]: r
         for r in (json.loads(p.read_text()) for p in (out / "records").glob("*.json"))
     }
-    assert set(records) == {"ce", "kd"}  # the no-distillation baseline comes with kd
-    record = records["kd"]
-    assert record["status"] == "ok"
-    assert record["protocol"]["logit_cache"] is False
-    assert record["protocol"]["logit_cache_note"] == NO_LOGIT_CACHE
-    assert record["dataset"]["train"] == 12 and record["dataset"]["test"] == 6
-    assert record["dataset"]["fingerprint"] == small(folder).fingerprint()
-    assert len(record["history"]) == 2 and 0 <= record["metrics"]["top1"] <= 100
+    assert set(records) == {"ce", "kd", "dist"}  # the no-distillation baseline comes too
+    for record in records.values():
+        assert record["status"] == "ok"
+        assert record["protocol"]["logit_cache"] is False
+        assert record["protocol"]["logit_cache_note"] == NO_LOGIT_CACHE
+        assert record["dataset"]["train"] == 12 and record["dataset"]["test"] == 6
+        assert record["dataset"]["fingerprint"] == small(folder).fingerprint()
+        assert len(record["history"]) == 2 and 0 <= record["metrics"]["top1"] <= 100
+    assert records["kd"]["protocol"]["lockstep_group"] == 2  # kd and dist: one group
+    assert len(forwards) == 2 * 2  # one teacher forward per batch (2 epochs of 2) for both
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_decoding_gives_the_cpu_views_up_to_decoder_differences(folder: Path):
+    from kdbench.streaming import gpu_decode_available
+
+    mean, std = norm()
+    on_gpu = LoaderStream(small(folder).train, batch_size=5, mean=mean, std=std,
+                          device=torch.device("cuda"), seed=0)  # fmt: skip
+    assert on_gpu.gpu_decode == gpu_decode_available()
+    for cpu, gpu in zip(stream(small(folder)).epoch(), on_gpu.epoch(), strict=True):
+        assert torch.equal(cpu.labels, gpu.labels.cpu())
+        assert torch.equal(cpu.indices, gpu.indices.cpu())
+        # the same crops and flips; nvjpeg and libjpeg differ by a few grey levels
+        step = 1 / 255 / min(IMAGENET_STD)
+        assert (cpu.inputs - gpu.inputs.cpu()).abs().mean() < 2 * step
