@@ -273,3 +273,24 @@ def test_gpu_decoding_gives_the_cpu_views_up_to_decoder_differences(folder: Path
         # the same crops and flips; nvjpeg and libjpeg differ by a few grey levels
         step = 1 / 255 / min(IMAGENET_STD)
         assert (cpu.inputs - gpu.inputs.cpu()).abs().mean() < 2 * step
+
+
+def test_interrupted_streaming_group_resumes_to_identical_records(folder: Path, tmp_path: Path):
+    """A kill after epoch 2 of 3: the rerun resumes at the epoch boundary, same weights."""
+    from test_cell_resume import Interrupted, StopAfter, assert_same_training, with_outputs
+
+    from conftest import cell_jobs
+    from kdbench.cell import lockstep_groups, run_group
+
+    bench = tmp_path / "stream.toml"
+    text = TINY_STREAM.format(root=folder).replace("epochs = 2", "epochs = 3", 1)
+    bench.write_text(text.replace("[losses.dist]", "[losses.crd]\nnegatives = 4\nfeature_dim = 8"))
+    context, jobs = cell_jobs(bench, tmp_path)
+    [group] = [g for g in lockstep_groups(jobs) if len(g) > 1]  # kd and crd
+    straight = run_group(with_outputs(group, tmp_path / "straight"), context)
+    out = tmp_path / "interrupted"
+    with pytest.raises(Interrupted):
+        run_group(with_outputs(group, out), context, StopAfter(2))
+    resumed = run_group(with_outputs(group, out), context)
+    assert_same_training(resumed, straight)
+    assert all(r["cost"]["resumed_from_epoch"] == 2 for r in resumed)
