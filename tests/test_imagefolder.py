@@ -294,3 +294,20 @@ def test_interrupted_streaming_group_resumes_to_identical_records(folder: Path, 
     resumed = run_group(with_outputs(group, out), context)
     assert_same_training(resumed, straight)
     assert all(r["cost"]["resumed_from_epoch"] == 2 for r in resumed)
+
+
+def test_worker_count_does_not_change_a_cells_id_but_the_crop_size_does(folder: Path, tmp_path):
+    from kdbench.context import RunContext
+    from kdbench.runner import plan
+
+    def ids(**changes) -> set[str]:
+        text = TINY_STREAM.format(root=folder)
+        for old, new in changes.items():
+            text = text.replace(old, new)
+        bench = tmp_path / f"{len(list(tmp_path.iterdir()))}.toml"
+        bench.write_text(text)
+        return {cell.id for cell in plan(bench, RunContext()).cells}
+
+    same = ids()
+    assert ids(**{"workers = 0": "workers = 2"}) == same
+    assert not ids(**{"image_size = 32": "image_size = 28"}) & same
