@@ -311,3 +311,18 @@ def test_worker_count_does_not_change_a_cells_id_but_the_crop_size_does(folder: 
     same = ids()
     assert ids(**{"workers = 0": "workers = 2"}) == same
     assert not ids(**{"image_size = 32": "image_size = 28"}) & same
+
+
+def test_testing_kit_checks_a_streaming_dataset_and_its_files(folder: Path):
+    from dataclasses import replace
+
+    from kdbench.testing import check_dataset
+
+    data = check_dataset(imagefolder, {"root": str(folder), "workers": 0})
+    assert isinstance(data, StreamingDataset) and data.num_classes == 3
+
+    def renamed() -> StreamingDataset:
+        return replace(data, test=replace(data.test, files=("ant/gone.JPEG", *data.test.files[1:])))
+
+    with pytest.raises(AssertionError, match="test files do not exist: .*gone.JPEG"):
+        check_dataset(renamed)
