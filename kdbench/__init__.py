@@ -23,6 +23,7 @@ from kdbench.core.params import (
 
 if TYPE_CHECKING:
     from kdbench.core.data import DatasetSplits, Split
+    from kdbench.core.image_files import ImageFiles, ImageViews, StreamingDataset
     from kdbench.core.losses import DistillationLoss, LossContext, LossInputs, TapPair, Taps
 
 __version__ = "0.1.0"
@@ -32,6 +33,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "DatasetSplits": "kdbench.core.data",
     "Split": "kdbench.core.data",
+    "ImageFiles": "kdbench.core.image_files",
+    "ImageViews": "kdbench.core.image_files",
+    "StreamingDataset": "kdbench.core.image_files",
     "DistillationLoss": "kdbench.core.losses",
     "LossContext": "kdbench.core.losses",
     "LossInputs": "kdbench.core.losses",
@@ -57,6 +61,8 @@ __all__ = [
     "DatasetSplits",
     "DistillationLoss",
     "Fraction",
+    "ImageFiles",
+    "ImageViews",
     "KdbenchError",
     "LossContext",
     "LossInputs",
@@ -67,6 +73,7 @@ __all__ = [
     "PositiveInt",
     "Probability",
     "Split",
+    "StreamingDataset",
     "TapPair",
     "Taps",
     "Temperature",

@@ -64,7 +64,9 @@ def register_datasets(register):
     """Register datasets: ``register(name, factory, *, description=None)``.
 
     ``factory(**params) -> kdbench.DatasetSplits`` (train and test images as uint8
-    tensors, labels, and metadata).
+    tensors, labels, and metadata), or ``-> kdbench.StreamingDataset`` (image files read
+    by DataLoader workers while training, for data bigger than memory). The returned
+    type picks the data path; see ``docs/plugins.md``.
     """
 
 

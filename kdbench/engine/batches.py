@@ -78,7 +78,45 @@ class Batch(NamedTuple):
     views: torch.Tensor | None
 
 
-class BatchStream:
+class SeededBatches:
+    """Normalised batches of a split drawn from a seeded generator, whose state is the
+    stream's position between epochs (the base of the in-memory and streaming paths)."""
+
+    def __init__(
+        self,
+        split: Split,
+        *,
+        batch_size: int,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        device: torch.device,
+        seed: int,
+        channels_last: bool = False,
+    ) -> None:
+        self.split = split
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.batch_size = batch_size
+        self.device = device
+        self.mean = mean.to(device)
+        self.std = std.to(device)
+        self.generator = torch.Generator().manual_seed(seed)
+        self._open(seed)
+
+    def _open(self, seed: int) -> None:
+        """Where a subclass prepares its source of images (after the fields above)."""
+
+    def __len__(self) -> int:
+        return (len(self.split) + self.batch_size - 1) // self.batch_size
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The stream's position between epochs: its generator's state."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+class BatchStream(SeededBatches):
     """Seeded, shuffled, augmented training batches from an in-memory split.
 
     One stream feeds every student of a lockstep group (they see identical batches).
@@ -97,28 +135,13 @@ class BatchStream:
         seed: int,
         channels_last: bool = False,
     ) -> None:
-        self.split = split
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.batch_size = batch_size
+        super().__init__(split, batch_size=batch_size, mean=mean, std=std, device=device,
+                         seed=seed, channels_last=channels_last)  # fmt: skip
         self.augment = augment
-        self.device = device
-        self.mean = mean.to(device)
-        self.std = std.to(device)
-        self.generator = torch.Generator().manual_seed(seed)
         self.on_device = fits_on(device, split)
         store = device if self.on_device else torch.device("cpu")
         self._images = split.images.to(store)
         self._labels = split.labels.to(store)
-
-    def __len__(self) -> int:
-        return (len(self.split) + self.batch_size - 1) // self.batch_size
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """The stream's position between epochs: its generator's state."""
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.generator.set_state(state["generator"])
 
     def epoch(self) -> Iterator[Batch]:
         """One pass over the split in a fresh random order."""

@@ -3,7 +3,8 @@
 The exact logit cache replays the teacher's logits for the same augmented batches; it
 is used when asked (``logit_cache = "on"``) or, with ``"auto"``, when it pays
 (:func:`~kdbench.engine.logit_cache.worth_caching`), and never when a loss needs the
-teacher's features, which the cache does not hold.
+teacher's features, which the cache does not hold, nor for a streaming dataset, whose
+continuous augmentation has no finite set of views to cache logits for.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import torch
 
 from kdbench.core.data import DatasetSplits
-from kdbench.engine.batches import Augment, BatchStream
+from kdbench.engine.batches import Augment, SeededBatches
 from kdbench.engine.context import RunContext
 from kdbench.engine.features import FeatureTaps
 from kdbench.engine.logit_cache import CachedTeacher, build_logit_cache, cache_key, worth_caching
@@ -36,7 +37,7 @@ def teacher_source(
     *,
     context: RunContext,
     data: DatasetSplits,
-    stream: BatchStream,
+    stream: SeededBatches,
     device: torch.device,
     amp: torch.dtype | None,
     folded: int,
@@ -46,7 +47,7 @@ def teacher_source(
     mode = compile_mode(recipe["compile"])
     forward = compiled(teacher, mode) if mode else None
     source = OnlineTeacher(teacher, taps, amp, forward=forward)
-    if taps is not None or not use_cache(recipe):
+    if taps is not None or stream.augment is None or not use_cache(recipe):
         return source, False
     key = cache_key(cell.teacher.id, recipe["augment"], device, folded, amp)
     logits = context.cached(

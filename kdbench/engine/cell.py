@@ -17,7 +17,7 @@ import torch
 
 from kdbench.core.data import DatasetSplits
 from kdbench.core.losses import LossContext, TapPair, feature_pairs
-from kdbench.engine.batches import Augment, BatchStream, sample_inputs
+from kdbench.engine.batches import Augment
 from kdbench.engine.cache_policy import teacher_source
 from kdbench.engine.cell_checkpoint import GroupCheckpoint, Outputs
 from kdbench.engine.cell_record import finish_record
@@ -30,6 +30,7 @@ from kdbench.engine.lockstep import lockstep_key
 from kdbench.engine.precision import autocast_dtype, compile_mode, compiled
 from kdbench.engine.provenance import provenance
 from kdbench.engine.seeding import seed_everything
+from kdbench.engine.streaming import NO_LOGIT_CACHE, sample_inputs, training_stream
 from kdbench.engine.students import save_student
 from kdbench.engine.teacher_setup import frozen_teacher
 from kdbench.engine.training import StudentRun, fit, make_run
@@ -118,7 +119,7 @@ def _train_group(
     live = [s for s in students if isinstance(s, _Student)]
     wanted = sorted({pair.teacher for s in live for pair in s.features})
     teacher_taps = FeatureTaps(teacher, t_taps, wanted) if wanted else None
-    stream = BatchStream(
+    stream = training_stream(
         data.train,
         batch_size=recipe["batch_size"],
         augment=Augment(**recipe["augment"]),
@@ -129,6 +130,8 @@ def _train_group(
         channels_last=recipe["channels_last"],
     )
     source, cached = None, False
+    # continuous views (image files): no finite set of views to cache logits for
+    cache_off = NO_LOGIT_CACHE if stream.augment is None else None
     if any(s.run.loss.needs_teacher for s in live):
         source, cached = teacher_source(
             first, teacher, teacher_taps, context=context, data=data, stream=stream,
@@ -175,6 +178,7 @@ def _train_group(
         "train_seconds": seconds,
         "group_size": len(live),
         "logit_cache": cached,
+        "logit_cache_note": cache_off,
         "teacher_bn_folded": folded,
         "compile": mode or False,
         "data_on_device": stream.on_device,

@@ -83,6 +83,7 @@ def finish_record(
             "features": [str(pair) for pair in features],
             "lockstep_group": shared["group_size"],
             "logit_cache": shared["logit_cache"],
+            **({"logit_cache_note": note} if (note := shared["logit_cache_note"]) else {}),
             "channels_last": cell.recipe["channels_last"],
             "compile": shared["compile"],
             "teacher_bn_folded": shared["teacher_bn_folded"],

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from kdbench.core.data import Split
-from kdbench.engine.batches import eval_batches
+from kdbench.core.image_files import ImageFiles
 from kdbench.engine.precision import autocast
+from kdbench.engine.streaming import evaluation_batches
 
 if TYPE_CHECKING:
     from kdbench.engine.training import StudentRun
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 @torch.inference_mode()
 def evaluate(
     model: nn.Module,
-    split: Split,
+    split: Split | ImageFiles,
     *,
     mean: torch.Tensor,
     std: torch.Tensor,
@@ -35,7 +36,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     hits1 = hits5 = torch.zeros((), dtype=torch.long, device=device)
-    for inputs, targets in eval_batches(
+    for inputs, targets in evaluation_batches(
         split, batch_size=batch_size, mean=mean, std=std, device=device
     ):
         with autocast(device, amp_dtype):
@@ -58,7 +59,7 @@ def evaluate(
 class TestSplit:
     """The split runs are evaluated on between epochs, normalised as for the final figure."""
 
-    split: Split
+    split: Split | ImageFiles
     mean: torch.Tensor
     std: torch.Tensor
     device: torch.device

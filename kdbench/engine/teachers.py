@@ -17,7 +17,7 @@ from torch import nn
 from kdbench.core.data import DatasetSplits
 from kdbench.core.errors import KdbenchError
 from kdbench.core.losses import CrossEntropy
-from kdbench.engine.batches import Augment, BatchStream, sample_inputs
+from kdbench.engine.batches import Augment
 from kdbench.engine.checkpoints import load_weights, read_state_dict
 from kdbench.engine.context import RunContext
 from kdbench.engine.evaluate import evaluate
@@ -26,6 +26,7 @@ from kdbench.engine.matrix import TeacherSpec, file_sha256
 from kdbench.engine.measure import count_params
 from kdbench.engine.precision import autocast_dtype
 from kdbench.engine.seeding import seed_everything
+from kdbench.engine.streaming import sample_inputs, training_stream
 from kdbench.engine.training import fit, make_run
 from kdbench.records.store import atomic_path, write_json_atomic
 
@@ -89,7 +90,7 @@ def _train(
     recipe = spec.recipe
     amp = autocast_dtype(recipe["amp"], device)
     run = make_run(model, CrossEntropy(), recipe, amp_dtype=amp)
-    stream = BatchStream(
+    stream = training_stream(
         data.train,
         batch_size=recipe["batch_size"],
         augment=Augment(**recipe["augment"]),

@@ -23,7 +23,7 @@ from torch import nn
 
 from kdbench.core.errors import KdbenchError
 from kdbench.core.losses import DistillationLoss, LossInputs, loss_terms
-from kdbench.engine.batches import BatchStream
+from kdbench.engine.batches import SeededBatches
 from kdbench.engine.evaluate import TestSplit, evaluate_epoch
 from kdbench.engine.events import Progress
 from kdbench.engine.features import FeatureTaps
@@ -104,7 +104,7 @@ class StudentRun:
 
 
 def train_epoch(
-    stream: BatchStream,
+    stream: SeededBatches,
     runs: list[StudentRun],
     *,
     epoch: int,
@@ -236,7 +236,7 @@ def make_run(
 
 
 def fit(
-    stream: BatchStream,
+    stream: SeededBatches,
     runs: list[StudentRun],
     *,
     epochs: int,

@@ -33,11 +33,11 @@ from kdbench.core.data import DatasetSplits
 from kdbench.core.errors import ConfigError, KdbenchError
 from kdbench.core.limits import MAX_CELLS, cells_error, matrix_upper_bound, seed_and_epoch_errors
 from kdbench.core.param_types import shorten
-from kdbench.engine.batches import sample_inputs
 from kdbench.engine.cell import _prepare
 from kdbench.engine.context import RunContext
 from kdbench.engine.job import CellJob
 from kdbench.engine.matrix import Cell, DatasetSpec, TeacherSpec, expand
+from kdbench.engine.streaming import sample_inputs
 from kdbench.engine.teachers import _build as build_teacher
 from kdbench.engine.teachers import load_teacher
 

@@ -27,7 +27,8 @@ EXECUTION_SWITCHES = frozenset(
     {"compile", "channels_last", "eval_batch_size", "eval_every", "logit_cache"}
 )
 # Dataset parameters that say where the data lives, not what it is: machines differ.
-LOCATION = frozenset({"root", "download"})
+# ``workers`` (a streaming dataset's reader processes) changes only how fast it is read.
+LOCATION = frozenset({"root", "download", "workers"})
 
 
 def stable_hash(data: Any, length: int = 12) -> str:

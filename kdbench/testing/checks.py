@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from kdbench.core.data import DatasetSplits, Split
+from kdbench.core.image_files import StreamingDataset
 from kdbench.core.losses import DistillationLoss, LossContext, LossInputs, feature_pairs, loss_terms
 from kdbench.engine.features import FeatureTaps
 
@@ -331,28 +332,28 @@ def _check_tap_meaning(name: str, shapes: Mapping[str, tuple[int, ...]]) -> None
 
 
 def check_dataset(
-    factory: Callable[..., DatasetSplits], params: Mapping[str, Any] | None = None
-) -> DatasetSplits:
+    factory: Callable[..., DatasetSplits | StreamingDataset],
+    params: Mapping[str, Any] | None = None,
+) -> DatasetSplits | StreamingDataset:
     """Assert a dataset factory's contract and return its splits.
 
     ``factory(**params)`` must return ``DatasetSplits``: uint8 NCHW images of one shape
-    in both splits, int64 labels in ``range(len(classes))``, a mean and std per channel.
+    in both splits, int64 labels in ``range(len(classes))``, a mean and std per channel;
+    or ``StreamingDataset``: the same of its labels, mean and std, and files that exist.
     """
     name = getattr(factory, "__name__", repr(factory))
     data = factory(**dict(params or {}))
-    assert isinstance(data, DatasetSplits), (
-        f"{name} returned {type(data).__name__}; return kdbench.DatasetSplits"
+    assert isinstance(data, DatasetSplits | StreamingDataset), (
+        f"{name} returned {type(data).__name__}; return kdbench.DatasetSplits or "
+        "kdbench.StreamingDataset"
     )
     for split_name, split in (("train", data.train), ("test", data.test)):
         assert len(split) > 0, f"{name}: the {split_name} split is empty"
-        assert split.images.dtype == torch.uint8, (
-            f"{name}: {split_name} images are {split.images.dtype}; store uint8 0..255 "
-            "(the harness normalises with mean/std)"
-        )
-        assert split.images.shape[1:] == data.train.images.shape[1:], (
-            f"{name}: {split_name} images are {tuple(split.images.shape[1:])}, train images "
-            f"{tuple(data.train.images.shape[1:])}; both splits need one (C, H, W)"
-        )
+        if isinstance(data, StreamingDataset):
+            missing = [str(split.path(i)) for i in range(len(split)) if not split.path(i).is_file()]
+            assert not missing, f"{name}: {split_name} files do not exist: {missing[:3]}"
+        else:
+            _check_tensors(name, split_name, split, data)
         assert split.labels.dtype == torch.int64, (
             f"{name}: {split_name} labels are {split.labels.dtype}; use torch.int64"
         )
@@ -368,6 +369,17 @@ def check_dataset(
     )
     assert all(s > 0 for s in data.std), f"{name}: std must be positive, got {data.std}"
     return data
+
+
+def _check_tensors(name: str, split_name: str, split: Split, data: DatasetSplits) -> None:
+    assert split.images.dtype == torch.uint8, (
+        f"{name}: {split_name} images are {split.images.dtype}; store uint8 0..255 "
+        "(the harness normalises with mean/std)"
+    )
+    assert split.images.shape[1:] == data.train.images.shape[1:], (
+        f"{name}: {split_name} images are {tuple(split.images.shape[1:])}, train images "
+        f"{tuple(data.train.images.shape[1:])}; both splits need one (C, H, W)"
+    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,249 @@
+"""Batches from image files on disk: the streaming twin of the in-memory ``BatchStream``.
+
+A :class:`kdbench.StreamingDataset` is read by DataLoader workers: each reads a file,
+decodes it (``torchvision.io``) and cuts its view with torchvision's v2 transforms; the
+training process moves the uint8 batch to the device and normalises it there. With
+``gpu_decode`` and a CUDA device (where torchvision decodes JPEGs with nvjpeg), workers
+only read the bytes and the batch is decoded and cut on the GPU instead.
+
+Reproducible by construction: the stream's own ``torch.Generator`` draws each epoch's
+order and one seed per sample, and a sample's view is drawn from its seed alone. So a
+run's batches depend on the seed only, not on the number of workers, on which worker
+got which sample, or on the students' random numbers (one stream feeds a lockstep
+group). The stream resumes at an epoch boundary: its state is its generator's.
+
+:func:`training_stream`, :func:`evaluation_batches` and :func:`sample_inputs` take either
+kind of split and pick the path from its type.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from functools import cache
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from kdbench.core.data import Split
+from kdbench.core.image_files import ImageFiles, ImageViews
+from kdbench.engine import batches as in_memory
+from kdbench.engine.batches import Augment, Batch, BatchStream, SeededBatches, normalize
+
+__all__ = [
+    "LoaderStream",
+    "evaluation_batches",
+    "sample_inputs",
+    "training_stream",
+    "view_transform",
+]
+
+NO_LOGIT_CACHE = "off: streaming augmentation (random resized crops) has no finite view set"
+
+
+def view_transform(views: ImageViews, *, train: bool):
+    """torchvision's v2 transform of a uint8 image to its training or evaluation view."""
+    from torchvision.transforms import v2
+
+    if train:
+        return v2.Compose(
+            [
+                v2.RandomResizedCrop(views.image_size, scale=views.scale, antialias=True),
+                v2.RandomHorizontalFlip(),
+            ]
+        )
+    return v2.Compose([v2.Resize(views.resize, antialias=True), v2.CenterCrop(views.image_size)])
+
+
+def _view(transform, image: torch.Tensor, seed: int) -> torch.Tensor:
+    """The transform's view of one image, its random draws taken from ``seed`` alone."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return transform(image)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """torchvision 0.29 deprecates its image codecs for TorchCodec's; they still decode
+    JPEGs (on the GPU too), and the warning would come from every file of every worker."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The image decoding", category=DeprecationWarning)
+        yield
+
+
+def _decode(encoded: torch.Tensor) -> torch.Tensor:
+    from torchvision.io import ImageReadMode, decode_image
+
+    return decode_image(encoded, mode=ImageReadMode.RGB)
+
+
+@cache
+def gpu_decode_available() -> bool:
+    """Whether this torchvision decodes batches of JPEGs on CUDA (nvjpeg)."""
+    if not torch.cuda.is_available():
+        return False
+    import torchvision.io  # noqa: F401 - registers the image ops
+
+    return hasattr(torch.ops.image, "decode_jpegs_cuda")
+
+
+class _Files(Dataset):
+    """Samples keyed ``(index, seed)``: the uint8 view, or the file's bytes when not decoding."""
+
+    def __init__(self, split: ImageFiles, *, train: bool, decode: bool) -> None:
+        self.split = split
+        self.decode = decode
+        self.transform = view_transform(split.views, train=train)
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, key: tuple[int, int]):
+        from torchvision.io import read_file
+
+        index, seed = key
+        with _quiet():
+            payload = read_file(str(self.split.path(index)))
+            if self.decode:
+                payload = _view(self.transform, _decode(payload), seed)
+        return payload, int(self.split.labels[index]), index, seed
+
+
+def _collate(items: list) -> tuple:
+    payloads, labels, indices, seeds = zip(*items, strict=True)
+    decoded = payloads[0].ndim == 3
+    return (
+        torch.stack(payloads) if decoded else list(payloads),
+        torch.tensor(labels, dtype=torch.int64),
+        torch.tensor(indices, dtype=torch.int64),
+        torch.tensor(seeds, dtype=torch.int64),
+    )
+
+
+class LoaderStream(SeededBatches):
+    """Seeded, shuffled, augmented training batches read from image files by workers.
+
+    Same interface as :class:`~kdbench.engine.batches.BatchStream`; batches carry ``views=None``
+    (continuous augmentation: no view ids, no logit cache).
+    """
+
+    on_device = False  # images are read from disk for every batch
+    augment = None  # views are drawn by the transforms, not numbered (no logit cache)
+
+    split: ImageFiles
+
+    def _open(self, seed: int) -> None:
+        self.gpu_decode = (
+            self.split.views.gpu_decode and self.device.type == "cuda" and gpu_decode_available()
+        )
+        self.files = _Files(self.split, train=True, decode=not self.gpu_decode)
+        self._keys: list[tuple[int, int]] = []  # this epoch's (index, seed) pairs, in order
+        self._loader = _loader(
+            self.files, self._keys, self.batch_size, self.device, seed, keep=True
+        )
+
+    def epoch(self) -> Iterator[Batch]:
+        """One pass over the files in a fresh random order, each in a fresh random view."""
+        n = len(self.split)
+        order = torch.randperm(n, generator=self.generator)
+        seeds = torch.randint(0, 2**62, (n,), generator=self.generator)
+        self._keys[:] = zip(order.tolist(), seeds.tolist(), strict=True)
+        for payload, labels, indices, batch_seeds in self._loader:
+            images = self._images(payload, batch_seeds)
+            inputs = normalize(images, self.mean, self.std).contiguous(
+                memory_format=self.memory_format
+            )
+            yield Batch(inputs, labels.to(self.device), indices.to(self.device), None)
+
+    def _images(self, payload, seeds: torch.Tensor) -> torch.Tensor:
+        if not isinstance(payload, list):
+            return payload.to(self.device, non_blocking=True)
+        images = _decode_on_gpu(payload, self.device)
+        views = zip(images, seeds.tolist(), strict=True)
+        return torch.stack([_view(self.files.transform, image, seed) for image, seed in views])
+
+
+def _decode_on_gpu(encoded: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """A batch of files decoded on the GPU; files nvjpeg refuses (PNG, CMYK) on the CPU."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    with _quiet():
+        try:
+            return decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)
+        except RuntimeError:
+            return [_decode(e).to(device) for e in encoded]
+
+
+def _loader(
+    files: _Files, keys, batch_size: int, device: torch.device, seed: int, *, keep: bool = False
+) -> DataLoader:
+    """Batches of ``files`` at ``keys``; ``keep`` keeps the workers from epoch to epoch."""
+    workers = files.split.views.workers
+    return DataLoader(
+        files,
+        batch_size=batch_size,
+        sampler=keys,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+        persistent_workers=keep and workers > 0,
+        # seeds the workers' own generators; the views do not depend on them
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def training_stream(
+    split: Split | ImageFiles,
+    *,
+    batch_size: int,
+    augment: Augment,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    device: torch.device,
+    seed: int,
+    channels_last: bool = False,
+) -> BatchStream | LoaderStream:
+    """The stream for a split's kind; image files bring their own augmentation."""
+    common = dict(batch_size=batch_size, mean=mean, std=std, device=device, seed=seed,
+                  channels_last=channels_last)  # fmt: skip
+    if isinstance(split, ImageFiles):
+        return LoaderStream(split, **common)
+    return BatchStream(split, augment=augment, **common)
+
+
+def evaluation_batches(
+    split: Split | ImageFiles,
+    *,
+    batch_size: int,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    device: torch.device,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Normalised test batches in split order (evaluation views for image files)."""
+    if not isinstance(split, ImageFiles):
+        yield from in_memory.eval_batches(
+            split, batch_size=batch_size, mean=mean, std=std, device=device
+        )
+        return
+    files = _Files(split, train=False, decode=True)
+    keys = [(index, 0) for index in range(len(split))]
+    mean, std = mean.to(device), std.to(device)
+    for images, labels, _, _ in _loader(files, keys, batch_size, device, 0):
+        yield normalize(images.to(device), mean, std), labels.to(device)
+
+
+def sample_inputs(
+    split: Split | ImageFiles,
+    count: int,
+    *,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    device: torch.device,
+) -> torch.Tensor:
+    """The first ``count`` images, normalised: for dry forwards, FLOPs and latency."""
+    if not isinstance(split, ImageFiles):
+        return in_memory.sample_inputs(split, count, mean=mean, std=std, device=device)
+    files = _Files(split, train=False, decode=True)
+    images = torch.stack([files[(index, 0)][0] for index in range(min(count, len(split)))])
+    return normalize(images.to(device), mean.to(device), std.to(device))
