@@ -23,6 +23,7 @@ from kdbench.params import (
 
 if TYPE_CHECKING:
     from kdbench.data import DatasetSplits, Split
+    from kdbench.distributed import gather_rows
     from kdbench.losses import DistillationLoss, LossContext, LossInputs, TapPair, Taps
 
 __version__ = "0.1.0"
@@ -38,6 +39,7 @@ _LAZY = {
     "TapPair": "kdbench.losses",
     "Taps": "kdbench.losses",
     "load_student": "kdbench.students",
+    "gather_rows": "kdbench.distributed",
 }
 
 
@@ -72,6 +74,7 @@ __all__ = [
     "Temperature",
     "Weight",
     "__version__",
+    "gather_rows",
     "hookimpl",
     "load_student",
 ]

@@ -26,6 +26,8 @@ from typing import Any
 EXECUTION_SWITCHES = frozenset(
     {"compile", "channels_last", "eval_batch_size", "eval_every", "logit_cache"}
 )
+# Recipe keys of multi-device cells: left out of the id of a one-device cell.
+SINGLE_DEVICE = frozenset({"devices", "sync_bn"})
 # Dataset parameters that say where the data lives, not what it is: machines differ.
 LOCATION = frozenset({"root", "download"})
 
@@ -43,7 +45,7 @@ def experiment(config: dict[str, Any]) -> dict[str, Any]:
     switches, where datasets live and the teacher's derived id (its parts stay).
     """
     out = {k: v for k, v in config.items() if k not in ("benchmark", "measure")}
-    out["recipe"] = _without(config.get("recipe"), EXECUTION_SWITCHES)
+    out["recipe"] = _recipe(config.get("recipe"))
     out["dataset"] = _dataset(config.get("dataset"))
     if isinstance(config.get("teacher"), dict):
         out["teacher"] = teacher_experiment(config["teacher"])
@@ -58,7 +60,7 @@ def teacher_experiment(teacher: dict[str, Any]) -> dict[str, Any]:
     ignored there too) and where its dataset lives.
     """
     out = {k: v for k, v in teacher.items() if k not in ("id", "checkpoint")}
-    out["recipe"] = _without(teacher.get("recipe"), EXECUTION_SWITCHES)
+    out["recipe"] = _recipe(teacher.get("recipe"))
     out["dataset"] = _dataset(teacher.get("dataset"))
     return out
 
@@ -82,6 +84,19 @@ def _dataset(spec: Any) -> Any:
     if not isinstance(spec, dict):
         return spec
     return {**spec, "params": _without(spec.get("params"), LOCATION)}
+
+
+def _recipe(recipe: Any) -> Any:
+    """A recipe without execution switches, and without its device keys on one device.
+
+    ``devices`` and ``sync_bn`` change the result (per-device BatchNorm statistics and
+    random draws), so they are hashed, but only from two devices on: one device is the
+    experiment every earlier record measured, under the id it always had.
+    """
+    out = _without(recipe, EXECUTION_SWITCHES)
+    if isinstance(out, dict) and out.get("devices", 1) == 1:
+        out = _without(out, SINGLE_DEVICE)
+    return out
 
 
 def _without(section: Any, keys: frozenset[str]) -> Any:
