@@ -49,7 +49,7 @@ from torch import nn
 from kdbench.data import Batch, BatchStream
 from kdbench.errors import KdbenchError
 
-__all__ = ["RankError", "World", "devices_of", "gather_rows", "launch_group", "world"]
+__all__ = ["RankError", "World", "devices_of", "gather_rows", "launch_group", "spread"]
 
 # A collective that waits longer than this raises instead of hanging (a rank died).
 TIMEOUT = timedelta(minutes=int(os.environ.get("KDBENCH_DIST_TIMEOUT_MIN", "30")))
@@ -177,14 +177,9 @@ class ShardedStream:
                         batch.indices[start:stop], views)  # fmt: skip
 
 
-def world() -> World | None:
-    """This process's world when it runs as one of several ranks, else None."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return None
-    return _CURRENT
-
-
-_CURRENT: World | None = None
+def spread() -> bool:
+    """Whether this process is one of several ranks of a process group."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def gather_rows(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -192,7 +187,7 @@ def gather_rows(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
 
     Ranks may hold different numbers of rows. In one process, the tensor itself and 0.
     """
-    if world() is None:
+    if not spread():
         return tensor, 0
     size = dist.get_world_size()
     counts = torch.zeros(size, dtype=torch.long, device=tensor.device)
@@ -275,7 +270,6 @@ def _launched_size() -> int | None:
 
 def rank_main(jobs: list[Any], threads: int | None, watch_parent: bool = True) -> list | None:
     """One rank: join the process group, train the unit, return rank 0's results."""
-    global _CURRENT
     if watch_parent:  # a killed launcher must not leave ranks writing its checkpoints
         parent = os.getppid()
         threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
@@ -288,20 +282,19 @@ def rank_main(jobs: list[Any], threads: int | None, watch_parent: bool = True) -
     backend = "nccl" if cuda else "gloo"
     dist.init_process_group(backend, timeout=TIMEOUT)
     try:
-        _CURRENT = World(dist.get_rank(), dist.get_world_size(), local_rank, backend)
+        here = World(dist.get_rank(), dist.get_world_size(), local_rank, backend)
         from kdbench.cell import _train_group
         from kdbench.context import RunContext
 
         device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
-        results = _train_group(jobs, RunContext(), device, None, _CURRENT)
-        if _CURRENT.rank != 0:
+        results = _train_group(jobs, RunContext(), device, None, here)
+        if here.rank != 0:
             return None
         for result in results:
             if isinstance(result, dict):
-                result["protocol"]["distributed"] = _CURRENT.describe()
+                result["protocol"]["distributed"] = here.describe()
         return results
     finally:
-        _CURRENT = None
         dist.destroy_process_group()
 
 
