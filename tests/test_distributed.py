@@ -8,12 +8,20 @@ images: the last batch (37) splits unevenly and exercises the shard weighting.
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_resume_kill import group_members, start
 
 from conftest import cell_jobs, write_benchmark
 from kdbench.cell import CellJob, run_group
@@ -171,3 +179,105 @@ def test_crd_memory_is_equal_on_every_rank_and_to_one_process(tmp_path: Path):
     for state in ranks:
         for key, value in single.items():
             torch.testing.assert_close(state[key], value, rtol=1e-5, atol=1e-6)
+
+
+# --- failures: a record, never a hang -------------------------------------------------
+
+DIVERGING = """
+[[pairs]]
+teacher = "cnn"
+teacher_params = { width = 4 }
+student = "cnn"
+student_params = { width = 4 }
+recipe = { optimizer = { lr = 1e8 } }
+"""
+
+
+@pytest.mark.slow
+def test_a_rank_that_raises_fails_its_cells_records_without_hanging(tmp_path: Path):
+    context, jobs = jobs_for(tmp_path, devices=2, epochs=2, extra=DIVERGING)
+    group = [job for job in jobs if job.cell.student.name == "cnn" and job.cell.loss.label == "kd"]
+    started = time.monotonic()
+    [record] = run_group(group, context)
+    assert time.monotonic() - started < 120
+    assert record["status"] == "failed"
+    assert record["error"]["type"] == "RankError"
+    assert re.match(r"rank [01] of 2: DivergedError: loss is (nan|inf)", record["error"]["message"])
+
+
+# --- the launcher killed: the ranks go, the checkpoint stays, a rerun resumes ------------
+
+
+def ranks_of(process: subprocess.Popen) -> list[int]:
+    """The launched ranks under a ``kdbench run`` (spawned interpreters, not trackers)."""
+    return [
+        pid
+        for pid in group_members(process.pid)
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+def wait_for_checkpoint(process: subprocess.Popen, out: Path, timeout: float = 300) -> Path:
+    deadline = time.monotonic() + timeout
+    while not (found := list((out / "checkpoints").glob("*/state.pt"))):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    return found[0]
+
+
+def records(out: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in (out / "records").glob("*.json")}
+
+
+@pytest.mark.slow
+def test_a_killed_launcher_leaves_no_rank_and_the_rerun_resumes_to_the_same_records(
+    tmp_path: Path,
+):
+    bench = write_benchmark(tmp_path, text=BENCH.format(epochs=8, devices=2, extra=""))
+    straight = subprocess.run(
+        [sys.executable, "-m", "kdbench", "run", str(bench), "--out", str(tmp_path / "straight"),
+         "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert straight.returncode == 0, straight.stderr
+    out = tmp_path / "out"
+    process = start(bench, out)
+    checkpoint = wait_for_checkpoint(process, out)
+    assert len(ranks_of(process)) == 2
+    process.kill()
+    process.communicate(timeout=60)
+    deadline = time.monotonic() + 30
+    while group_members(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert group_members(process.pid) == []  # the ranks followed their launcher
+    assert checkpoint.is_file()
+    cell = checkpoint.parent.name.removeprefix("group-")
+    assert cell not in records(out)
+
+    again = subprocess.run(
+        [sys.executable, "-m", "kdbench", "run", str(bench), "--out", str(out), "--quiet"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    resumed, expected = records(out), records(tmp_path / "straight")
+    assert resumed.keys() == expected.keys() and len(resumed) == 3
+    assert any(r["cost"].get("resumed_from_epoch") for r in resumed.values())
+    for cell_id, record in resumed.items():
+        assert record["history"] == expected[cell_id]["history"]
+        assert record["metrics"] == expected[cell_id]["metrics"]
+        assert record["student"]["sha256"] == expected[cell_id]["student"]["sha256"]
+
+
+@pytest.mark.slow
+def test_a_killed_rank_fails_its_cells_and_the_matrix_goes_on(tmp_path: Path):
+    bench = write_benchmark(tmp_path, text=BENCH.format(epochs=30, devices=2, extra=""))
+    out = tmp_path / "out"
+    process = start(bench, out)
+    wait_for_checkpoint(process, out)
+    os.kill(ranks_of(process)[-1], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1, stderr  # some cells failed
+    found = records(out)
+    failed = [r for r in found.values() if r["status"] == "failed"]
+    assert len(found) == 3 and len(failed) >= 1
+    assert all(re.match(r"rank [01] of 2: ", r["error"]["message"]) for r in failed)
