@@ -20,12 +20,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 from safetensors.torch import load_file
 from test_resume_kill import group_members, start
 
 from conftest import cell_jobs, write_benchmark
 from kdbench.cell import CellJob, run_group
 from kdbench.cell_checkpoint import Outputs
+from kdbench.cli import cli
 
 BENCH = """
 [benchmark]
@@ -106,6 +108,25 @@ def test_two_gloo_processes_train_the_weights_of_one_and_make_one_record_each(tm
         for key in first:
             torch.testing.assert_close(second[key], first[key], rtol=1e-4, atol=1e-5)
         assert a["history"][-1]["train"].keys() == b["history"][-1]["train"].keys()
+
+
+def dry_run_ids(bench: Path, *options: str) -> list[str]:
+    result = CliRunner().invoke(cli, ["run", str(bench), "--dry-run", *options])
+    assert result.exit_code == 0, result.output
+    return [line.split()[0] for line in result.output.splitlines() if line[:1].isalnum()][1:-1]
+
+
+def test_devices_option_replaces_the_recipe_and_two_devices_are_another_experiment(
+    tmp_path: Path,
+):
+    bench = write_benchmark(tmp_path, text=BENCH.format(epochs=1, devices=1, extra=""))
+    one = dry_run_ids(bench)
+    assert len(one) == 3
+    assert dry_run_ids(bench, "--devices", "1") == one  # one device: the ids of old
+    two = dry_run_ids(bench, "--devices", "2")
+    assert len(two) == 3 and not set(two) & set(one)
+    file_two = write_benchmark(tmp_path, text=BENCH.format(epochs=1, devices=2, extra=""))
+    assert dry_run_ids(file_two) == two
 
 
 # --- CRD's memory bank: the same on every rank, and the same as in one process ----------
