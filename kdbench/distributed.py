@@ -271,8 +271,7 @@ def _launched_size() -> int | None:
 def rank_main(jobs: list[Any], threads: int | None, watch_parent: bool = True) -> list | None:
     """One rank: join the process group, train the unit, return rank 0's results."""
     if watch_parent:  # a killed launcher must not leave ranks writing its checkpoints
-        parent = os.getppid()
-        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+        exit_with_parent()
     if threads:
         torch.set_num_threads(threads)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -298,7 +297,13 @@ def rank_main(jobs: list[Any], threads: int | None, watch_parent: bool = True) -
         dist.destroy_process_group()
 
 
-def _exit_with_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os._exit(1)
+def exit_with_parent() -> None:
+    """Exit this process once its parent is gone (SIGKILL, OOM): no orphan trains on."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()

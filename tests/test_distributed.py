@@ -302,3 +302,28 @@ def test_a_killed_rank_fails_its_cells_and_the_matrix_goes_on(tmp_path: Path):
     failed = [r for r in found.values() if r["status"] == "failed"]
     assert len(found) == 3 and len(failed) >= 1
     assert all(re.match(r"rank [01] of 2: ", r["error"]["message"]) for r in failed)
+
+
+# --- executors: a multi-device unit as one job of N tasks ---------------------------------
+
+
+@pytest.mark.slow
+def test_slurm_runs_a_two_device_cell_as_one_job_of_two_tasks(tmp_path: Path):
+    pytest.importorskip("submitit", reason="submitit is not installed (.[slurm])")
+    executor = (
+        '\n[executor]\nname = "slurm"\n'
+        'params = { cluster = "local", cpus_per_task = 1, time = 10 }\n'
+    )
+    bench = write_benchmark(tmp_path, text=BENCH.format(epochs=1, devices=2, extra=executor))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["run", str(bench), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    found = records(out)
+    assert len(found) == 3 and all(r["status"] == "ok" for r in found.values())
+    assert all(r["protocol"]["distributed"]["world_size"] == 2 for r in found.values())
+    # one job per unit (ce alone; kd and crd in lockstep), each with a task per rank
+    jobs = {r["slurm_job_id"] for r in found.values()}
+    assert len(jobs) == 2
+    for job in jobs:
+        assert sorted(p.name for p in (out / "slurm").glob(f"{job}_*_result.pkl")) == [
+            f"{job}_0_result.pkl", f"{job}_1_result.pkl"]  # fmt: skip

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from kdbench import hookimpl
-from kdbench.builtin.executors import Result, _positive, failed_records, worker_context
+from kdbench.builtin.executors import Result, _positive, failed_records, jobs_of, worker_context
+from kdbench.distributed import devices_of
 from kdbench.errors import KdbenchError
 
 INSTALL_HINT = "the ray executor needs Ray: pip install 'kdbench[ray]'"
@@ -72,6 +73,7 @@ class RayExecutor:
         self._ray: Any = None
         self._started_here = False
         self._task: Any = None
+        self._num_gpus: float = 0
         self._pending: dict[Any, Any] = {}
 
     def start(self, out_dir: Path) -> None:
@@ -95,6 +97,7 @@ class RayExecutor:
 
             has_gpu = torch.cuda.is_available() or ray.cluster_resources().get("GPU", 0) >= 1
             num_gpus = 1 if has_gpu else 0
+        self._num_gpus = num_gpus
         self._task = ray.remote(run_ray_cell).options(
             num_cpus=self.num_cpus, num_gpus=num_gpus, max_retries=0
         )
@@ -106,7 +109,12 @@ class RayExecutor:
         threads = self.threads or max(1, int(self.num_cpus))
         run_ref = ray.put(run)
         for unit in units:
-            self._pending[self._task.remote(run_ref, unit, threads)] = unit
+            task, devices = self._task, devices_of(jobs_of(unit))
+            if devices > 1:  # one task reserves N shares and launches its N ranks on its node
+                task = task.options(
+                    num_cpus=self.num_cpus * devices, num_gpus=self._num_gpus * devices
+                )
+            self._pending[task.remote(run_ref, unit, threads * devices)] = unit
         while self._pending:
             done, _ = ray.wait(list(self._pending), num_returns=1)
             for ref in done:
