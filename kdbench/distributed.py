@@ -219,6 +219,11 @@ def launch_group(jobs: list[Any], threads: int | None = None) -> list[Any]:
         if results is None:  # the records are rank 0's
             return [RankError("not rank 0: rank 0 makes the records")] * len(jobs)
         return results
+    if _wants_cuda(jobs) and torch.cuda.device_count() < size:
+        raise KdbenchError(
+            f"recipe: devices = {size}, but this machine has {torch.cuda.device_count()} GPU(s) "
+            "visible (CUDA_VISIBLE_DEVICES)"
+        )
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -261,6 +266,10 @@ def _quiet_launcher() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def _wants_cuda(jobs: list[Any]) -> bool:
+    return jobs[0].device != "cpu" and torch.cuda.is_available()
+
+
 def _launched_size() -> int | None:
     """WORLD_SIZE when this process is a rank of a job launched by torchrun or Slurm."""
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
@@ -275,9 +284,10 @@ def rank_main(jobs: list[Any], threads: int | None, watch_parent: bool = True) -
     if threads:
         torch.set_num_threads(threads)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = jobs[0].device != "cpu" and torch.cuda.is_available()
+    cuda = _wants_cuda(jobs)
+    gpu = local_rank % max(torch.cuda.device_count(), 1)  # a task may see only its own GPU
     if cuda:
-        torch.cuda.set_device(local_rank)
+        torch.cuda.set_device(gpu)
     backend = "nccl" if cuda else "gloo"
     dist.init_process_group(backend, timeout=TIMEOUT)
     try:
@@ -285,7 +295,7 @@ def rank_main(jobs: list[Any], threads: int | None, watch_parent: bool = True) -
         from kdbench.cell import _train_group
         from kdbench.context import RunContext
 
-        device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+        device = torch.device(f"cuda:{gpu}" if cuda else "cpu")
         results = _train_group(jobs, RunContext(), device, None, here)
         if here.rank != 0:
             return None

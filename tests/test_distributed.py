@@ -8,7 +8,6 @@ images: the last batch (37) splits unevenly and exercises the shard weighting.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -22,6 +21,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
+from test_executors import records
 from test_resume_kill import group_members, start
 
 from conftest import cell_jobs, write_benchmark
@@ -247,10 +247,6 @@ def wait_for_checkpoint(process: subprocess.Popen, out: Path, timeout: float = 3
     return found[0]
 
 
-def records(out: Path) -> dict[str, dict]:
-    return {p.stem: json.loads(p.read_text()) for p in (out / "records").glob("*.json")}
-
-
 @pytest.mark.slow
 def test_a_killed_launcher_leaves_no_rank_and_the_rerun_resumes_to_the_same_records(
     tmp_path: Path,
@@ -291,7 +287,7 @@ def test_a_killed_launcher_leaves_no_rank_and_the_rerun_resumes_to_the_same_reco
 
 @pytest.mark.slow
 def test_a_killed_rank_fails_its_cells_and_the_matrix_goes_on(tmp_path: Path):
-    bench = write_benchmark(tmp_path, text=BENCH.format(epochs=30, devices=2, extra=""))
+    bench = write_benchmark(tmp_path, text=BENCH.format(epochs=10, devices=2, extra=""))
     out = tmp_path / "out"
     process = start(bench, out)
     wait_for_checkpoint(process, out)
@@ -327,3 +323,23 @@ def test_slurm_runs_a_two_device_cell_as_one_job_of_two_tasks(tmp_path: Path):
     for job in jobs:
         assert sorted(p.name for p in (out / "slurm").glob(f"{job}_*_result.pkl")) == [
             f"{job}_0_result.pkl", f"{job}_1_result.pkl"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_ray_runs_a_two_device_cell_as_one_task_that_launches_its_ranks(tmp_path: Path):
+    ray = pytest.importorskip("ray", reason="ray is not installed (.[ray])")
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        executor = '\n[executor]\nname = "ray"\nparams = { num_cpus = 1 }\n'
+        text = BENCH.format(epochs=1, devices=2, extra=executor)
+        bench = write_benchmark(tmp_path, text=text)
+        out = tmp_path / "out"
+        result = CliRunner().invoke(cli, ["run", str(bench), "--out", str(out), "--quiet"])
+    finally:
+        ray.shutdown()
+    assert result.exit_code == 0, result.output
+    found = records(out)
+    assert len(found) == 3
+    for r in found.values():
+        assert r["status"] == "ok" and r["executor"] == "ray"
+        assert r["protocol"]["distributed"]["world_size"] == 2

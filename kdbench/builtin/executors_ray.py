@@ -98,8 +98,12 @@ class RayExecutor:
             has_gpu = torch.cuda.is_available() or ray.cluster_resources().get("GPU", 0) >= 1
             num_gpus = 1 if has_gpu else 0
         self._num_gpus = num_gpus
-        self._task = ray.remote(run_ray_cell).options(
-            num_cpus=self.num_cpus, num_gpus=num_gpus, max_retries=0
+        self._task = self._spread(1)
+
+    def _spread(self, devices: int) -> Any:
+        """The task with the resources of ``devices`` ranks."""
+        return self._ray.remote(run_ray_cell).options(
+            num_cpus=self.num_cpus * devices, num_gpus=self._num_gpus * devices, max_retries=0
         )
 
     def map(self, units: Iterable[Any], run: Callable[..., Result]) -> Iterator[Result]:
@@ -109,11 +113,9 @@ class RayExecutor:
         threads = self.threads or max(1, int(self.num_cpus))
         run_ref = ray.put(run)
         for unit in units:
-            task, devices = self._task, devices_of(jobs_of(unit))
-            if devices > 1:  # one task reserves N shares and launches its N ranks on its node
-                task = task.options(
-                    num_cpus=self.num_cpus * devices, num_gpus=self._num_gpus * devices
-                )
+            devices = devices_of(jobs_of(unit))
+            # a multi-device unit: one task reserves N shares and launches its N ranks there
+            task = self._task if devices == 1 else self._spread(devices)
             self._pending[task.remote(run_ref, unit, threads * devices)] = unit
         while self._pending:
             done, _ = ray.wait(list(self._pending), num_returns=1)
