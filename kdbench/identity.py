@@ -57,10 +57,12 @@ def teacher_experiment(teacher: dict[str, Any]) -> dict[str, Any]:
 
     Its checkpoint's path is dropped (the file's sha256 stays), and so are the teacher
     recipe's execution switches (a teacher is never distilled, so ``logit_cache`` is
-    ignored there too) and where its dataset lives.
+    ignored there too), its device keys (teachers train in one process) and where its
+    dataset lives.
     """
     out = {k: v for k, v in teacher.items() if k not in ("id", "checkpoint")}
-    out["recipe"] = _recipe(teacher.get("recipe"))
+    # the harness trains teachers in one process, whatever the students' devices
+    out["recipe"] = _without(_recipe(teacher.get("recipe")), SINGLE_DEVICE)
     out["dataset"] = _dataset(teacher.get("dataset"))
     return out
 

@@ -28,6 +28,8 @@ from conftest import cell_jobs, write_benchmark
 from kdbench.cell import CellJob, run_group
 from kdbench.cell_checkpoint import Outputs
 from kdbench.cli import cli
+from kdbench.context import RunContext
+from kdbench.runner import plan
 
 BENCH = """
 [benchmark]
@@ -127,6 +129,22 @@ def test_devices_option_replaces_the_recipe_and_two_devices_are_another_experime
     assert len(two) == 3 and not set(two) & set(one)
     file_two = write_benchmark(tmp_path, text=BENCH.format(epochs=1, devices=2, extra=""))
     assert dry_run_ids(file_two) == two
+
+
+def test_a_teacher_trained_with_the_recipe_is_the_same_teacher_whatever_the_devices(
+    tmp_path: Path,
+):
+    """Teachers train in one process: ``[recipe] devices`` must not make a new one."""
+    context, teachers = RunContext(), []
+    for devices in (1, 2):
+        text = BENCH.format(epochs=1, devices=devices, extra="")
+        text = text[: text.index("[teacher_recipe]")] + text[text.index("[[pairs]]") :]
+        (tmp_path / str(devices)).mkdir()
+        bench = write_benchmark(tmp_path / str(devices), text=text)
+        cells = plan(bench, context).cells
+        assert {c.recipe["devices"] for c in cells} == {devices}
+        teachers.append({c.teacher.id for c in cells if c.teacher})
+    assert len(teachers[0]) == 1 and teachers[0] == teachers[1]
 
 
 # --- CRD's memory bank: the same on every rank, and the same as in one process ----------
