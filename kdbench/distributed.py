@@ -72,6 +72,7 @@ class World:
     size: int
     local_rank: int
     backend: str
+    device: torch.device  # where collectives' tensors live (NCCL takes only CUDA ones)
     sync_bn: bool = False
     share: float = 1.0  # this rank's fraction of the current global batch
     runs: list[Any] = field(default_factory=list)
@@ -126,7 +127,7 @@ class World:
                 if run.error is not None:  # diverged here: stop every rank, not just this one
                     raise run.error
                 terms = run.history[-1]["train"]
-                values = torch.tensor(list(terms.values()), dtype=torch.float64)
+                values = torch.tensor(list(terms.values()), dtype=torch.float64, device=self.device)
                 dist.all_reduce(values)
                 terms.update(zip(terms, (values / self.size).tolist(), strict=True))
             if end is not None and self.rank == 0:
@@ -291,11 +292,11 @@ def rank_main(jobs: list[Any], threads: int | None, watch_parent: bool = True) -
     backend = "nccl" if cuda else "gloo"
     dist.init_process_group(backend, timeout=TIMEOUT)
     try:
-        here = World(dist.get_rank(), dist.get_world_size(), local_rank, backend)
+        device = torch.device(f"cuda:{gpu}" if cuda else "cpu")
+        here = World(dist.get_rank(), dist.get_world_size(), local_rank, backend, device)
         from kdbench.cell import _train_group
         from kdbench.context import RunContext
 
-        device = torch.device(f"cuda:{gpu}" if cuda else "cpu")
         results = _train_group(jobs, RunContext(), device, None, here)
         if here.rank != 0:
             return None
