@@ -14,19 +14,18 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
+from test_cell_resume import with_outputs
 from test_executors import records
 from test_resume_kill import group_members, start
 
 from conftest import cell_jobs, write_benchmark
 from kdbench.cell import CellJob, run_group
-from kdbench.cell_checkpoint import Outputs
 from kdbench.cli import cli
 from kdbench.context import RunContext
 from kdbench.runner import plan
@@ -74,10 +73,6 @@ def jobs_for(folder: Path, devices: int, epochs: int = 3, extra: str = "") -> tu
     folder.mkdir(parents=True, exist_ok=True)
     context, jobs = cell_jobs(write_benchmark(folder, text=text), folder)
     return context, jobs
-
-
-def with_outputs(jobs: list[CellJob], out: Path, **settings) -> list[CellJob]:
-    return [replace(job, outputs=Outputs(str(out), **settings)) for job in jobs]
 
 
 def weights(out: Path, record: dict) -> dict[str, torch.Tensor]:
