@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from kdbench.core.data import DatasetSplits, Split
     from kdbench.core.image_files import ImageFiles, ImageViews, StreamingDataset
     from kdbench.core.losses import DistillationLoss, LossContext, LossInputs, TapPair, Taps
+    from kdbench.engine.distributed import gather_rows
 
 __version__ = "0.1.0"
 
@@ -42,6 +43,7 @@ _LAZY = {
     "TapPair": "kdbench.core.losses",
     "Taps": "kdbench.core.losses",
     "load_student": "kdbench.engine.students",
+    "gather_rows": "kdbench.engine.distributed",
 }
 
 
@@ -79,6 +81,7 @@ __all__ = [
     "Temperature",
     "Weight",
     "__version__",
+    "gather_rows",
     "hookimpl",
     "load_student",
 ]

@@ -47,12 +47,16 @@ from kdbench.records.store import write_json_atomic
 if TYPE_CHECKING:
     from kdbench.engine.cell import run_cell, run_group
     from kdbench.engine.context import RunContext
+    from kdbench.engine.distributed import devices_of, exit_with_parent
 
 # Loaded on first use: the engine's cell imports the plugin manager, which loads executors.
 _ENGINE = {
     "run_cell": "kdbench.engine.cell",
     "run_group": "kdbench.engine.cell",
     "RunContext": "kdbench.engine.context",
+    # multi-device units: how many ranks a unit asks for; a worker that dies with its parent
+    "devices_of": "kdbench.engine.distributed",
+    "exit_with_parent": "kdbench.engine.distributed",
 }
 
 
@@ -116,7 +120,9 @@ __all__ = [
     "Result",
     "RunContext",
     "default_threads",
+    "devices_of",
     "error_of",
+    "exit_with_parent",
     "failed_record",
     "failed_records",
     "jobs_of",

@@ -5,8 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
@@ -16,6 +14,7 @@ import torch
 from kdbench import hookimpl
 from kdbench.executors import (
     Result,
+    exit_with_parent,
     failed_records,
     jobs_of,
     positive,
@@ -76,16 +75,8 @@ def _init_worker(gpu: str | None, threads: int) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
         torch.cuda.set_device(0)
     set_threads(threads)
-    parent = os.getppid()
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    exit_with_parent()  # a worker whose parent was killed would wait for work forever
     worker_context()
-
-
-def _exit_with_parent(parent: int) -> None:
-    """A worker whose parent was killed (SIGKILL, OOM) would wait for work forever: exit."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(1)
 
 
 def _run_in_worker(run: Callable[..., Result], unit: Any) -> Result:

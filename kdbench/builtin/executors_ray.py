@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from kdbench import hookimpl
-from kdbench.executors import KdbenchError, Result, failed_records, positive, worker_context
+from kdbench.executors import (
+    KdbenchError,
+    Result,
+    devices_of,
+    failed_records,
+    jobs_of,
+    positive,
+    worker_context,
+)
 
 INSTALL_HINT = "the ray executor needs Ray: pip install 'kdbench[ray]'"
 
@@ -71,6 +79,7 @@ class RayExecutor:
         self._ray: Any = None
         self._started_here = False
         self._task: Any = None
+        self._num_gpus: float = 0
         self._pending: dict[Any, Any] = {}
 
     def start(self, out_dir: Path) -> None:
@@ -94,8 +103,13 @@ class RayExecutor:
 
             has_gpu = torch.cuda.is_available() or ray.cluster_resources().get("GPU", 0) >= 1
             num_gpus = 1 if has_gpu else 0
-        self._task = ray.remote(run_ray_cell).options(
-            num_cpus=self.num_cpus, num_gpus=num_gpus, max_retries=0
+        self._num_gpus = num_gpus
+        self._task = self._spread(1)
+
+    def _spread(self, devices: int) -> Any:
+        """The task with the resources of ``devices`` ranks."""
+        return self._ray.remote(run_ray_cell).options(
+            num_cpus=self.num_cpus * devices, num_gpus=self._num_gpus * devices, max_retries=0
         )
 
     def map(self, units: Iterable[Any], run: Callable[..., Result]) -> Iterator[Result]:
@@ -105,7 +119,10 @@ class RayExecutor:
         threads = self.threads or max(1, int(self.num_cpus))
         run_ref = ray.put(run)
         for unit in units:
-            self._pending[self._task.remote(run_ref, unit, threads)] = unit
+            devices = devices_of(jobs_of(unit))
+            # a multi-device unit: one task reserves N shares and launches its N ranks there
+            task = self._task if devices == 1 else self._spread(devices)
+            self._pending[task.remote(run_ref, unit, threads * devices)] = unit
         while self._pending:
             done, _ = ray.wait(list(self._pending), num_returns=1)
             for ref in done:

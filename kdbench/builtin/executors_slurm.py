@@ -10,6 +10,12 @@ instead of training the whole matrix for nothing.
 
 ``cluster = "local"`` runs the very same pickles and job files as local processes
 (submitit's LocalExecutor), which is how the tests exercise this module.
+
+A unit whose recipe asks for ``devices = N > 1`` is a job of its own with N tasks, one
+rank each (one GPU per task): on one node (``tasks_per_node = gpus_per_node = N``), or,
+when the executor's ``gpus_per_node`` is smaller, on ``N / gpus_per_node`` nodes. Each
+task joins the job's process group through submitit's ``TorchDistributedEnvironment``;
+task 0's records come back.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from kdbench.executors import (
     KdbenchError,
     Result,
     default_threads,
+    devices_of,
     failed_records,
     jobs_of,
     positive,
@@ -85,6 +92,10 @@ def run_slurm_cell(
     """
     check_results_dir(out_dir)
     set_threads(resolve_threads(threads))
+    if devices_of(jobs_of(unit)) > 1:  # this task is one rank: RANK, WORLD_SIZE, MASTER_*
+        _import_submitit().helpers.TorchDistributedEnvironment().export(
+            set_cuda_visible_devices=False
+        )
     return run(unit, context=worker_context())
 
 
@@ -239,25 +250,50 @@ class SlurmExecutor:
         if not threads and self._executor.cluster != "slurm":  # tasks share this machine
             threads = default_threads(self._limit or 1)
         out_dir = str(self._out_dir)
-        handles = self._executor.map_array(
-            CellTask(),
-            [run] * len(units),
-            units,
-            [out_dir] * len(units),
-            [threads] * len(units),
-        )
+        spread = [unit for unit in units if devices_of(jobs_of(unit)) > 1]
+        units = [unit for unit in units if devices_of(jobs_of(unit)) == 1]
+        handles = []
+        if units:
+            handles = self._executor.map_array(
+                CellTask(),
+                [run] * len(units),
+                units,
+                [out_dir] * len(units),
+                [threads] * len(units),
+            )
+        for unit in spread:  # a job of N tasks each, one rank per task
+            executor = self._spread_executor(devices_of(jobs_of(unit)))
+            handles.append(executor.submit(CellTask(), run, unit, out_dir, threads))
+            units.append(unit)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         for handle, unit in zip(handles, units, strict=True):
             self._running[handle.job_id] = (handle, unit)
             self._since[handle.job_id] = now
         self._write_jobs_file()
 
+    def _spread_executor(self, devices: int) -> Any:
+        """A submitit executor for jobs of ``devices`` tasks, one GPU each on Slurm."""
+        per_node = min(self.gpus_per_node or devices, devices)
+        if devices % per_node:
+            raise KdbenchError(
+                f"executor 'slurm': devices = {devices} does not fill nodes of "
+                f"gpus_per_node = {per_node}"
+            )
+        executor = _import_submitit().AutoExecutor(
+            folder=self._executor.folder, cluster=self._executor.cluster
+        )
+        spread = {"nodes": devices // per_node, "tasks_per_node": per_node}
+        if self._executor.cluster == "slurm":
+            spread["gpus_per_node"] = per_node
+        executor.update_parameters(**(self._parameters() | spread))
+        return executor
+
     def _collect(self, handle: Any) -> list[dict[str, Any]]:
         """The records of a finished task, each naming its job (a group's share one)."""
         _, unit = self._running.pop(handle.job_id)
         self._write_jobs_file()
         try:
-            result = handle.result()
+            result = handle.results()[0]  # task 0's: a multi-device job has one per rank
         except Exception as exc:  # noqa: BLE001 - a lost job fails its cells; retries may help
             if _UNREACHABLE in str(exc):
                 self.cancel()

@@ -18,6 +18,7 @@ from kdbench import (
     PositiveInt,
     Temperature,
     Weight,
+    gather_rows,
     hookimpl,
 )
 from kdbench.core.functional import kd_kl
@@ -169,8 +170,8 @@ class CRD(DistillationLoss):
 
     def _scores(self, anchor: torch.Tensor, bank: torch.Tensor, rows: torch.Tensor, z):
         scores = torch.exp(torch.bmm(bank[rows], anchor.unsqueeze(2)).squeeze(2) / self.nce_t)
-        if z < 0:  # the normalising constant is fixed once, on the first batch
-            z.fill_(scores.detach().mean() * self.num_data)
+        if z < 0:  # the normalising constant is fixed once, on the first (global) batch
+            z.fill_(gather_rows(scores.detach())[0].mean() * self.num_data)
         return scores / z
 
     def forward(self, inputs: LossInputs):
@@ -178,15 +179,21 @@ class CRD(DistillationLoss):
         vs = F.normalize(self.embed_student(inputs.student_features["pool"].float().flatten(1)))
         ft = inputs.teacher_features["pool"].detach().float().flatten(1)
         vt = F.normalize(self.embed_teacher(ft))
-        rows = torch.cat([indices.unsqueeze(1), self.sample_negatives(indices)], dim=1)
+        # On several devices: negatives drawn for the global batch (the same random
+        # numbers on every rank, as in one process), each rank keeping its own rows.
+        every, start = gather_rows(indices)
+        negatives = self.sample_negatives(every)[start : start + len(indices)]
+        rows = torch.cat([indices.unsqueeze(1), negatives], dim=1)
         student_scores = self._scores(vs, self.memory_teacher, rows, self.z_student)
         teacher_scores = self._scores(vt, self.memory_student, rows, self.z_teacher)
         contrast = nce_loss(student_scores, self.num_data) + nce_loss(teacher_scores, self.num_data)
         if self.training:
             with torch.no_grad():
+                # every rank's embeddings: each rank's banks stay the single-process ones
                 for bank, v in ((self.memory_student, vs), (self.memory_teacher, vt)):
-                    moved = bank[indices] * self.momentum + v.detach() * (1 - self.momentum)
-                    bank.index_copy_(0, indices, F.normalize(moved))
+                    v = gather_rows(v.detach())[0]
+                    moved = bank[every] * self.momentum + v * (1 - self.momentum)
+                    bank.index_copy_(0, every, F.normalize(moved))
         terms = {
             "ce": self.ce_weight * F.cross_entropy(inputs.student_logits, inputs.targets),
             "crd": self.weight * contrast,

@@ -151,6 +151,11 @@ _YES = click.option(
 )
 @click.option("--executor", help="Run cells with this executor instead of the file's [executor].")
 @click.option(
+    "--devices",
+    type=click.IntRange(min=1),
+    help="Processes (devices) per cell, replacing [recipe] devices; part of each cell's id.",
+)
+@click.option(
     "--dry-run", is_flag=True, help="Print the expanded matrix (cell ids) and train nothing."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress display; print only the table.")
@@ -169,6 +174,7 @@ def run(
     out: Path | None,
     device: str,
     executor: str | None,
+    devices: int | None,
     dry_run: bool,
     quiet: bool,
     log_every: int,
@@ -188,7 +194,7 @@ def run(
 
     context = _context()
     # Validated first: an invalid file writes nothing, not even the results folder.
-    the_plan = plan(file, context, validate=True, confirmed=yes)
+    the_plan = plan(file, context, validate=True, confirmed=yes, devices=devices)
     out_dir = out or default_out_dir(the_plan.config)
     if dry_run:
         store = RecordStore(out_dir)

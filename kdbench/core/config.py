@@ -65,6 +65,9 @@ class Recipe(_Strict):
     logit_cache: Literal["auto", "on", "off"] = "auto"
     channels_last: bool = False
     compile: Literal[False, True, "default", "reduce-overhead", "max-autotune"] = False
+    # processes (devices) training each cell; batch_size stays the global batch
+    devices: Annotated[int, Field(ge=1)] = 1
+    sync_bn: bool = True  # SyncBatchNorm across devices (CUDA): the global batch's statistics
 
 
 class Pair(_Strict):

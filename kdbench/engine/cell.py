@@ -22,6 +22,7 @@ from kdbench.engine.cache_policy import teacher_source
 from kdbench.engine.cell_checkpoint import GroupCheckpoint, Outputs
 from kdbench.engine.cell_record import finish_record
 from kdbench.engine.context import RunContext, resolve_device
+from kdbench.engine.distributed import World, devices_of, launch_group
 from kdbench.engine.evaluate import TestSplit
 from kdbench.engine.events import Progress
 from kdbench.engine.features import FeatureTaps
@@ -69,7 +70,10 @@ def run_group(
         progress.cell_started(jobs[0].cell.label() + more, jobs[0].cell.recipe["epochs"])
         progress.cells_started(tuple(job.cell.id for job in jobs))
     try:
-        results = _train_group(jobs, context, device, progress)
+        if devices_of(jobs) > 1:  # N processes; rank 0's results come back
+            results = launch_group(jobs)
+        else:
+            results = _train_group(jobs, context, device, progress)
     except Exception as exc:  # noqa: BLE001 - errors are values: the matrix goes on
         results = [exc] * len(jobs)
     for record, result in zip(records, results, strict=True):
@@ -93,7 +97,11 @@ class _Student:
 
 
 def _train_group(
-    jobs: list[CellJob], context: RunContext, device: torch.device, progress: Progress | None
+    jobs: list[CellJob],
+    context: RunContext,
+    device: torch.device,
+    progress: Progress | None,
+    world: World | None = None,  # this rank's, when the unit runs on several devices
 ) -> list[dict[str, Any] | BaseException]:
     first = jobs[0].cell
     recipe = first.recipe
@@ -129,6 +137,9 @@ def _train_group(
         seed=first.seed,
         channels_last=recipe["channels_last"],
     )
+    if world is not None:  # one start, synced gradients, this rank's slice of each batch
+        world.prepare([s.run for s in live], recipe.get("sync_bn", True))
+        stream = world.shard(stream)
     source, cached = None, False
     # continuous views (image files): no finite set of views to cache logits for
     cache_off = NO_LOGIT_CACHE if stream.augment is None else None
@@ -152,6 +163,7 @@ def _train_group(
             states = [s.run.state_dict() for s in live]
             checkpoint.save(epoch, earlier + seconds, stream.state_dict(), states)
 
+    end = save if checkpoint else None
     with contextlib.ExitStack() as taps:
         for tap in [teacher_taps, *(s.run.taps for s in live)]:
             if tap is not None:
@@ -165,8 +177,10 @@ def _train_group(
             progress=progress,
             test=TestSplit(data.test, mean, std, device, amp),
             start_epoch=resumed["epochs_done"] if resumed else 0,
-            on_epoch_end=save if checkpoint else None,
+            on_epoch_end=world.epoch_end(end) if world else end,
         )
+    if world is not None and world.rank != 0:
+        return [None] * len(jobs)  # rank 0 measures, keeps students and makes the records
     shared = {
         "dataset": {
             "name": first.dataset.name,

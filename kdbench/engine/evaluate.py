@@ -91,6 +91,8 @@ def evaluate_epoch(runs: list[StudentRun], test: TestSplit, *, epoch: int, epoch
                 amp_dtype=test.amp_dtype,
             )
         except Exception as exc:  # noqa: BLE001 - the run fails, the group goes on
+            if run.fail_fast:
+                raise
             run.error = exc
             continue
         finally:

@@ -27,6 +27,9 @@ def lockstep_key(cell: Cell) -> str:
             recipe["channels_last"],
             recipe["compile"],
             recipe["logit_cache"],
+            # one set of processes trains the group
+            recipe.get("devices", 1),
+            recipe.get("sync_bn", True),
         ]
     )
 

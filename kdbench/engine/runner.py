@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,19 +55,27 @@ class RunResult:
 
 
 def plan(
-    path: str | Path, context: RunContext, *, validate: bool = False, confirmed: bool = False
+    path: str | Path,
+    context: RunContext,
+    *,
+    validate: bool = False,
+    confirmed: bool = False,
+    devices: int | None = None,
 ) -> Plan:
     """The benchmark and its cells, nothing written.
 
     ``validate`` (validate, run, teachers train) also builds every dataset, model and loss
     and applies the limits, which ``confirmed`` lifts; without it only the file's keys,
     values and names are checked (enough to count cells, as ``kdbench status`` does).
+    ``devices`` (``--devices``) replaces every cell's ``[recipe] devices``, and so its id.
     """
     path = Path(path)
     config, cells = validate_benchmark(
         path, context, build=validate, confirmed=confirmed or not validate
     )
     check_trackers(config.trackers, context.plugins.registry, file=str(path))
+    if devices is not None:
+        cells = [replace(cell, recipe={**cell.recipe, "devices": devices}) for cell in cells]
     # The cell limit steers this run only; it is not part of the experiment.
     # Nor are the trackers watching it.
     identity = config.model_dump(exclude={"benchmark": {"max_cells"}, "trackers": True})

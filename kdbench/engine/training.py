@@ -62,6 +62,7 @@ class StudentRun:
     rng: RngState = field(default_factory=RngState)
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # e.g. torch.compile'd model
     name: str = ""  # the cell id, so progress can tell the runs of a group apart
+    fail_fast: bool = False  # raise instead of dropping out (ranks of one cell stay in step)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything training changes, so that a run restored from it goes on exactly.
@@ -147,6 +148,8 @@ def train_epoch(
                         f"{step + 1} (LossInputs.epoch {epoch})"
                     )
             except Exception as exc:  # noqa: BLE001 - the run fails, the group goes on
+                if run.fail_fast:
+                    raise
                 run.error = exc
                 continue
             finally:

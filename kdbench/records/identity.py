@@ -26,6 +26,8 @@ from typing import Any
 EXECUTION_SWITCHES = frozenset(
     {"compile", "channels_last", "eval_batch_size", "eval_every", "logit_cache"}
 )
+# Recipe keys of multi-device cells: left out of the id of a one-device cell.
+SINGLE_DEVICE = frozenset({"devices", "sync_bn"})
 # Dataset parameters that say where the data lives, not what it is: machines differ.
 # ``workers`` (a streaming dataset's reader processes) changes only how fast it is read.
 LOCATION = frozenset({"root", "download", "workers"})
@@ -44,7 +46,7 @@ def experiment(config: dict[str, Any]) -> dict[str, Any]:
     switches, where datasets live and the teacher's derived id (its parts stay).
     """
     out = {k: v for k, v in config.items() if k not in ("benchmark", "measure")}
-    out["recipe"] = _without(config.get("recipe"), EXECUTION_SWITCHES)
+    out["recipe"] = _recipe(config.get("recipe"))
     out["dataset"] = _dataset(config.get("dataset"))
     if isinstance(config.get("teacher"), dict):
         out["teacher"] = teacher_experiment(config["teacher"])
@@ -56,10 +58,12 @@ def teacher_experiment(teacher: dict[str, Any]) -> dict[str, Any]:
 
     Its checkpoint's path is dropped (the file's sha256 stays), and so are the teacher
     recipe's execution switches (a teacher is never distilled, so ``logit_cache`` is
-    ignored there too) and where its dataset lives.
+    ignored there too), its device keys (teachers train in one process) and where its
+    dataset lives.
     """
     out = {k: v for k, v in teacher.items() if k not in ("id", "checkpoint")}
-    out["recipe"] = _without(teacher.get("recipe"), EXECUTION_SWITCHES)
+    # the harness trains teachers in one process, whatever the students' devices
+    out["recipe"] = _without(_recipe(teacher.get("recipe")), SINGLE_DEVICE)
     out["dataset"] = _dataset(teacher.get("dataset"))
     return out
 
@@ -83,6 +87,19 @@ def _dataset(spec: Any) -> Any:
     if not isinstance(spec, dict):
         return spec
     return {**spec, "params": _without(spec.get("params"), LOCATION)}
+
+
+def _recipe(recipe: Any) -> Any:
+    """A recipe without execution switches, and without its device keys on one device.
+
+    ``devices`` and ``sync_bn`` change the result (per-device BatchNorm statistics and
+    random draws), so they are hashed, but only from two devices on: one device is the
+    experiment every earlier record measured, under the id it always had.
+    """
+    out = _without(recipe, EXECUTION_SWITCHES)
+    if isinstance(out, dict) and out.get("devices", 1) == 1:
+        out = _without(out, SINGLE_DEVICE)
+    return out
 
 
 def _without(section: Any, keys: frozenset[str]) -> Any:
