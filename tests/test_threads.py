@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -69,6 +70,8 @@ def test_slurm_local_fallback_shares_the_cores_among_tasks_run_at_once(
     from kdbench.builtin.executors_slurm import SlurmExecutor
 
     submitted = []
+    # a one-device job as far as the executor looks: it never reaches a worker
+    unit = SimpleNamespace(cell=SimpleNamespace(recipe={"devices": 1}))
 
     class Submitted(Exception):
         """Stops _submit once the array is handed over: no real task starts."""
@@ -83,7 +86,7 @@ def test_slurm_local_fallback_shares_the_cores_among_tasks_run_at_once(
         executor.start(tmp_path)
         monkeypatch.setattr(executor._executor, "map_array", map_array)
         with pytest.raises(Submitted):
-            executor._submit(["unit"], print)
+            executor._submit([unit], print)
         assert submitted[-1] == [expected]
 
 
