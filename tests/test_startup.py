@@ -50,6 +50,34 @@ def test_help_report_schema_and_status_import_neither_torch_nor_matplotlib(tmp_p
     assert seen == {key: [] for key in seen}, seen
 
 
+STATUS_PROBE = """
+import json, sys
+from click.testing import CliRunner
+from kdbench.cli import cli
+result = CliRunner().invoke(cli, ["status", sys.argv[1]])
+print(json.dumps([result.exit_code, result.output, "torch" in sys.modules]))
+"""
+
+
+def test_status_asks_the_noted_slurm_executor_for_its_jobs_without_torch(tmp_path: Path):
+    from kdbench.builtin.executors_slurm import JOBS_FILE, SlurmExecutor
+    from kdbench.records.executor_note import ExecutorNote, write_executor_note
+
+    folder = records_only(tmp_path)
+    write_executor_note(folder, ExecutorNote.of("slurm", {}, SlurmExecutor))
+    job = {"cell_ids": ["c"], "labels": ["a cell"], "cluster": "local", "since": "-"}
+    (folder / "slurm").mkdir()
+    (folder / "slurm" / JOBS_FILE).write_text(json.dumps({"999999999": job}))
+    probe = subprocess.run(
+        [sys.executable, "-c", STATUS_PROBE, str(folder)],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    code, output, torch_loaded = json.loads(probe.stdout)
+    assert code == 0, output
+    assert "slurm job" in output and "999999999" in output and "a cell" in output
+    assert not torch_loaded
+
+
 def test_help_starts_in_well_under_the_time_torch_takes_to_import():
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "kdbench", "--help"], cwd=REPO, check=True,
