@@ -26,7 +26,8 @@ back as one ``failed`` record per cell, made by :func:`failed_records`, so the r
 can retry those cells and the matrix goes on.
 - ``job_states(out_dir, params)`` (a static method): the jobs an earlier run left
   submitted, for ``kdbench status``; each a dict with ``job_id``, ``state``,
-  ``cell_ids`` and ``labels`` (``params`` are the benchmark's ``[executor] params``).
+  ``cell_ids`` and ``labels`` (``params``: those the run built the executor with, which
+  ``kdbench run`` notes in the results folder, so status needs no benchmark file).
 
 This module is the executors' public API: the built-in executors import nothing else
 of kdbench's internals, and a third-party executor can do all they do. The unit

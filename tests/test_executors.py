@@ -222,13 +222,12 @@ def test_slurm_local_cluster_runs_matrix_retries_and_records_failures(tmp_path: 
         assert line in status.output
 
 
-def test_status_lists_jobs_the_slurm_executor_left_behind(tmp_path: Path):
-    # What a killed `kdbench run` leaves: a job list, one job finished, one still alive.
-    path = bench(tmp_path, "", seeds="[0]")
-    out = tmp_path / "out"
+def leave_slurm_jobs(out: Path) -> tuple[str, str]:
+    """What a killed `kdbench run` leaves: a job list, one job finished, one still alive.
+
+    The live job runs a lockstep group of two cells; the finished one a single cell.
+    """
     (out / "slurm").mkdir(parents=True)
-    (out / "benchmark.toml").write_text(path.read_text())
-    # The live job runs a lockstep group of two cells; the finished one a single cell.
     alive, gone = str(os.getpid()), "999999999"
     jobs = {
         job_id: {"cell_ids": [f"cell{i}{j}" for j in range(i + 1)],
@@ -238,6 +237,14 @@ def test_status_lists_jobs_the_slurm_executor_left_behind(tmp_path: Path):
     }  # fmt: skip
     (out / "slurm" / "kdbench-jobs.json").write_text(json.dumps(jobs))
     (out / "slurm" / f"{gone}_0_result.pkl").write_bytes(b"")
+    return alive, gone
+
+
+def test_status_lists_jobs_the_slurm_executor_left_behind(tmp_path: Path):
+    path = bench(tmp_path, "", seeds="[0]")
+    out = tmp_path / "out"
+    alive, gone = leave_slurm_jobs(out)
+    (out / "benchmark.toml").write_text(path.read_text())
     result = CliRunner().invoke(cli, ["status", str(out)])
     assert result.exit_code == 0, result.output
     assert "2 cells" in result.output and "pending  2" in result.output
@@ -245,6 +252,29 @@ def test_status_lists_jobs_the_slurm_executor_left_behind(tmp_path: Path):
     assert [row[:2] for row in rows[:2]] == [[gone, "finished"], [alive, "RUNNING"]]
     assert rows[0][2:4] == rows[1][2:4] == ["digits", "cell"]
     assert [rows[0][4], rows[1][4], rows[2]] == ["00", "10", ["digits", "cell", "11"]]
+
+
+@pytest.mark.parametrize(("executor", "lists_jobs"), [("slurm", True), ("local", False)])
+def test_status_without_a_benchmark_asks_the_executor_the_run_noted(
+    tmp_path: Path, executor: str, lists_jobs: bool
+):
+    from kdbench.builtin.executors_slurm import SlurmExecutor
+    from kdbench.records.executor_note import ExecutorNote, write_executor_note
+
+    out = tmp_path / "out"
+    alive, gone = leave_slurm_jobs(out)
+    cls = {"slurm": SlurmExecutor, "local": LocalExecutor}[executor]
+    write_executor_note(out, ExecutorNote.of(executor, {}, cls))
+    result = CliRunner().invoke(cli, ["status", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "? cells" in result.output  # no benchmark file: nothing planned
+    rows = [line.split() for line in result.output.splitlines()]
+    listed = [row[:2] for row in rows if row[:1] == [alive]]
+    if lists_jobs:
+        assert "slurm job" in result.output
+        assert listed == [[alive, "RUNNING"]]
+    else:  # the local executor submits nothing: the job list is not its own
+        assert " job " not in result.output and listed == []
 
 
 def test_job_list_of_an_older_kdbench_still_reads(tmp_path: Path):
@@ -439,6 +469,7 @@ class DescribesJobs(LosesFirstTry):
     seen: list[tuple[Path, dict]] = []
 
     def __init__(self, folder: str | None = None) -> None:
+        super().__init__()
         self.folder = folder
 
     @staticmethod
@@ -461,3 +492,27 @@ def test_status_lists_the_jobs_each_executor_describes(tmp_path: Path, context: 
     state = status(out, path, context=lambda: context)
     assert [job["job_id"] for job in state.jobs] == ["7"]  # job 8 has no cell left to do
     assert DescribesJobs.seen == [(out, {"folder": "queue"})]  # the file's executor's params
+
+
+class DescribesLostJobs(DescribesJobs):
+    """Loses every job it is given (no cell trains): its jobs are still out there."""
+
+    def map(self, units, run):
+        return (failed_records(unit, "submitted", where="test") for unit in units)
+
+
+def test_status_asks_the_executor_a_run_used_with_its_parameters(
+    tmp_path: Path, context: RunContext
+):
+    from kdbench.cli.status import status
+
+    register(context, "describes-lost-jobs", DescribesLostJobs)
+    text = '[executor]\nname = "describes-lost-jobs"\nparams = { folder = "q" }'
+    out = tmp_path / "out"
+    run(bench(tmp_path, text, seeds="[0]"), out, context)
+    (out / "benchmark.toml").unlink()  # the note alone says which executor to ask
+    DescribesJobs.seen = []
+    state = status(out, context=lambda: context)
+    assert state.cells is None and state.executor == "describes-lost-jobs"
+    assert [job["job_id"] for job in state.jobs] == ["7"]
+    assert DescribesJobs.seen == [(out, {"folder": "q"})]

@@ -123,3 +123,42 @@ def test_a_worse_method_is_never_called_better():
 
     worse = paired({s: BASELINE[s] - 1 - 0.1 * s for s in METHOD}, BASELINE)
     assert worse.p_t < 0.05 and worse.better() is False
+
+
+def paired_samples() -> list[tuple[list[float], list[float]]]:
+    """Paired accuracies as runs give them: 2 to 60 seeds, read to 0.01 % (often tied
+    differences, sometimes zero ones) or as any float (never tied)."""
+    import random
+
+    rng = random.Random(0)
+    samples = []
+    for i in range(300):
+        n = rng.randint(2, 8) if i % 5 else rng.randint(14, 60)
+        if i % 2:
+            draw = [(rng.gauss(80, 3), rng.gauss(79, 3)) for _ in range(n)]
+        else:
+            draw = [(rng.randint(8000, 8012) / 100, rng.randint(8000, 8012) / 100)
+                    for _ in range(n)]  # fmt: skip
+        samples.append(([a for a, _ in draw], [b for _, b in draw]))
+    return samples
+
+
+def test_paired_p_values_are_scipys_to_the_last_bit():
+    """The published leaderboards print these floats: computed without importing
+    scipy.stats, they must still be exactly the ones scipy gives."""
+    from scipy import stats
+
+    from kdbench.reporting.stats import paired_t_p, wilcoxon_p
+
+    tested = {"t": 0, "exact": 0, "flips": 0, "scipy": 0}
+    for a, b in paired_samples():
+        diffs = [x - y for x, y in zip(a, b, strict=True)]
+        if statistics.pstdev(diffs) > 1e-9:
+            assert paired_t_p(a, b) == float(stats.ttest_rel(a, b).pvalue), (a, b)
+            tested["t"] += 1
+        if any(diffs):
+            assert wilcoxon_p(diffs) == float(stats.wilcoxon(diffs).pvalue), diffs
+            tied = len({abs(d) for d in diffs}) < len(diffs)
+            path = "scipy" if 0 in diffs or len(diffs) > (13 if tied else 50) else None
+            tested[path or ("flips" if tied else "exact")] += 1
+    assert min(tested.values()) >= 20, tested  # every way to a p-value was compared

@@ -1,4 +1,7 @@
-"""The command line starts without torch: help, report, schema and status answer at once."""
+"""The command line starts without torch: help, report, schema and status answer at once.
+
+Run with ``-s`` to see the measured seconds.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ for args in (["--help"], ["report", "--help"], ["schema"],
              ["status", sys.argv[1]]):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, (args, result.output)
-    seen[" ".join(args[:2])] = sorted(m for m in ("torch", "matplotlib") if m in sys.modules)
+    heavy = ("torch", "matplotlib", "scipy.stats")  # scipy.stats alone takes half a second
+    seen[" ".join(args[:2])] = sorted(m for m in heavy if m in sys.modules)
 print(json.dumps(seen))
 """
 
@@ -40,7 +44,7 @@ def records_only(tmp_path: Path) -> Path:
     return folder
 
 
-def test_help_report_schema_and_status_import_neither_torch_nor_matplotlib(tmp_path: Path):
+def test_help_report_schema_and_status_import_no_torch_matplotlib_or_scipy_stats(tmp_path: Path):
     probe = subprocess.run(
         [sys.executable, "-c", PROBE, str(records_only(tmp_path))],
         cwd=REPO, capture_output=True, text=True, check=True,
@@ -48,6 +52,34 @@ def test_help_report_schema_and_status_import_neither_torch_nor_matplotlib(tmp_p
     seen = json.loads(probe.stdout)
     assert len(seen) == 5
     assert seen == {key: [] for key in seen}, seen
+
+
+STATUS_PROBE = """
+import json, sys
+from click.testing import CliRunner
+from kdbench.cli import cli
+result = CliRunner().invoke(cli, ["status", sys.argv[1]])
+print(json.dumps([result.exit_code, result.output, "torch" in sys.modules]))
+"""
+
+
+def test_status_asks_the_noted_slurm_executor_for_its_jobs_without_torch(tmp_path: Path):
+    from kdbench.builtin.executors_slurm import JOBS_FILE, SlurmExecutor
+    from kdbench.records.executor_note import ExecutorNote, write_executor_note
+
+    folder = records_only(tmp_path)
+    write_executor_note(folder, ExecutorNote.of("slurm", {}, SlurmExecutor))
+    job = {"cell_ids": ["c"], "labels": ["a cell"], "cluster": "local", "since": "-"}
+    (folder / "slurm").mkdir()
+    (folder / "slurm" / JOBS_FILE).write_text(json.dumps({"999999999": job}))
+    probe = subprocess.run(
+        [sys.executable, "-c", STATUS_PROBE, str(folder)],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    code, output, torch_loaded = json.loads(probe.stdout)
+    assert code == 0, output
+    assert "slurm job" in output and "999999999" in output and "a cell" in output
+    assert not torch_loaded
 
 
 def test_help_starts_in_well_under_the_time_torch_takes_to_import():

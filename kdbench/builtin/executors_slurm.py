@@ -38,7 +38,6 @@ from kdbench.executors import (
     KdbenchError,
     Result,
     default_threads,
-    devices_of,
     failed_records,
     jobs_of,
     positive,
@@ -55,6 +54,14 @@ _UNREACHABLE = "ResultsDirUnreachable"
 
 class ResultsDirUnreachable(KdbenchError):
     """A job cannot see or write the results directory (it is not on a shared filesystem)."""
+
+
+def _devices(unit: Any) -> int:
+    """The ranks a unit asks for; the multi-device code (and torch) loads on first use,
+    so ``kdbench status`` can import this module to ask for its jobs."""
+    from kdbench.executors import devices_of
+
+    return devices_of(jobs_of(unit))
 
 
 def _import_submitit():
@@ -92,7 +99,7 @@ def run_slurm_cell(
     """
     check_results_dir(out_dir)
     set_threads(resolve_threads(threads))
-    if devices_of(jobs_of(unit)) > 1:  # this task is one rank: RANK, WORLD_SIZE, MASTER_*
+    if _devices(unit) > 1:  # this task is one rank: RANK, WORLD_SIZE, MASTER_*
         _import_submitit().helpers.TorchDistributedEnvironment().export(
             set_cuda_visible_devices=False
         )
@@ -250,8 +257,8 @@ class SlurmExecutor:
         if not threads and self._executor.cluster != "slurm":  # tasks share this machine
             threads = default_threads(self._limit or 1)
         out_dir = str(self._out_dir)
-        spread = [unit for unit in units if devices_of(jobs_of(unit)) > 1]
-        units = [unit for unit in units if devices_of(jobs_of(unit)) == 1]
+        spread = [unit for unit in units if _devices(unit) > 1]
+        units = [unit for unit in units if _devices(unit) == 1]
         handles = []
         if units:
             handles = self._executor.map_array(
@@ -262,7 +269,7 @@ class SlurmExecutor:
                 [threads] * len(units),
             )
         for unit in spread:  # a job of N tasks each, one rank per task
-            executor = self._spread_executor(devices_of(jobs_of(unit)))
+            executor = self._spread_executor(_devices(unit))
             handles.append(executor.submit(CellTask(), run, unit, out_dir, threads))
             units.append(unit)
         now = datetime.now(UTC).isoformat(timespec="seconds")

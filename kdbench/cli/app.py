@@ -565,7 +565,8 @@ def status(directory: Path, file: Path | None) -> None:
     if state.jobs:
         # A lockstep group's job lists its cells one per line.
         rows = [[j["job_id"], j["state"], "\n".join(j["labels"]), j["since"]] for j in state.jobs]
-        click.echo(tabulate(rows, headers=["slurm job", "state", "cells", "submitted"]))
+        job = f"{state.executor} job" if state.executor else "job"
+        click.echo(tabulate(rows, headers=[job, "state", "cells", "submitted"]))
 
 
 @cli.command()

@@ -4,19 +4,23 @@ Done and failed counts come from the records; pending needs the benchmark's cell
 the benchmark file is read too (by default the ``benchmark.toml`` that ``kdbench run``
 copies into the directory). Record files no reader may use are counted as quarantined:
 those still in ``records/`` are moved by the next ``kdbench run``, which reruns their
-cells; status itself moves nothing. Jobs a run left submitted are listed as each executor
+cells; status itself moves nothing. Jobs a run left submitted are listed as its executor
 describes its own (``job_states``): Slurm's from the job list it keeps in its folder,
-with their state when ``squeue`` can tell.
+with their state when ``squeue`` can tell. Which executor that was, the run noted in the
+folder (:mod:`kdbench.records.executor_note`), so no benchmark file is needed for it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kdbench.core.errors import ConfigError, KdbenchError
+from kdbench.records.executor_note import ExecutorNote, read_executor_note
 from kdbench.records.schema import dump
 from kdbench.records.store import BadRecord, RecordStore
 
@@ -36,6 +40,7 @@ class Status:
     unusable: list[BadRecord] = field(default_factory=list)  # the next run moves them
     quarantined: list[BadRecord] = field(default_factory=list)  # moved by earlier runs
     jobs: list[dict[str, Any]] = field(default_factory=list)
+    executor: str | None = None  # the executor the last run noted, when it noted one
 
 
 def status(
@@ -43,8 +48,9 @@ def status(
 ) -> Status:
     """Count done / failed / pending cells of ``out_dir`` and list submitted jobs.
 
-    ``context`` makes the run context, called only when there is a benchmark to plan:
-    from the records alone, status loads neither the plugins nor torch.
+    ``context`` makes the run context, called only when there is a benchmark to plan or
+    the noted executor is a plugin's: from the records alone, status loads neither the
+    plugins nor torch.
     """
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
@@ -55,14 +61,17 @@ def status(
     store = RecordStore(out_dir)
     valid, bad = store.scan()
     records = {cell_id: dump(record) for cell_id, record in valid.items()}
+    note = read_executor_note(out_dir)
     result = Status(out_dir, benchmark, unusable=bad, quarantined=store.quarantined())
+    result.executor = note.name if note else None
+    run_context = None
+    jobs: list[dict[str, Any]] = []
     if benchmark is None:
         cells = None
     else:
-        from kdbench.engine.context import RunContext
         from kdbench.engine.runner import plan
 
-        run_context = (context or RunContext)()
+        run_context = _make_context(context)
         try:
             the_plan = plan(benchmark, run_context)
         except ConfigError as exc:
@@ -70,7 +79,12 @@ def status(
             raise KdbenchError(f"{exc}{hint}") from None
         cells = {cell.id: cell.label() for cell in the_plan.cells}
         result.cells = len(cells)
-        result.jobs = _submitted_jobs(the_plan.config.executor, run_context, out_dir, records)
+        if note is None:  # a folder of an older run: ask every executor that can tell
+            jobs = _every_executors_jobs(the_plan.config.executor, run_context, out_dir)
+    if note is not None:
+        jobs = _noted_jobs(note, out_dir, lambda: run_context or _make_context(context))
+    done = {cell_id for cell_id, record in records.items() if record.get("status") == "ok"}
+    result.jobs = [job for job in jobs if not done.issuperset(job["cell_ids"])]
     for cell_id, record in records.items():
         if cells is not None and cell_id not in cells:
             result.other_records += 1
@@ -83,19 +97,50 @@ def status(
     return result
 
 
-def _submitted_jobs(
-    executor: Any, context: RunContext, out_dir: Path, records: dict[str, dict[str, Any]]
+def _make_context(context: Callable[[], RunContext] | None) -> RunContext:
+    from kdbench.engine.context import RunContext
+
+    return (context or RunContext)()
+
+
+def _noted_jobs(
+    note: ExecutorNote, out_dir: Path, context: Callable[[], RunContext]
 ) -> list[dict[str, Any]]:
-    """Submitted jobs with a cell not done yet, as each executor describes its own.
+    """The jobs of the executor the run noted, asked with the parameters it ran with.
+
+    Nothing is imported for an executor that describes no jobs; one of kdbench's own is
+    imported alone; any other is found by name among the loaded plugins (which may be
+    slow: they may import torch).
+    """
+    if not note.describes_jobs:
+        return []
+    describe = None
+    module, _, qualname = note.cls.partition(":")
+    if module.startswith("kdbench."):
+        with contextlib.suppress(ImportError, AttributeError):
+            found: Any = importlib.import_module(module)
+            for part in qualname.split("."):
+                found = getattr(found, part)
+            describe = getattr(found, "job_states", None)
+    if describe is None:
+        entries = context().plugins.registry.entries("executors")
+        named = [entry.obj for entry in entries if entry.name == note.name]
+        describe = getattr(named[0], "job_states", None) if named else None
+    return describe(out_dir, dict(note.params)) if describe else []
+
+
+def _every_executors_jobs(
+    executor: Any, context: RunContext, out_dir: Path
+) -> list[dict[str, Any]]:
+    """Submitted jobs as every executor that can describes its own (no note to go by).
 
     Every registered executor with a ``job_states`` method is asked (a run may have
     overridden the file's executor); the file's own gets its ``[executor] params``.
     """
-    done = {cell_id for cell_id, record in records.items() if record.get("status") == "ok"}
     jobs = []
     for entry in context.plugins.registry.entries("executors"):
         describe = getattr(entry.obj, "job_states", None)
         if describe is not None:
             params = dict(executor.params) if entry.name == executor.name else {}
             jobs += describe(out_dir, params)
-    return [job for job in jobs if not done.issuperset(job["cell_ids"])]
+    return jobs

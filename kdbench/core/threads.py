@@ -13,8 +13,6 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import torch
-
 
 def usable_cores() -> int:
     """CPU cores this process may run on (the affinity mask, as Slurm and taskset set it)."""
@@ -36,6 +34,8 @@ def resolve_threads(given: int | None = None, *, workers: int = 1) -> int:
 
 def set_threads(threads: int) -> None:
     """Use ``threads`` here and in processes started from here."""
+    import torch  # here: the executor API imports this module, and status loads it
+
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
@@ -46,6 +46,8 @@ def using_threads(threads: int | None) -> Iterator[None]:
     if not threads:
         yield
         return
+    import torch
+
     saved, saved_env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
     set_threads(threads)
     try:

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from kdbench.engine.matrix import stable_hash
 from kdbench.records.store import atomic_path
 
@@ -67,6 +65,8 @@ class GroupCheckpoint:
             "stream": stream,
             "runs": runs,
         }
+        import torch  # here: a job (and so the executor API) imports this module
+
         with atomic_path(self.path) as tmp:
             torch.save(state, tmp)
 
@@ -78,6 +78,8 @@ class GroupCheckpoint:
         """
         if self.outputs.checkpoint_every <= 0 or not self.path.is_file():
             return None
+        import torch
+
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception:  # noqa: BLE001 - an unreadable checkpoint only costs the epochs
