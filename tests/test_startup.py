@@ -6,6 +6,7 @@ Run with ``-s`` to see the measured seconds.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -110,3 +111,39 @@ def test_command_starts_and_answers_in_under_three_seconds(args: list[str], tmp_
         timings.append(time.perf_counter() - start)
     print(f"kdbench {args[0]}: {min(timings):.2f} s")
     assert min(timings) < 3.0
+
+
+def test_status_of_a_run_folder_counts_pending_cells_from_the_run_without_torch(tmp_path: Path):
+    """The run notes the cells it planned; status plans again only if the file changed."""
+    from click.testing import CliRunner
+
+    from conftest import write_benchmark
+    from kdbench.cli import cli
+
+    bench = write_benchmark(tmp_path)
+    text = bench.read_text().replace("seeds = [0, 1]", "seeds = [0]")
+    bench.write_text(text.replace("epochs = 3", "epochs = 1"))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["run", str(bench), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    first = sorted((out / "records").glob("*.json"))[0]
+    first.unlink()  # one cell pending again
+
+    def probe() -> tuple[int, str, bool]:
+        done = subprocess.run(
+            [sys.executable, "-c", STATUS_PROBE, str(out)],
+            cwd=REPO, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return tuple(json.loads(done.stdout))
+
+    code, output, torch_loaded = probe()
+    assert code == 0, output
+    assert not torch_loaded
+    assert ": 2 cells" in output and re.search(r"pending +1\n", output), output
+    # an edited benchmark file is planned again (two seeds now: three cells pending)
+    copied = out / "benchmark.toml"
+    copied.write_text(copied.read_text().replace("seeds = [0]", "seeds = [0, 1]"))
+    code, output, torch_loaded = probe()
+    assert code == 0, output
+    assert torch_loaded
+    assert ": 4 cells" in output and re.search(r"pending +3\n", output), output

@@ -1,8 +1,8 @@
 """``kdbench status``: how far a results directory is, from its records alone.
 
-Done and failed counts come from the records; pending needs the benchmark's cells, so
-the benchmark file is read too (by default the ``benchmark.toml`` that ``kdbench run``
-copies into the directory). Record files no reader may use are counted as quarantined:
+Done and failed counts come from the records; pending needs the benchmark's cells: the
+ones the run noted (:mod:`kdbench.records.plan_note`) while the ``benchmark.toml`` it
+copied into the directory is unchanged, else planned from the benchmark file. Record files no reader may use are counted as quarantined:
 those still in ``records/`` are moved by the next ``kdbench run``, which reruns their
 cells; status itself moves nothing. Jobs a run left submitted are listed as its executor
 describes its own (``job_states``): Slurm's from the job list it keeps in its folder,
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from kdbench.core.errors import ConfigError, KdbenchError
 from kdbench.records.executor_note import ExecutorNote, read_executor_note
+from kdbench.records.plan_note import read_plan_note
 from kdbench.records.schema import dump
 from kdbench.records.store import BadRecord, RecordStore
 
@@ -66,8 +67,13 @@ def status(
     result.executor = note.name if note else None
     run_context = None
     jobs: list[dict[str, Any]] = []
+    # the cells the run planned from this very file: no plugins to load, no torch
+    noted = read_plan_note(out_dir, benchmark) if benchmark and file is None else None
     if benchmark is None:
         cells = None
+    elif noted is not None:
+        cells = noted
+        result.cells = len(cells)
     else:
         from kdbench.engine.runner import plan
 

@@ -25,6 +25,7 @@ from kdbench.engine.teachers import provision
 from kdbench.engine.trackers import Trackers, TrackingProgress, build_trackers, check_trackers
 from kdbench.engine.validation import validate_benchmark
 from kdbench.records.executor_note import ExecutorNote, write_executor_note
+from kdbench.records.plan_note import write_plan_note
 from kdbench.records.lock import results_lock
 from kdbench.records.store import RecordStore, write_text_atomic
 
@@ -153,7 +154,9 @@ def run_benchmark(
             say(f"kdbench: warning: {bad}, moved to records/.quarantine/")
         pending = [cell for cell in the_plan.cells if not store.is_done(cell.id)]
         result = RunResult(out_dir, skipped=len(the_plan.cells) - len(pending))
-        write_text_atomic(out_dir / "benchmark.toml", the_plan.path.read_text(encoding="utf-8"))
+        benchmark_text = the_plan.path.read_text(encoding="utf-8")
+        write_text_atomic(out_dir / "benchmark.toml", benchmark_text)
+        write_plan_note(out_dir, benchmark_text, {c.id: c.label() for c in the_plan.cells})
         write_executor_note(out_dir, ExecutorNote.of(executor_name, params, type(runner)))
         console.print(
             f"{the_plan.config.benchmark.name}: {len(the_plan.cells)} cells, "
