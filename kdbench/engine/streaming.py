@@ -10,7 +10,9 @@ Reproducible by construction: the stream's own ``torch.Generator`` draws each ep
 order and one seed per sample, and a sample's view is drawn from its seed alone. So a
 run's batches depend on the seed only, not on the number of workers, on which worker
 got which sample, or on the students' random numbers (one stream feeds a lockstep
-group). The stream resumes at an epoch boundary: its state is its generator's.
+group). The stream resumes at an epoch boundary: its state is its generator's. On
+several devices every rank draws the same order and seeds and its workers read and
+decode only the files of its slice of each global batch (:meth:`LoaderStream.epoch_part`).
 
 :func:`training_stream`, :func:`evaluation_batches` and :func:`sample_inputs` take either
 kind of split and pick the path from its type.
