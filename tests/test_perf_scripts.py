@@ -81,3 +81,24 @@ def test_checkpoint_cost_times_checkpoint_writes_against_training(tmp_path: Path
         == cell["save_seconds_per_run"][0] / cell["train_seconds_off"][0]
     )
     assert cell["checkpoint_bytes"] > 0
+
+
+@pytest.mark.slow
+def test_imagenet_throughput_times_both_loops_on_one_and_two_ranks(tmp_path: Path):
+    import csv
+
+    stdout = run_script(
+        "imagenet_throughput.py", "--image-size", "32", "--batch", "4", "--steps", "1",
+        "--workers", "0", "--repeats", "1", "--classes", "2", "--threads", "1",
+        "--out", str(tmp_path), "--tag", "_smoke",
+    )  # fmt: skip
+    with open(tmp_path / "imagenet_throughput_cpu_smoke.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    found = {(r["variant"], int(r["world"])) for r in rows}
+    assert found == {(v, w) for v in ("kdbench", "mdistiller") for w in (1, 2)}
+    for row in rows:
+        assert float(row["img_s"]) > 0 and float(row["median_s"]) > 0
+        assert int(row["images"]) == 4 and int(row["image_size"]) == 32
+    summary = (tmp_path / "imagenet_throughput_cpu_smoke.md").read_text()
+    assert "load average" in summary and "synthetic" in summary
+    assert "2 rank(s): kdbench / mdistiller" in stdout

@@ -433,6 +433,19 @@ CASES = [
         [["benchmark", "1,200 cells", "limit of 1,000", "--yes"]],
     ),
     ("cells-far-over-default", pairs(60, 100), [["benchmark", "up to 12,000 cells"]]),
+    # fp16's per-rank gradient scaling cannot train several devices as one
+    (
+        "fp16-on-two-devices",
+        sub(
+            "batch_size = 128\noptimizer", 'batch_size = 128\namp = "fp16"\ndevices = 2\noptimizer'
+        ),
+        [["recipe.amp", 'amp = "fp16" is not supported with devices > 1', "bf16"]],
+    ),
+    (
+        "fp16-on-a-pair-of-two-devices",
+        sub('student = "mlp"', 'student = "mlp"\nrecipe = { amp = "fp16", devices = 2 }'),
+        [["pairs[0].recipe.amp", "devices = 2"]],
+    ),
     # several mistakes at once, each on its own line
     (
         "several-mistakes",
@@ -496,6 +509,20 @@ def test_good_file_validates_and_builds_in_seconds(invoke, tmp_path):
     code, output = invoke("validate", str(bench))
     assert code == 0, output
     assert "ok (4 cells)" in output
+
+
+def test_fp16_is_refused_on_the_devices_the_command_line_asks_for(invoke, tmp_path):
+    fp16 = GOOD.replace("batch_size = 128\noptimizer", 'batch_size = 128\namp = "fp16"\noptimizer')
+    bench = write_case(tmp_path, lambda _f: fp16)
+    out = ["--out", str(tmp_path / "out"), "--dry-run"]
+    assert invoke("run", str(bench), *out)[0] == 0  # one device: fp16 is fine
+    code, output = invoke("run", str(bench), *out, "--devices", "2")
+    assert code == 2, output
+    assert output.strip() == (
+        f'kdbench: error: {bench}: recipe.amp: amp = "fp16" is not supported with devices > 1 '
+        "(each rank's gradient scaler would skip steps on its own overflows); use "
+        'amp = "bf16" or "off" (devices = 2)'
+    )
 
 
 def test_good_checkpoint_passes_validation(invoke, tmp_path):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU measurements in one run, about 7 minutes on one H100/H200 (each stage has a
+# The GPU measurements in one run, about 10 minutes on one H100/H200 (each stage has a
 # time limit, so one that overruns or fails costs only itself):
 #   1. KD step throughput, resnet32x4 -> resnet8x4 on CIFAR-shaped data, batch 64 and 512:
 #      the RepDistiller-style reference loop (8 DataLoader workers, fp32) against a
@@ -11,7 +11,9 @@
 #   3. benchmarks/fashion_mnist.toml on CUDA, if the Fashion-MNIST files are at hand
 #      (Debian's /usr/share/datasets/fashion-mnist, or data/fashion-mnist in this tree);
 #   4. kdbench with compile = "reduce-overhead" (CUDA graphs) at batch 64;
-#   5. the cost of evaluating the test split after each epoch against a training epoch.
+#   5. the cost of evaluating the test split after each epoch against a training epoch;
+#   6. ImageNet-sized KD throughput, ResNet34 -> ResNet18 at 224 px on one GPU: kdbench's
+#      streaming path (GPU JPEG decoding, bf16) against an mdistiller-style DataLoader loop.
 # Results go to results/perf/ (and results/fashion_mnist_cuda/).
 #
 # On a machine without network access, put wheels of missing dependencies (e.g.
@@ -64,3 +66,6 @@ stage 150 python3 benchmarks/perf/kd_step.py --device cuda --batch 64 --images 8
 
 stage 90 python3 benchmarks/perf/eval_cost.py --device cuda --steps 200 --eval-images 10000 \
   --eval-batch 512 1024 --repeats 3 --out "$out" 2>&1 | tee "$out/eval_cost_cuda.txt"
+
+stage 300 python3 benchmarks/perf/imagenet_throughput.py --device cuda --world 1 --batch 256 \
+  --steps 8 --workers 8 --repeats 3 --out "$out" 2>&1 | tee "$out/imagenet_throughput_cuda.txt"

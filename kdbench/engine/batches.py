@@ -115,6 +115,37 @@ class SeededBatches:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.generator.set_state(state["generator"])
 
+    def epoch(self) -> Iterator[Batch]:
+        """One pass over the split in a fresh random order."""
+        raise NotImplementedError
+
+    def epoch_part(self, rank: int, size: int) -> Iterator[tuple[Batch, float]]:
+        """One rank's :func:`batch_part` of each batch of :meth:`epoch`, and its share of it.
+
+        Every rank draws the whole epoch (one generator, so the same order and views on
+        all ranks) and keeps its slice; a stream that can read only its slice overrides this.
+        """
+        for batch in self.epoch():
+            total = len(batch.labels)
+            part = batch_part(total, rank, size)
+            if part is not None:
+                sliced = Batch(*(None if field is None else field[part] for field in batch))
+                yield sliced, (part.stop - part.start) / total
+
+
+def batch_part(total: int, rank: int, size: int) -> slice | None:
+    """Rank ``rank`` of ``size``'s slice of a global batch of ``total`` images.
+
+    Slices are contiguous, in rank order, and differ in size by at most one image (the
+    first ``total % size`` ranks take one more, as ``torch.tensor_split``); a batch with
+    fewer images than ranks has no slices (a rank with no image cannot take a step).
+    """
+    if total < size:
+        return None
+    base, extra = divmod(total, size)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (rank < extra))
+
 
 class BatchStream(SeededBatches):
     """Seeded, shuffled, augmented training batches from an in-memory split.

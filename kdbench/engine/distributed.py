@@ -47,12 +47,19 @@ import torch.distributed as dist
 from torch import nn
 
 from kdbench.core.errors import KdbenchError
-from kdbench.engine.batches import Batch, BatchStream
+from kdbench.engine.batches import Batch, SeededBatches
 
 __all__ = ["RankError", "World", "devices_of", "gather_rows", "launch_group", "spread"]
 
 # A collective that waits longer than this raises instead of hanging (a rank died).
 TIMEOUT = timedelta(minutes=int(os.environ.get("KDBENCH_DIST_TIMEOUT_MIN", "30")))
+
+
+# Validation refuses it too (an amp = "auto" that picks fp16 on the GPU fails here).
+NO_FP16 = (
+    "is not supported with devices > 1 (each rank's gradient scaler would skip steps on "
+    'its own overflows); use amp = "bf16" or "off"'
+)
 
 
 class RankError(RuntimeError):
@@ -87,7 +94,7 @@ class World:
             "evaluation": "whole test split on every rank; rank 0's figures recorded",
         }
 
-    def shard(self, stream: BatchStream) -> ShardedStream:
+    def shard(self, stream: SeededBatches) -> ShardedStream:
         return ShardedStream(stream, self)
 
     def prepare(self, runs: list[Any], want_sync_bn: bool) -> None:
@@ -95,10 +102,7 @@ class World:
         self.sync_bn = want_sync_bn and self.backend == "nccl"
         for run in runs:
             if run.scaler is not None:
-                raise KdbenchError(
-                    "recipe: amp = fp16 is not supported with devices > 1 (each rank would "
-                    "skip steps on its own overflow); use amp = bf16 or off"
-                )
+                raise KdbenchError(f"recipe: amp = fp16 {NO_FP16}")
             if self.sync_bn:
                 nn.SyncBatchNorm.convert_sync_batchnorm(run.model)
             run.fail_fast = True
@@ -147,14 +151,15 @@ def _all_reduce_in_place(tensors: list[torch.Tensor], *, scale: float) -> None:
 
 
 class ShardedStream:
-    """A rank's view of a :class:`BatchStream`: its slice of every global batch.
+    """A rank's view of a stream: its slice of every global batch (:func:`batch_part`).
 
     Slices differ in size by at most one image; a last batch with fewer images than
     ranks is dropped (a rank with no image cannot take part in the step). Each rank sets
-    its share of the batch, which weights its gradient.
+    its share of the batch, which weights its gradient. An in-memory stream slices the
+    batch it drew; a streaming one reads and decodes only this rank's files.
     """
 
-    def __init__(self, stream: BatchStream, world: World) -> None:
+    def __init__(self, stream: SeededBatches, world: World) -> None:
         self.stream, self.world = stream, world
 
     def __getattr__(self, name: str) -> Any:
@@ -165,17 +170,9 @@ class ShardedStream:
         return full + (rest >= self.world.size)
 
     def epoch(self) -> Iterator[Batch]:
-        rank, size = self.world.rank, self.world.size
-        for batch in self.stream.epoch():
-            total = len(batch.labels)
-            if total < size:
-                continue
-            pick = torch.tensor_split(torch.arange(total), size)[rank]
-            start, stop = int(pick[0]), int(pick[-1]) + 1
-            self.world.share = (stop - start) / total
-            views = None if batch.views is None else batch.views[start:stop]
-            yield Batch(batch.inputs[start:stop], batch.labels[start:stop],
-                        batch.indices[start:stop], views)  # fmt: skip
+        for batch, share in self.stream.epoch_part(self.world.rank, self.world.size):
+            self.world.share = share
+            yield batch
 
 
 def spread() -> bool:

@@ -73,7 +73,7 @@ def plan(
     """
     path = Path(path)
     config, cells = validate_benchmark(
-        path, context, build=validate, confirmed=confirmed or not validate
+        path, context, build=validate, confirmed=confirmed or not validate, devices=devices
     )
     check_trackers(config.trackers, context.plugins.registry, file=str(path))
     if devices is not None:

@@ -10,7 +10,9 @@ Reproducible by construction: the stream's own ``torch.Generator`` draws each ep
 order and one seed per sample, and a sample's view is drawn from its seed alone. So a
 run's batches depend on the seed only, not on the number of workers, on which worker
 got which sample, or on the students' random numbers (one stream feeds a lockstep
-group). The stream resumes at an epoch boundary: its state is its generator's.
+group). The stream resumes at an epoch boundary: its state is its generator's. On
+several devices every rank draws the same order and seeds and its workers read and
+decode only the files of its slice of each global batch (:meth:`LoaderStream.epoch_part`).
 
 :func:`training_stream`, :func:`evaluation_batches` and :func:`sample_inputs` take either
 kind of split and pick the path from its type.
@@ -29,7 +31,14 @@ from torch.utils.data import DataLoader, Dataset
 from kdbench.core.data import Split
 from kdbench.core.image_files import ImageFiles, ImageViews
 from kdbench.engine import batches as in_memory
-from kdbench.engine.batches import Augment, Batch, BatchStream, SeededBatches, normalize
+from kdbench.engine.batches import (
+    Augment,
+    Batch,
+    BatchStream,
+    SeededBatches,
+    batch_part,
+    normalize,
+)
 
 __all__ = [
     "LoaderStream",
@@ -138,23 +147,41 @@ class LoaderStream(SeededBatches):
             self.split.views.gpu_decode and self.device.type == "cuda" and gpu_decode_available()
         )
         self.files = _Files(self.split, train=True, decode=not self.gpu_decode)
-        self._keys: list[tuple[int, int]] = []  # this epoch's (index, seed) pairs, in order
-        self._loader = _loader(
-            self.files, self._keys, self.batch_size, self.device, seed, keep=True
-        )
+        # this epoch's batches of (index, seed) keys, in order: this rank's part of each
+        self._batches: list[list[tuple[int, int]]] = []
+        self._loader = _loader(self.files, self._batches, self.device, seed, keep=True)
 
     def epoch(self) -> Iterator[Batch]:
         """One pass over the files in a fresh random order, each in a fresh random view."""
+        for batch, _ in self.epoch_part(0, 1):
+            yield batch
+
+    def epoch_part(self, rank: int, size: int) -> Iterator[tuple[Batch, float]]:
+        """This rank's slice of each global batch, reading and decoding only its files.
+
+        Every rank draws the whole epoch's order and per-sample seeds from the same
+        generator, so the ranks' slices together are exactly the one-process batch.
+        """
         n = len(self.split)
         order = torch.randperm(n, generator=self.generator)
         seeds = torch.randint(0, 2**62, (n,), generator=self.generator)
-        self._keys[:] = zip(order.tolist(), seeds.tolist(), strict=True)
-        for payload, labels, indices, batch_seeds in self._loader:
+        keys = list(zip(order.tolist(), seeds.tolist(), strict=True))
+        shares = []
+        self._batches.clear()
+        for start in range(0, n, self.batch_size):
+            total = min(self.batch_size, n - start)
+            part = batch_part(total, rank, size)
+            if part is not None:
+                self._batches.append(keys[start + part.start : start + part.stop])
+                shares.append((part.stop - part.start) / total)
+        for (payload, labels, indices, batch_seeds), share in zip(
+            self._loader, shares, strict=True
+        ):
             images = self._images(payload, batch_seeds)
             inputs = normalize(images, self.mean, self.std).contiguous(
                 memory_format=self.memory_format
             )
-            yield Batch(inputs, labels.to(self.device), indices.to(self.device), None)
+            yield Batch(inputs, labels.to(self.device), indices.to(self.device), None), share
 
     def _images(self, payload, seeds: torch.Tensor) -> torch.Tensor:
         if not isinstance(payload, list):
@@ -176,14 +203,13 @@ def _decode_on_gpu(encoded: list[torch.Tensor], device: torch.device) -> list[to
 
 
 def _loader(
-    files: _Files, keys, batch_size: int, device: torch.device, seed: int, *, keep: bool = False
+    files: _Files, batches: list, device: torch.device, seed: int, *, keep: bool = False
 ) -> DataLoader:
-    """Batches of ``files`` at ``keys``; ``keep`` keeps the workers from epoch to epoch."""
+    """Batches of ``files`` at ``batches`` (lists of keys); ``keep`` keeps the workers."""
     workers = files.split.views.workers
     return DataLoader(
         files,
-        batch_size=batch_size,
-        sampler=keys,
+        batch_sampler=batches,
         num_workers=workers,
         collate_fn=_collate,
         pin_memory=device.type == "cuda",
@@ -228,8 +254,9 @@ def evaluation_batches(
         return
     files = _Files(split, train=False, decode=True)
     keys = [(index, 0) for index in range(len(split))]
+    batches = [keys[start : start + batch_size] for start in range(0, len(keys), batch_size)]
     mean, std = mean.to(device), std.to(device)
-    for images, labels, _, _ in _loader(files, keys, batch_size, device, 0):
+    for images, labels, _, _ in _loader(files, batches, device, 0):
         yield normalize(images.to(device), mean, std), labels.to(device)
 
 

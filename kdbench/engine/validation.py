@@ -35,6 +35,7 @@ from kdbench.core.limits import MAX_CELLS, cells_error, matrix_upper_bound, seed
 from kdbench.core.param_types import shorten
 from kdbench.engine.cell import _prepare
 from kdbench.engine.context import RunContext
+from kdbench.engine.distributed import NO_FP16
 from kdbench.engine.job import CellJob
 from kdbench.engine.matrix import Cell, DatasetSpec, TeacherSpec, expand
 from kdbench.engine.streaming import sample_inputs
@@ -47,12 +48,18 @@ _EXPAND_AT_MOST = 10 * MAX_CELLS
 
 
 def validate_benchmark(
-    path: str | Path, context: RunContext, *, build: bool = True, confirmed: bool = False
+    path: str | Path,
+    context: RunContext,
+    *,
+    build: bool = True,
+    confirmed: bool = False,
+    devices: int | None = None,
 ) -> tuple[BenchmarkConfig, list[Cell]]:
     """The checked config and its cells; raises every mistake found, nothing written.
 
     ``build`` builds every dataset, model and loss (else the file alone is checked);
-    ``confirmed`` (``--yes``) lifts the limits on seeds, epochs and matrix size.
+    ``confirmed`` (``--yes``) lifts the limits on seeds, epochs and matrix size;
+    ``devices`` (``--devices``) replaces the recipes' own when checking what they allow.
     """
     path = Path(path)
     file = shorten(str(path))
@@ -61,6 +68,7 @@ def validate_benchmark(
     errors = name_errors(config, registry, file)
     errors += seed_and_epoch_errors(config, file, confirmed=confirmed)
     errors += _checkpoint_path_errors(config, path, file)
+    errors += _amp_errors(config, file, devices)
     bound = matrix_upper_bound(config)
     if bound > max(_EXPAND_AT_MOST, config.benchmark.max_cells or 0):
         errors += _some(cells_error(bound, config, file, confirmed=confirmed, exact=False))
@@ -74,6 +82,27 @@ def validate_benchmark(
 
 def _some(error: ConfigError | None) -> list[ConfigError]:
     return [error] if error else []
+
+
+def _amp_errors(config: BenchmarkConfig, file: str, devices: int | None) -> list[ConfigError]:
+    """fp16 on several devices: each rank's gradient scaler would skip steps on its own
+    overflow and the ranks' weights drift apart, so it is refused before training."""
+    recipes = [("recipe", config.recipe)]
+    for i, pair in enumerate(config.pairs):  # a pair's own amp or devices: its own mistake
+        if {"amp", "devices"} & pair.recipe.keys():
+            recipes.append((f"pairs[{i}].recipe", config.student_recipe(pair)))
+    errors = []
+    for key, recipe in recipes:
+        count = devices or recipe.devices
+        if recipe.amp == "fp16" and count > 1:
+            errors.append(
+                ConfigError(
+                    f'amp = "fp16" {NO_FP16} (devices = {count})',
+                    file=file,
+                    key=f"{key}.amp",
+                )
+            )
+    return errors
 
 
 def _checkpoint_path_errors(config: BenchmarkConfig, path: Path, file: str) -> list[ConfigError]:
