@@ -25,8 +25,8 @@ from kdbench.engine.teachers import provision
 from kdbench.engine.trackers import Trackers, TrackingProgress, build_trackers, check_trackers
 from kdbench.engine.validation import validate_benchmark
 from kdbench.records.executor_note import ExecutorNote, write_executor_note
-from kdbench.records.plan_note import write_plan_note
 from kdbench.records.lock import results_lock
+from kdbench.records.plan_note import write_plan_note
 from kdbench.records.store import RecordStore, write_text_atomic
 
 DisplayFactory = Callable[..., Any]
