@@ -2,7 +2,8 @@
 
 Done and failed counts come from the records; pending needs the benchmark's cells: the
 ones the run noted (:mod:`kdbench.records.plan_note`) while the ``benchmark.toml`` it
-copied into the directory is unchanged, else planned from the benchmark file. Record files no reader may use are counted as quarantined:
+copied into the directory is unchanged, else planned from the benchmark file. Record
+files no reader may use are counted as quarantined:
 those still in ``records/`` are moved by the next ``kdbench run``, which reruns their
 cells; status itself moves nothing. Jobs a run left submitted are listed as its executor
 describes its own (``job_states``): Slurm's from the job list it keeps in its folder,
