@@ -327,3 +327,23 @@ def test_testing_kit_checks_a_streaming_dataset_and_its_files(folder: Path):
 
     with pytest.raises(AssertionError, match="test files do not exist: .*gone.JPEG"):
         check_dataset(renamed)
+
+
+def test_validate_refuses_recipe_settings_a_streaming_dataset_cannot_honour(
+    folder: Path, tmp_path: Path
+):
+    bench = tmp_path / "stream.toml"
+    text = TINY_STREAM.format(root=folder).replace(
+        "epochs = 2\n",
+        'epochs = 2\naugment = { crop_padding = 4, flip = true }\nlogit_cache = "on"\n',
+        1,
+    )
+    bench.write_text(text)
+    result = CliRunner().invoke(cli, ["validate", str(bench)])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if str(bench) in line]
+    assert any("recipe.augment" in line and "cuts its own views" in line for line in lines)
+    assert any("recipe.logit_cache" in line and "no logit cache" in line for line in lines)
+    # the same file without them validates
+    bench.write_text(TINY_STREAM.format(root=folder))
+    assert CliRunner().invoke(cli, ["validate", str(bench)]).exit_code == 0

@@ -31,6 +31,7 @@ from kdbench.core.config import (
 )
 from kdbench.core.data import DatasetSplits
 from kdbench.core.errors import ConfigError, KdbenchError
+from kdbench.core.image_files import StreamingDataset
 from kdbench.core.limits import MAX_CELLS, cells_error, matrix_upper_bound, seed_and_epoch_errors
 from kdbench.core.param_types import shorten
 from kdbench.engine.cell import _prepare
@@ -209,6 +210,8 @@ class _Builder:
         if cell.teacher and teacher is None:
             return
         i, pair = self._pair(lambda p: _is_pair_of(p, cell, self.config, self.folder))
+        if isinstance(data, StreamingDataset):
+            self._streaming_recipe(cell, i, pair)
         sample = sample_inputs(
             data.train, 2, mean=torch.tensor(data.mean), std=torch.tensor(data.std), device=_CPU
         )
@@ -229,6 +232,36 @@ class _Builder:
         self._attempt(
             key, lambda: _prepare(job, self.context, data, model, taps, sample, None, _CPU)
         )
+
+    def _streaming_recipe(self, cell: Cell, i: int, pair: Pair) -> None:
+        """Recipe settings a streaming dataset cannot honour: an error, never ignored.
+
+        Its views are its own (``ImageViews``: random resized crops), so the in-memory
+        ``augment`` does not apply, and those views are continuous, so there is no finite
+        set of them to cache teacher logits for.
+        """
+        recipe, name = cell.recipe, cell.dataset.name
+
+        def key(setting: str) -> str:  # a pair's own override is its own mistake
+            return f"pairs[{i}].recipe.{setting}" if setting in pair.recipe else f"recipe.{setting}"
+
+        augment = recipe["augment"]
+        if augment.get("crop_padding") or augment.get("flip"):
+            self._say(
+                key("augment"),
+                f"dataset '{name}' streams image files and cuts its own views (random "
+                "resized crop and flip); remove augment for its pairs",
+            )
+        if recipe["logit_cache"] == "on":
+            self._say(
+                key("logit_cache"),
+                f"dataset '{name}' streams image files with continuous random views, which "
+                'no logit cache can hold; use "auto" or "off"',
+            )
+
+    def _say(self, key: str, message: str) -> None:
+        error = ConfigError(message, file=self.file, key=key)
+        self.found.setdefault(str(error), error)
 
     def _pair(self, matches: Callable[[Pair], bool]) -> tuple[int, Pair]:
         """The first pair a cell came from (its index names the key of an error)."""
