@@ -61,7 +61,7 @@ def test_batch_parts_tile_the_batch_in_rank_order_as_tensor_split():
 
 
 def rank_batches(root: Path, rank: int, size: int, epochs: int = 2) -> list[tuple]:
-    world = World(rank, size, 0, "gloo", torch.device("cpu"))
+    world = World(rank, size, "gloo", torch.device("cpu"))
     sharded = ShardedStream(loader_stream(root), world)
     found = []
     for _ in range(epochs):

@@ -123,7 +123,7 @@ def kdbench_pass(args, rank: int, world: int, device: torch.device):
     stream = LoaderStream(files, batch_size=args.batch, mean=torch.tensor(data.mean),
                           std=torch.tensor(data.std), device=device, seed=0)  # fmt: skip
     if world > 1:
-        here = World(rank, world, rank, dist.get_backend(), device)
+        here = World(rank, world, dist.get_backend(), device)
         here.prepare([run], want_sync_bn=True)
         stream = here.shard(stream)
     source = OnlineTeacher(teacher, None, amp)

@@ -77,7 +77,6 @@ class World:
 
     rank: int
     size: int
-    local_rank: int
     backend: str
     device: torch.device  # where collectives' tensors live (NCCL takes only CUDA ones)
     sync_bn: bool = False
@@ -207,11 +206,12 @@ def launch_group(jobs: list[Any], threads: int | None = None) -> list[Any]:
     ranks here. A rank that fails raises :class:`RankError` with its error.
     """
     size = devices_of(jobs)
-    if _launched_size() is not None:
-        if _launched_size() != size:
+    launched = _launched_size()
+    if launched is not None:
+        if launched != size:
             raise KdbenchError(
                 f"recipe: devices = {size}, but this process was launched as one of "
-                f"{_launched_size()} ranks (WORLD_SIZE)"
+                f"{launched} ranks (WORLD_SIZE)"
             )
         results = rank_main(jobs, None, watch_parent=False)
         if results is None:  # the records are rank 0's
@@ -290,7 +290,7 @@ def rank_main(jobs: list[Any], threads: int | None, watch_parent: bool = True) -
     dist.init_process_group(backend, timeout=TIMEOUT)
     try:
         device = torch.device(f"cuda:{gpu}" if cuda else "cpu")
-        here = World(dist.get_rank(), dist.get_world_size(), local_rank, backend, device)
+        here = World(dist.get_rank(), dist.get_world_size(), backend, device)
         from kdbench.engine.cell import _train_group
         from kdbench.engine.context import RunContext
 

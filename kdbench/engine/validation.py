@@ -173,9 +173,7 @@ class _Builder:
                 warnings.simplefilter("ignore")
                 return build()
         except Exception as exc:  # noqa: BLE001 - a plugin may raise anything for bad input
-            error = ConfigError(_message(exc), file=self.file, key=key)
-            error.__cause__ = exc  # for --debug
-            self.found.setdefault(str(error), error)
+            self._say(key, _message(exc), cause=exc)
             return None
 
     def _dataset(self, spec: DatasetSpec) -> DatasetSplits | None:
@@ -259,8 +257,10 @@ class _Builder:
                 'no logit cache can hold; use "auto" or "off"',
             )
 
-    def _say(self, key: str, message: str) -> None:
+    def _say(self, key: str, message: str, cause: BaseException | None = None) -> None:
+        """Record an error once (by its text: a shared mistake is said once)."""
         error = ConfigError(message, file=self.file, key=key)
+        error.__cause__ = cause  # for --debug
         self.found.setdefault(str(error), error)
 
     def _pair(self, matches: Callable[[Pair], bool]) -> tuple[int, Pair]:
