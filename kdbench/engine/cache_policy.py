@@ -21,6 +21,7 @@ from kdbench.engine.logit_cache import CachedTeacher, build_logit_cache, cache_k
 from kdbench.engine.matrix import Cell
 from kdbench.engine.online_teacher import OnlineTeacher
 from kdbench.engine.precision import compile_mode, compiled
+from kdbench.engine.streaming import NO_LOGIT_CACHE
 
 
 def use_cache(recipe: dict[str, Any]) -> bool:
@@ -28,6 +29,15 @@ def use_cache(recipe: dict[str, Any]) -> bool:
     setting = recipe["logit_cache"]
     augment = Augment(**recipe["augment"])
     return setting == "on" or (setting == "auto" and worth_caching(augment, recipe["epochs"]))
+
+
+def no_cache_reason(stream: SeededBatches) -> str | None:
+    """Why no logit cache can serve a stream (its record says so), or None if one can.
+
+    A streaming dataset's views are continuous (random resized crops): no finite set of
+    views to cache the teacher's logits for.
+    """
+    return NO_LOGIT_CACHE if stream.augment is None else None
 
 
 def teacher_source(
@@ -47,7 +57,7 @@ def teacher_source(
     mode = compile_mode(recipe["compile"])
     forward = compiled(teacher, mode) if mode else None
     source = OnlineTeacher(teacher, taps, amp, forward=forward)
-    if taps is not None or stream.augment is None or not use_cache(recipe):
+    if taps is not None or no_cache_reason(stream) or not use_cache(recipe):
         return source, False
     key = cache_key(cell.teacher.id, recipe["augment"], device, folded, amp)
     logits = context.cached(

@@ -18,7 +18,7 @@ import torch
 from kdbench.core.data import DatasetSplits
 from kdbench.core.losses import LossContext, TapPair, feature_pairs
 from kdbench.engine.batches import Augment
-from kdbench.engine.cache_policy import teacher_source
+from kdbench.engine.cache_policy import no_cache_reason, teacher_source
 from kdbench.engine.cell_checkpoint import GroupCheckpoint, Outputs
 from kdbench.engine.cell_record import finish_record
 from kdbench.engine.context import RunContext, resolve_device
@@ -31,7 +31,7 @@ from kdbench.engine.lockstep import lockstep_key
 from kdbench.engine.precision import autocast_dtype, compile_mode, compiled
 from kdbench.engine.provenance import provenance
 from kdbench.engine.seeding import seed_everything
-from kdbench.engine.streaming import NO_LOGIT_CACHE, sample_inputs, training_stream
+from kdbench.engine.streaming import sample_inputs, training_stream
 from kdbench.engine.students import save_student
 from kdbench.engine.teacher_setup import frozen_teacher
 from kdbench.engine.training import StudentRun, fit, make_run
@@ -141,8 +141,7 @@ def _train_group(
         world.prepare([s.run for s in live], recipe.get("sync_bn", True))
         stream = world.shard(stream)
     source, cached = None, False
-    # continuous views (image files): no finite set of views to cache logits for
-    cache_off = NO_LOGIT_CACHE if stream.augment is None else None
+    cache_off = no_cache_reason(stream)
     if any(s.run.loss.needs_teacher for s in live):
         source, cached = teacher_source(
             first, teacher, teacher_taps, context=context, data=data, stream=stream,
