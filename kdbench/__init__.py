@@ -20,6 +20,7 @@ from kdbench.core.params import (
     Temperature,
     Weight,
 )
+from kdbench.core.run_events import RunEvent
 
 if TYPE_CHECKING:
     from kdbench.core.data import DatasetSplits, Split
@@ -74,6 +75,7 @@ __all__ = [
     "PositiveFloat",
     "PositiveInt",
     "Probability",
+    "RunEvent",
     "Split",
     "StreamingDataset",
     "TapPair",

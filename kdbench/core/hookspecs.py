@@ -116,7 +116,7 @@ def register_commands(cli):
 
 @hookspec
 def track_event(event):
-    """Receive one run event, a :class:`kdbench.engine.trackers.RunEvent`.
+    """Receive one run event, a :class:`kdbench.RunEvent` (also ``kdbench.trackers.RunEvent``).
 
     Implemented as a method (decorated with :data:`hookimpl`) of a tracker instance.
     ``event.kind`` is ``cell_started``, ``epoch_ended`` (``event.epoch`` counts from 1;

@@ -1,6 +1,7 @@
 """Run events for trackers: what happened (a cell started, an epoch ended, ...), sent on.
 
-The runner turns training progress and finished records into :class:`RunEvent` values
+The runner turns training progress and finished records into
+:class:`kdbench.core.run_events.RunEvent` values
 and hands them to every tracker of the run through the ``track_event`` hook. Trackers
 are built from the benchmark's ``[trackers.<name>]`` tables (``jsonl`` always). A
 tracker that raises is reported once and left out from then on; the run goes on.
@@ -9,38 +10,17 @@ tracker that raises is reported once and left out from then on; the run goes on.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kdbench.core.plugins import EventHooks
 from kdbench.core.registry import Registry
+from kdbench.core.run_events import KINDS as KINDS  # the event kinds, kept importable here
+from kdbench.core.run_events import RunEvent
 from kdbench.engine.events import Progress
 from kdbench.engine.matrix import Cell
 
 ALWAYS = ("jsonl",)
-KINDS = ("cell_started", "epoch_ended", "cell_finished", "run_finished")
-
-
-@dataclass(frozen=True)
-class RunEvent:
-    """One event of a run; fields a kind does not use stay empty.
-
-    ``epoch`` counts from 1 like a record's history; ``metrics`` are flat numbers
-    (``lr``, ``test_top1``, ``train/<term>`` per epoch; ``top1``, ``top5`` ... when a cell
-    finishes; ``ran``, ``failed``, ``skipped`` when the run finishes).
-    """
-
-    kind: str
-    benchmark: str
-    cell_id: str | None = None
-    label: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    epoch: int | None = None
-    epochs: int | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    status: str | None = None
-    record: dict[str, Any] | None = None
 
 
 def cell_params(cell: Cell) -> dict[str, Any]:
