@@ -331,7 +331,7 @@ def test_reviewkd_reviews_deep_to_shallow_and_matches_teacher_preactivations():
     assert terms["ce"].item() == pytest.approx(ce, rel=1e-5)
 
 
-def test_reviewkd_warms_up_linearly_from_zero():
+def test_reviewkd_warms_up_linearly_as_mdistiller_does():
     fs, ft = _review_features()
     loss = ReviewKD()
     loss.setup(feature_context(fs, ft))
@@ -340,10 +340,11 @@ def test_reviewkd_warms_up_linearly_from_zero():
     def term(epoch):
         return loss(loss_inputs(fs, ft, indices=range(4), epoch=epoch))["reviewkd"].item()
 
-    full = term(20)
-    assert term(0) == 0.0
-    assert term(10) == pytest.approx(full / 2, rel=1e-6)
-    assert term(100) == pytest.approx(full, rel=1e-6)
+    full = term(100)
+    # mdistiller: min(epoch / 20, 1) with epochs from 1; LossInputs.epoch counts from 0.
+    assert term(0) == pytest.approx(full / 20, rel=1e-6)
+    assert term(9) == pytest.approx(full / 2, rel=1e-6)
+    assert term(19) == pytest.approx(full, rel=1e-6)
 
 
 def test_reviewkd_gradients_reach_student_and_fusion_not_teacher():

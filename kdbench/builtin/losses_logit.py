@@ -11,20 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from kdbench import DistillationLoss, LossInputs, NonNegativeInt, Temperature, Weight, hookimpl
-from kdbench.core.functional import kd_kl, standardize
+from kdbench.core.functional import kd_kl, standardize, warmup_factor
 
 __all__ = ["DIST", "DKD", "DKDLS", "KDLS", "dkd_parts", "pearson_distance", "warmup_factor"]
-
-
-def warmup_factor(epoch: int, warmup: int) -> float:
-    """Linear ramp of DKD's KD terms: (epoch + 1) / warmup, capped at 1.
-
-    mdistiller counts epochs from 1 and scales by ``min(epoch / warmup, 1)``; kdbench counts
-    from 0, hence the ``+ 1``: the first epoch gets 1/warmup, epoch ``warmup - 1`` on gets 1.
-    """
-    if warmup <= 0:
-        return 1.0
-    return min((epoch + 1) / warmup, 1.0)
 
 
 def dkd_parts(

@@ -16,7 +16,7 @@ from kdbench import (
     Weight,
     hookimpl,
 )
-from kdbench.core.functional import stage_taps
+from kdbench.core.functional import stage_taps, warmup_factor
 
 __all__ = ["ABF", "ReviewKD", "hcl"]
 
@@ -90,8 +90,8 @@ class ReviewKD(DistillationLoss):
     modules (built in :meth:`setup`), so each F_i reviews the stages below it; F_i is
     matched to the teacher's same level (its pre-activation ``stageK_pre`` when both
     declare it, as the authors take the teacher's pre-ReLU features, and ``pool``) by the
-    hierarchical context loss :func:`hcl`. ``ramp = min(epoch / warmup, 1)`` with epochs
-    from 0, as in the authors' CIFAR code (so the first epoch is CE only). Defaults:
+    hierarchical context loss :func:`hcl`. ``ramp`` is
+    :func:`~kdbench.core.functional.warmup_factor`, DKD's rule, as in mdistiller. Defaults:
     weight 5 (the authors' and mdistiller's resnet32x4->resnet8x4 setting, also used for
     the WRN and ShuffleNetV1 pairs; 0.6 for resnet56->resnet20, 1 for resnet110->resnet32,
     8 for ShuffleNetV2), warm-up 20 epochs, CE 1, mid channels min(512, student embedding).
@@ -160,7 +160,7 @@ class ReviewKD(DistillationLoss):
             _as_map(inputs.teacher_features[name].detach().float()) for name in self.teacher_taps
         ]
         review = sum(hcl(s, t) for s, t in zip(reviewed, targets, strict=True))
-        ramp = min(inputs.epoch / self.warmup, 1.0) if self.warmup > 0 else 1.0
+        ramp = warmup_factor(inputs.epoch, self.warmup)
         return {
             "ce": self.ce_weight * F.cross_entropy(inputs.student_logits, inputs.targets),
             "reviewkd": self.weight * ramp * review,

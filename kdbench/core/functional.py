@@ -34,6 +34,18 @@ def standardize(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     return (logits - mean) / (std + eps)
 
 
+def warmup_factor(epoch: int, warmup: int) -> float:
+    """The linear warm-up of a loss's distillation terms: ``min((epoch + 1) / warmup, 1)``.
+
+    ``LossInputs.epoch`` counts from 0, so the first epoch gets ``1 / warmup`` and epoch
+    ``warmup - 1`` on gets 1: the same factor as mdistiller's ``min(epoch / warmup, 1)``
+    with its epochs counted from 1. ``warmup <= 0`` switches the ramp off (factor 1).
+    """
+    if warmup <= 0:
+        return 1.0
+    return min((epoch + 1) / warmup, 1.0)
+
+
 def stage_taps(names: Iterable[str]) -> list[str]:
     """The ``stageK`` tap names among ``names`` in network order (``_pre`` and others left out).
 
