@@ -21,6 +21,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from kdbench.engine.features import FeatureTaps
     from kdbench.testing.checks import (
         Tapped,
         check_dataset,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "FeatureTaps",
     "Tapped",
     "check_dataset",
     "check_executor",
