@@ -6,6 +6,7 @@ internal and may change.
 
 from __future__ import annotations
 
+import importlib.metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 from kdbench.core.errors import ConfigError, DatasetNotFoundError, KdbenchError, PluginError
@@ -28,7 +29,10 @@ if TYPE_CHECKING:
     from kdbench.core.losses import DistillationLoss, LossContext, LossInputs, TapPair, Taps
     from kdbench.engine.distributed import gather_rows
 
-__version__ = "0.1.0"
+try:  # one source: the installed distribution's metadata, from pyproject.toml
+    __version__ = _metadata.version("kdbench")
+except _metadata.PackageNotFoundError:  # a source tree on sys.path, never installed
+    __version__ = "0+unknown"
 
 # Imported on first use: they need torch, and the command line must be up (and answer
 # Ctrl-C with one line) before torch's seconds of importing start.
