@@ -57,9 +57,10 @@ def run_bad(tmp_path: Path, text: str) -> tuple[int, str, Path]:
             ["benchmark.name", "should match pattern"],
         ),
         (GOOD.replace("[benchmark]", "[benchmark"), ["not valid TOML"]),
+        ("\ufeff" + GOOD, ["starts with a UTF-8 byte-order mark (BOM)", "UTF-8 without BOM"]),
     ],
     ids=["unknown-key", "wrong-type", "wrong-choice", "unknown-loss", "loss-param", "unknown-model",
-         "unknown-dataset", "unsafe-name", "toml-syntax"],
+         "unknown-dataset", "unsafe-name", "toml-syntax", "utf8-bom"],
 )  # fmt: skip
 def test_bad_config_exits_2_and_names_file_and_key(tmp_path, text, expected):
     code, output, out = run_bad(tmp_path, text)

@@ -9,6 +9,7 @@ of a pass's errors are reported together (:class:`ConfigErrors`).
 
 from __future__ import annotations
 
+import codecs
 import tomllib
 import types
 import typing
@@ -213,6 +214,10 @@ def read_benchmark(path: str | Path) -> dict[str, Any]:
         raise ConfigError("no such benchmark file", file=file) from None
     except OSError as exc:
         raise ConfigError(f"cannot read it: {exc.strerror or exc}", file=file) from None
+    if data.startswith(codecs.BOM_UTF8):  # TOML forbids it; tomllib would only say line 1
+        raise ConfigError(
+            "starts with a UTF-8 byte-order mark (BOM); save it as UTF-8 without BOM", file=file
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
