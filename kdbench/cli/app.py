@@ -127,6 +127,22 @@ _THREADS = click.option(
     type=click.IntRange(min=1),
     help="Torch CPU threads per training process (default: usable cores / workers at once).",
 )
+_SET = click.option(
+    "--set",
+    "set_values",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Replace a value of FILE, checked as if written there; repeatable. KEY is dotted "
+    "(recipe.epochs, datasets.cifar100.download), VALUE a TOML value (1, true, [0, 1]).",
+)
+
+
+def _overrides(set_values: tuple[str, ...]) -> list:
+    from kdbench.core.overrides import parse_override
+
+    return [parse_override(text) for text in set_values]
+
+
 _YES = click.option(
     "--yes",
     "-y",
@@ -168,6 +184,7 @@ _YES = click.option(
 )
 @_THREADS
 @_WAIT
+@_SET
 @_YES
 def run(
     file: Path,
@@ -180,6 +197,7 @@ def run(
     log_every: int,
     threads: int | None,
     wait: bool,
+    set_values: tuple[str, ...],
     yes: bool,
 ) -> None:
     """Run every cell of the benchmark FILE that has no complete record yet.
@@ -194,7 +212,10 @@ def run(
 
     context = _context()
     # Validated first: an invalid file writes nothing, not even the results folder.
-    the_plan = plan(file, context, validate=True, confirmed=yes, devices=devices)
+    the_plan = plan(
+        file, context, validate=True, confirmed=yes, devices=devices,
+        overrides=_overrides(set_values),
+    )  # fmt: skip
     out_dir = out or default_out_dir(the_plan.config)
     if dry_run:
         store = RecordStore(out_dir)
@@ -239,6 +260,7 @@ def teachers() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @_THREADS
 @_WAIT
+@_SET
 @_YES
 def teachers_train(
     file: Path,
@@ -247,6 +269,7 @@ def teachers_train(
     quiet: bool,
     threads: int | None,
     wait: bool,
+    set_values: tuple[str, ...],
     yes: bool,
 ) -> None:
     """Train (or load) every teacher FILE needs and print their test accuracy.
@@ -269,7 +292,7 @@ def teachers_train(
     from kdbench.records.lock import results_lock
 
     context = _context()
-    the_plan = plan(file, context, validate=True, confirmed=yes)
+    the_plan = plan(file, context, validate=True, confirmed=yes, overrides=_overrides(set_values))
     out_dir = out or default_out_dir(the_plan.config)
     load_datasets(the_plan, context)
     display = None if quiet else make_display(0, Console(stderr=True))
@@ -290,8 +313,9 @@ def teachers_train(
 
 @cli.command()
 @click.argument("file", type=click.Path(path_type=Path))
+@_SET
 @_YES
-def validate(file: Path, yes: bool) -> None:
+def validate(file: Path, set_values: tuple[str, ...], yes: bool) -> None:
     """Check a benchmark FILE as a run would, training nothing and writing nothing.
 
     Keys, types, ranges, names and limits are checked; datasets are loaded, every model
@@ -300,8 +324,10 @@ def validate(file: Path, yes: bool) -> None:
     """
     from kdbench.engine.runner import plan
 
-    the_plan = plan(file, _context(), validate=True, confirmed=yes)
-    click.echo(f"{file}: ok ({len(the_plan.cells)} cells)")
+    overrides = _overrides(set_values)
+    the_plan = plan(file, _context(), validate=True, confirmed=yes, overrides=overrides)
+    with_set = f" with {len(set_values)} --set" if set_values else ""
+    click.echo(f"{file}{with_set}: ok ({len(the_plan.cells)} cells)")
 
 
 WIDTH = 100  # listings fit a terminal of this many columns
@@ -515,9 +541,10 @@ def report(
     configurations is one row per configuration unless --pool. Unusable record files
     are skipped with a warning (only `kdbench run` quarantines them).
     """
-    from kdbench.reporting.report import all_formats, build_leaderboard, publish, render_format
+    from kdbench.reporting.load import load_leaderboard
+    from kdbench.reporting.report import all_formats, publish, render_format
 
-    board_set = build_leaderboard(results, reference, use_reference=not no_reference, pool=pool)
+    board_set = load_leaderboard(results, reference, use_reference=not no_reference, pool=pool)
     for warning in board_set.warnings:
         click.echo(f"kdbench: warning: {warning}", err=True)
     if out is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from kdbench.core.config import BenchmarkConfig
+from kdbench.core.config import BenchmarkConfig, read_benchmark
+from kdbench.core.overrides import Override, overridden_text
 from kdbench.core.threads import oversubscribed, resolve_threads, using_threads
 from kdbench.engine.cell import run_cell, run_group
 from kdbench.engine.cell_checkpoint import Outputs
@@ -45,6 +46,15 @@ class Plan:
     config: BenchmarkConfig
     cells: list[Cell]
     config_hash: str
+    overrides: tuple[Override, ...] = ()
+
+    def benchmark_text(self) -> str:
+        """What the results folder keeps as ``benchmark.toml``: the file that ran, with
+        any ``--set`` values in it (then headed by a comment naming each)."""
+        source = self.path.read_text(encoding="utf-8")
+        if not self.overrides:
+            return source
+        return overridden_text(source, read_benchmark(self.path), str(self.path), self.overrides)
 
 
 @dataclass
@@ -63,25 +73,28 @@ def plan(
     validate: bool = False,
     confirmed: bool = False,
     devices: int | None = None,
+    overrides: Sequence[Override] = (),
 ) -> Plan:
     """The benchmark and its cells, nothing written.
 
     ``validate`` (validate, run, teachers train) also builds every dataset, model and loss
     and applies the limits, which ``confirmed`` lifts; without it only the file's keys,
     values and names are checked (enough to count cells, as ``kdbench status`` does).
-    ``devices`` (``--devices``) replaces every cell's ``[recipe] devices``, and so its id.
+    ``devices`` (``--devices``) replaces every cell's ``[recipe] devices``, and so its id;
+    ``overrides`` (``--set``) replace values of the file (:mod:`kdbench.core.overrides`).
     """
     path = Path(path)
     config, cells = validate_benchmark(
-        path, context, build=validate, confirmed=confirmed or not validate, devices=devices
-    )
+        path, context, build=validate, confirmed=confirmed or not validate, devices=devices,
+        overrides=overrides,
+    )  # fmt: skip
     check_trackers(config.trackers, context.plugins.registry, file=str(path))
     if devices is not None:
         cells = [replace(cell, recipe={**cell.recipe, "devices": devices}) for cell in cells]
     # The cell limit steers this run only; it is not part of the experiment.
     # Nor are the trackers watching it.
     identity = config.model_dump(exclude={"benchmark": {"max_cells"}, "trackers": True})
-    return Plan(path, config, cells, stable_hash(identity))
+    return Plan(path, config, cells, stable_hash(identity), tuple(overrides))
 
 
 def load_datasets(the_plan: Plan, context: RunContext) -> None:
@@ -154,7 +167,7 @@ def run_benchmark(
             say(f"kdbench: warning: {bad}, moved to records/.quarantine/")
         pending = [cell for cell in the_plan.cells if not store.is_done(cell.id)]
         result = RunResult(out_dir, skipped=len(the_plan.cells) - len(pending))
-        benchmark_text = the_plan.path.read_text(encoding="utf-8")
+        benchmark_text = the_plan.benchmark_text()
         write_text_atomic(out_dir / "benchmark.toml", benchmark_text)
         write_plan_note(out_dir, benchmark_text, {c.id: c.label() for c in the_plan.cells})
         write_executor_note(out_dir, ExecutorNote.of(executor_name, params, type(runner)))

@@ -5,7 +5,8 @@
 parameter types and ranges, and the limits are checked; then every dataset is loaded,
 every teacher and student built on the dataset's classes and channels and run on two
 samples on the CPU, every teacher checkpoint opened and matched against its model, and
-every loss constructed and given the feature taps it asks for. A mistake found late
+every loss constructed and given the feature taps it asks for, and every tracker
+constructed (into a scratch folder, removed after). A mistake found late
 (a missing tap, a truncated checkpoint, offline pretrained weights) thus fails in
 seconds rather than after the teacher trained. All mistakes of a stage are reported
 together, one ``file: key: what`` line each.
@@ -13,8 +14,10 @@ together, one ``file: key: what`` line each.
 
 from __future__ import annotations
 
+import functools
+import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ from kdbench.core.data import DatasetSplits
 from kdbench.core.errors import ConfigError, KdbenchError
 from kdbench.core.image_files import StreamingDataset
 from kdbench.core.limits import MAX_CELLS, cells_error, matrix_upper_bound, seed_and_epoch_errors
+from kdbench.core.overrides import Override, apply_overrides
 from kdbench.core.param_types import shorten
 from kdbench.engine.cell import _prepare
 from kdbench.engine.context import RunContext
@@ -42,6 +46,7 @@ from kdbench.engine.matrix import Cell, DatasetSpec, TeacherSpec, expand
 from kdbench.engine.streaming import sample_inputs
 from kdbench.engine.teachers import _build as build_teacher
 from kdbench.engine.teachers import load_teacher
+from kdbench.engine.trackers import tracker_errors, wanted_trackers
 
 _CPU = torch.device("cpu")
 # Past this many cells (before deduplication) the matrix is not even expanded.
@@ -55,21 +60,24 @@ def validate_benchmark(
     build: bool = True,
     confirmed: bool = False,
     devices: int | None = None,
+    overrides: Sequence[Override] = (),
 ) -> tuple[BenchmarkConfig, list[Cell]]:
     """The checked config and its cells; raises every mistake found, nothing written.
 
     ``build`` builds every dataset, model and loss (else the file alone is checked);
     ``confirmed`` (``--yes``) lifts the limits on seeds, epochs and matrix size;
-    ``devices`` (``--devices``) replaces the recipes' own when checking what they allow.
+    ``devices`` (``--devices``) replaces the recipes' own when checking what they allow;
+    ``overrides`` (``--set``) replace the file's values before anything is checked.
     """
     path = Path(path)
-    file = shorten(str(path))
-    config = parse_config(read_benchmark(path), file)
+    file = shorten(str(path)) + (" (with --set)" if overrides else "")
+    config = parse_config(apply_overrides(read_benchmark(path), overrides), file)
     registry = context.plugins.registry
     errors = name_errors(config, registry, file)
     errors += seed_and_epoch_errors(config, file, confirmed=confirmed)
     errors += _checkpoint_path_errors(config, path, file)
     errors += _amp_errors(config, file, devices)
+    errors += tracker_errors(config.trackers, registry, file=file)
     bound = matrix_upper_bound(config)
     if bound > max(_EXPAND_AT_MOST, config.benchmark.max_cells or 0):
         errors += _some(cells_error(bound, config, file, confirmed=confirmed, exact=False))
@@ -156,6 +164,7 @@ class _Builder:
         entry = self.context.plugins.registry.get("executors", executor.name)
         # Constructing an executor only checks its parameters; start() does the work.
         self._attempt("executor.params", lambda: entry.obj(**executor.params))
+        self._trackers()
         done: set[str] = set()
         for cell in cells:
             data = self._dataset(cell.dataset)
@@ -165,6 +174,25 @@ class _Builder:
             done.add(repr(what))
             self._cell(cell, data)
         return list(self.found.values())
+
+    def _trackers(self) -> None:
+        """Build and close each tracker as a run would, into a folder removed after.
+
+        A tracker's constructor is where it checks what the types cannot (an MLflow
+        store's URI, a log folder that can be made); a tracker writing its files into
+        ``out_dir`` thus leaves nothing behind.
+        """
+        registry = self.context.plugins.registry
+        with tempfile.TemporaryDirectory(prefix="kdbench-validate-") as scratch:
+            for name, params in wanted_trackers(self.config.trackers).items():
+                build = functools.partial(
+                    registry.get("trackers", name).obj, out_dir=Path(scratch), **params
+                )
+                key = f"trackers.{name}"
+                tracker = self._attempt(key, build)
+                close = getattr(tracker, "close", None)
+                if callable(close):
+                    self._attempt(key, close)
 
     def _attempt(self, key: str, build: Callable[[], Any]) -> Any:
         """``build()``, or None with its error recorded under ``key``."""
