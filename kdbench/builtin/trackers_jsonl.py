@@ -6,11 +6,14 @@ A cell's finished event names its record rather than repeating it (records are o
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 from kdbench import hookimpl
+from kdbench.core.errors import KdbenchError
 
 
 class JsonLinesTracker:
@@ -18,11 +21,18 @@ class JsonLinesTracker:
 
     def __init__(self, *, out_dir: Path, path: str | None = None) -> None:
         self.path = Path(path) if path else Path(out_dir) / "events.jsonl"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = self.path.open("a", encoding="utf-8")
+        # Checked now, opened at the first event: building it (as validate does) writes nothing.
+        folder = next(p for p in (self.path.parent, *self.path.parent.parents) if p.exists())
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise KdbenchError(f"trackers.jsonl: cannot write '{self.path}': '{folder}' is not a "
+                               "writable folder")  # fmt: skip
+        self.file: TextIO | None = None
 
     @hookimpl
     def track_event(self, event) -> None:
+        if self.file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = self.path.open("a", encoding="utf-8")
         line = asdict(event)
         line.pop("record")
         line["time"] = datetime.now(UTC).isoformat()
@@ -30,7 +40,8 @@ class JsonLinesTracker:
         self.file.flush()
 
     def close(self) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
 
 
 @hookimpl

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from kdbench.core.errors import ConfigError
 from kdbench.core.plugins import EventHooks
 from kdbench.core.registry import Registry
 from kdbench.core.run_events import KINDS as KINDS  # the event kinds, kept importable here
@@ -45,15 +46,35 @@ def epoch_metrics(entry: Mapping[str, Any]) -> dict[str, float]:
     return metrics
 
 
+def wanted_trackers(tables: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The ``[trackers.<name>]`` tables, plus the trackers always on (jsonl)."""
+    wanted = {name: dict(params) for name, params in tables.items()}
+    for name in ALWAYS:
+        wanted.setdefault(name, {})
+    return wanted
+
+
+def tracker_errors(
+    tables: Mapping[str, Mapping[str, Any]], registry: Registry, *, file: str
+) -> list[ConfigError]:
+    """Every unknown tracker and every unknown, missing or ill-typed parameter of one."""
+    errors: list[ConfigError] = []
+    for name, params in wanted_trackers(tables).items():
+        try:
+            entry = registry.get("trackers", name, file=file, key=f"trackers.{name}")
+        except ConfigError as exc:
+            errors.append(exc)
+            continue
+        errors += entry.param_errors(params, file=file, key=f"trackers.{name}")
+    return errors
+
+
 def check_trackers(
     tables: Mapping[str, Mapping[str, Any]], registry: Registry, *, file: str
 ) -> dict[str, Any]:
     """Each wanted tracker's registry entry (names and parameters checked), jsonl included."""
-    wanted = {name: dict(params) for name, params in tables.items()}
-    for name in ALWAYS:
-        wanted.setdefault(name, {})
     entries = {}
-    for name, params in wanted.items():
+    for name, params in wanted_trackers(tables).items():
         entry = registry.get("trackers", name, file=file, key=f"trackers.{name}")
         entry.check_params(params, file=file, key=f"trackers.{name}")
         entries[name] = (entry, params)
