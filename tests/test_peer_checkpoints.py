@@ -8,9 +8,11 @@ import argparse
 import itertools
 import json
 import math
+import os
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,6 +21,8 @@ from torch import nn
 from kdbench.builtin.cifar_zoo import MODELS
 from kdbench.core.errors import KdbenchError
 from kdbench.engine.checkpoints import load_weights, read_state_dict
+from kdbench.engine.matrix import DatasetSpec, ModelSpec, TeacherSpec
+from kdbench.engine.teachers import load_teacher, provision
 
 REFERENCE = Path(__file__).parents[1] / "results" / "reference"
 PEER_KEYS: dict[str, list[tuple[str, list[int]]]] = json.loads(
@@ -284,3 +288,141 @@ def test_a_file_of_another_architecture_is_one_line(tmp_path, file_model, model,
         load_weights(_build(model), read_state_dict(path), path, model)
     message = _one_line_naming(exc, path)
     assert f"does not fit model '{model}'" in message and expected in message
+
+
+# --- files as the peers write them at the end of training ------------------------------
+#
+# Both peers decay the learning rate with numpy (``steps = np.sum(epoch >
+# np.asarray(decay_epochs))``; ``lr = base * rate ** steps``), so from the first decay on
+# the optimizer state they save holds a ``numpy.float64``; their accuracies are tensors.
+
+
+def _decayed_optimizer(state: dict[str, torch.Tensor]) -> dict:
+    """An SGD optimizer's state after a step and RepDistiller's/mdistiller's decay at 240."""
+    params = [nn.Parameter(t.float().clone()) for t in list(state.values())[:2]]
+    optimizer = torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=5e-4)
+    sum((p**2).sum() for p in params).backward()
+    optimizer.step()
+    steps = np.sum(np.asarray([150, 180, 210]) < 240)  # the peers' epoch > milestones
+    for group in optimizer.param_groups:
+        group["lr"] = 0.05 * (0.1**steps)
+    assert type(optimizer.param_groups[0]["lr"]) is np.float64
+    return optimizer.state_dict()
+
+
+# RepDistiller's train_teacher.py at epoch 240 (ckpt_epoch_240, best, last) and
+# mdistiller's trainer (its full training file, the distiller's keys under DataParallel,
+# and the student-only file).
+PEER_FILES = {
+    "repdistiller-ckpt_epoch_240": lambda s, opt: {
+        "epoch": 240, "model": s, "accuracy": torch.tensor(73.26), "optimizer": opt,
+    },
+    "repdistiller-best": lambda s, opt: {
+        "epoch": 240, "model": s, "best_acc": torch.tensor(73.5), "optimizer": opt,
+    },
+    "repdistiller-last": lambda s, opt: {
+        "opt": argparse.Namespace(model="resnet8", learning_rate=0.05, lr_decay_rate=0.1),
+        "model": s,
+        "optimizer": opt,
+    },
+    "mdistiller-epoch_240": lambda s, opt: {
+        "epoch": 240,
+        "model": {f"module.student.{k}": v for k, v in s.items()},
+        "optimizer": opt,
+        "best_acc": torch.tensor(73.5),
+    },
+    "mdistiller-student_best": lambda s, opt: {"model": s},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cifar_files(tmp_path_factory):
+    """A CIFAR-100 folder in torchvision's layout (a few images), and a plugin context."""
+    from test_datasets_files import write_cifar100
+
+    from kdbench.engine.context import RunContext
+
+    root = tmp_path_factory.mktemp("cifar")
+    write_cifar100(root)
+    return RunContext(), DatasetSpec("cifar100", {"root": str(root)})
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_zoo_model_loads_the_peers_decayed_training_files(name, cifar_files, tmp_path):
+    """Through the teacher-checkpoint path (provision and the cells' load), every layout."""
+    context, dataset = cifar_files
+    state = peer_state(name)
+    optimizer = _decayed_optimizer(state)
+    data, _ = context.dataset(dataset)
+    for layout, wrap in PEER_FILES.items():
+        path = tmp_path / f"{layout}.pth"
+        torch.save(wrap(state, optimizer), path)
+        spec = TeacherSpec(ModelSpec(name), dataset, "checkpoint", {}, 0, str(path), "sha")
+        info = provision(spec, context, tmp_path / layout, torch.device("cpu"))
+        assert info["source"] == "checkpoint" and 0 <= info["top1"] <= 100, layout
+        loaded = load_teacher(spec, context, data, path, torch.device("cpu")).state_dict()
+        assert list(loaded) == list(state), layout
+        assert all(torch.equal(loaded[k], v) for k, v in state.items()), layout
+
+
+def test_a_decayed_file_loads_through_the_cli(tmp_path):
+    """RepDistiller's ckpt_epoch_240.pth, numpy learning rate and all, is a teacher."""
+    from test_teachers import run, with_checkpoint
+
+    teacher = MODELS["resnet8"](num_classes=10, in_channels=1).state_dict()
+    path = tmp_path / "ckpt_epoch_240.pth"
+    torch.save(
+        PEER_FILES["repdistiller-ckpt_epoch_240"](teacher, _decayed_optimizer(teacher)), path
+    )
+    bench = with_checkpoint(tmp_path, path.name, "resnet8")
+    result = run("teachers", "train", str(bench), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    [meta] = [json.loads(p.read_text()) for p in (tmp_path / "out" / "teachers").glob("*.json")]
+    assert meta["source"] == "checkpoint" and meta["weights"].endswith(path.name)
+
+
+def test_numpy_1_files_load_too(tmp_path):
+    """Numpy 1 pickles the scalar as numpy.core.multiarray.scalar (legacy format here:
+    its pickle is plain bytes in the file, so the name can be put back)."""
+    state = peer_state("resnet8")
+    path = tmp_path / "ckpt_epoch_240.pth"
+    wrapped = PEER_FILES["repdistiller-ckpt_epoch_240"](state, _decayed_optimizer(state))
+    torch.save(wrapped, path, _use_new_zipfile_serialization=False)
+    new, old = b"numpy._core.multiarray\nscalar", b"numpy.core.multiarray\nscalar"
+    assert path.read_bytes().count(new) == 1
+    path.write_bytes(path.read_bytes().replace(new, old))
+    loaded = read_state_dict(path)
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+
+
+class Shell:
+    """Pickles as a call of os.system: what a hostile weights file does."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (lambda marker: Shell(marker), "system"),  # posix.system / nt.system
+        (lambda marker: os.system, "system"),
+        (lambda marker: np.zeros(3), "numpy._core.multiarray._reconstruct"),
+        (lambda marker: np.array([os.sep], dtype=object)[0:1], "_reconstruct"),
+    ],
+    ids=["os.system-call", "os.system", "numpy-array", "object-array"],
+)
+def test_any_other_global_beside_a_numpy_lr_is_refused_in_one_line(tmp_path, extra, named):
+    state = peer_state("resnet8")
+    marker = tmp_path / "ran"
+    path = tmp_path / "ckpt_epoch_240.pth"
+    wrapped = PEER_FILES["repdistiller-ckpt_epoch_240"](state, _decayed_optimizer(state))
+    torch.save({**wrapped, "extra": extra(marker)}, path)
+    with pytest.raises(KdbenchError) as exc:
+        read_state_dict(path)
+    message = _one_line_naming(exc, path)
+    assert "is refused" in message and named in message
+    assert not marker.exists()

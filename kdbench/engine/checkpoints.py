@@ -1,11 +1,14 @@
 """Weight files: read safely (tensors and plain containers, never code), fitted to a model.
 
 Every file goes through ``torch.load(..., weights_only=True)``, which refuses any
-pickled class or function outside PyTorch's allowlist. The one addition is
-``argparse.Namespace``, because the published CIFAR teachers' training scripts store
-their options as one beside the weights; a Namespace carries only attributes, so
-allowing it runs no code. Whatever is wrong with a file becomes one ``KdbenchError``
-line that names it.
+pickled class or function outside PyTorch's allowlist. Two additions, neither of which
+runs code: ``argparse.Namespace``, because the published CIFAR teachers' training
+scripts store their options as one beside the weights (a Namespace carries only
+attributes), and numpy's numeric scalars, because those scripts decay the learning rate
+with numpy, so the optimizer state of every file written after the first decay holds a
+``numpy.float64`` (a scalar is rebuilt from its dtype and raw bytes; object and
+structured dtypes stay refused). Whatever is wrong with a file becomes one
+``KdbenchError`` line that names it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,13 +27,36 @@ from kdbench.core.errors import KdbenchError
 
 __all__ = ["SAFE_GLOBALS", "WRAPPER_KEYS", "load_weights", "read_state_dict"]
 
-# Classes a weight file may pickle besides PyTorch's own allowlist.
-SAFE_GLOBALS = (argparse.Namespace,)
+
+def _numpy_scalars() -> tuple[Any, ...]:
+    """What pickling a numeric numpy scalar names, under numpy 2's and numpy 1's paths.
+
+    A pickled ``np.float64(0.005)`` is ``scalar(dtype('f8'), raw bytes)``, and its dtype
+    is rebuilt through ``numpy.dtype`` and then given its state, which PyTorch allows
+    only for listed classes: each numeric dtype's class. Numpy 1 files name the
+    function ``numpy.core.multiarray.scalar``.
+    """
+    core = getattr(np, "_core", None) or np.core
+    scalar = core.multiarray.scalar
+    dtype_classes = tuple(type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDG")
+    return (
+        (scalar, "numpy._core.multiarray.scalar"),
+        (scalar, "numpy.core.multiarray.scalar"),
+        np.dtype,
+        *dtype_classes,
+    )
+
+
+# Classes and functions a weight file may pickle besides PyTorch's own allowlist.
+SAFE_GLOBALS = (argparse.Namespace, *_numpy_scalars())
 # Keys under which training scripts store the weights next to the epoch, the accuracy,
 # the optimizer state or their options.
 WRAPPER_KEYS = ("state_dict", "model", "net")
 # torch.nn.DataParallel / DistributedDataParallel prefix every key with this.
 _PARALLEL_PREFIX = "module."
+# mdistiller's full training files hold its distiller's weights: the network trained
+# alone (its ``Vanilla`` distiller) is the distiller's ``student``.
+_DISTILLER_PREFIX = "student."
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -37,8 +64,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
     Accepts a bare state dict or one under ``state_dict`` / ``model`` / ``net`` (with
     anything else beside it), and strips the ``module.`` prefix of data-parallel
-    wrappers. Missing, empty, truncated or unsafe files and files without weights
-    raise ``KdbenchError``.
+    wrappers and the ``student.`` prefix every key of mdistiller's training files has.
+    Missing, empty, truncated or unsafe files and files without weights raise
+    ``KdbenchError``.
     """
     path = Path(path)
     if not path.exists():
@@ -55,11 +83,13 @@ def _load(path: Path) -> Any:
         with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
+        # "GLOBAL m.f was not an allowed global", or "... whose module m is blocked"
+        found = re.search(r"GLOBAL (\S+) (?:was not an allowed global|whose module)", str(exc))
         what = f"the object '{found[1]}'" if found else "an object PyTorch does not allow"
         raise KdbenchError(
             f"checkpoint '{path}' is refused: it pickles {what}, and only tensors, plain "
-            "containers and argparse.Namespace are loaded (save the state_dict alone)"
+            "containers, numbers (numpy's too) and argparse.Namespace are loaded (save the "
+            "state_dict alone)"
         ) from exc
     except Exception as exc:  # noqa: BLE001 - torch raises many types for unreadable files
         raise KdbenchError(
@@ -82,7 +112,10 @@ def _state_dict_of(checkpoint: Any, path: Path) -> dict[str, torch.Tensor]:
             f"checkpoint '{path}' holds no state_dict (expected a dict of tensors, or one "
             f"under {' / '.join(repr(k) for k in WRAPPER_KEYS)})"
         )
-    return {k.removeprefix(_PARALLEL_PREFIX): v for k, v in checkpoint.items()}
+    state = {k.removeprefix(_PARALLEL_PREFIX): v for k, v in checkpoint.items()}
+    if all(k.startswith(_DISTILLER_PREFIX) for k in state):
+        state = {k.removeprefix(_DISTILLER_PREFIX): v for k, v in state.items()}
+    return state
 
 
 def _first_line(exc: BaseException) -> str:
