@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from kdbench.core.errors import KdbenchError
 from kdbench.engine.checkpoints import load_weights
 from kdbench.engine.matrix import file_sha256
-from kdbench.records.store import atomic_path
+from kdbench.records.schema import StudentFile as StudentEntry
+from kdbench.records.store import BadRecord, atomic_path, read_record
 
 __all__ = ["FOLDER", "StudentFile", "load_student", "read_student", "save_student"]
 
@@ -85,25 +87,47 @@ def student_path(source: str | Path | dict | Any, results: str | Path | None = N
     """The weights file behind a record (a record file, a record, or its dict) or a path.
 
     A record's file is relative to its results folder: the folder above ``records/`` for
-    a record file, else ``results``. Its sha256 is checked against the record's.
+    a record file, else ``results``. A record file is read as every reader reads it
+    (:func:`~kdbench.records.store.read_record`), so a broken one is one error line; the
+    weights file must lie inside the results folder, and its sha256 match the record's.
     """
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.suffix != ".json":
             return path
         results = results or path.resolve().parent.parent
-        source = json.loads(path.read_text(encoding="utf-8"))
-    record = source if isinstance(source, dict) else source.model_dump(mode="json")
-    entry = record.get("student")
+        source = read_record(path)
+        if isinstance(source, BadRecord):
+            raise KdbenchError(str(source))
+    if isinstance(source, dict):
+        record = source
+    elif hasattr(source, "model_dump"):
+        record = source.model_dump(mode="json")
+    else:
+        raise KdbenchError(
+            f"a {type(source).__name__} is not a record: expected a record file, a record "
+            "or a .safetensors file"
+        )
     cell = record.get("cell_id")
-    if not entry:
+    if not record.get("student"):
         raise KdbenchError(
             f"record of cell {cell} has no student file (run with [run] keep_students = true)"
         )
+    try:
+        entry = StudentEntry.model_validate(record["student"])
+    except ValidationError:
+        raise KdbenchError(
+            f"record of cell {cell}: its student entry lacks a file name or sha256"
+        ) from None
     if results is None:
         raise KdbenchError(f"record of cell {cell}: pass results= (its results folder)")
-    path = Path(results) / entry["file"]
-    if path.is_file() and file_sha256(path) != entry["sha256"]:
+    where = PurePosixPath(entry.file)
+    if where.is_absolute() or ".." in where.parts:
+        raise KdbenchError(
+            f"record of cell {cell}: student file '{entry.file}' is outside its results folder"
+        )
+    path = Path(results) / entry.file
+    if path.is_file() and file_sha256(path) != entry.sha256:
         raise KdbenchError(f"student file '{path}' does not match its record's sha256")
     return path
 
