@@ -25,6 +25,9 @@ from kdbench.core.functional import kd_kl
 
 __all__ = ["CRD", "nce_loss"]
 
+_KEY_TOP = 2**62  # random sampling keys lie in [0, _KEY_TOP)
+_KEY_BUDGET = 2**25  # at most this many keys (8 bytes each) at once when sampling
+
 
 def nce_loss(scores: torch.Tensor, num_data: int, eps: float = 1e-7) -> torch.Tensor:
     """CRD's NCE objective on normalised critic scores, summed over K+1 columns, batch mean.
@@ -47,11 +50,12 @@ class CRD(DistillationLoss):
     ``feature_dim`` and L2-normalised (both heads are trained; the teacher stays frozen).
     Each is contrasted with the other network's memory bank: the positive is the bank
     entry of the sample's own dataset index; the ``negatives`` others (capped at N - 1)
-    are drawn with replacement, by ``negative_sampling``: ``"other_class"`` uniformly from
-    the training samples of classes other than the anchor's (RepDistiller's default,
-    ``CIFAR100InstanceSample`` in mode ``exact``), or ``"uniform"`` from every index but the
-    sample's own. Scores exp(<v, m> / nce_t) are divided by a constant Z fixed on the first
-    batch as mean score * N, as in the authors' code; bank entries are then updated as
+    are drawn without replacement (with replacement only where the pool is smaller), by
+    ``negative_sampling``: ``"other_class"`` uniformly from the training samples of
+    classes other than the anchor's (RepDistiller's default, ``CIFAR100InstanceSample`` in
+    mode ``exact``), or ``"uniform"`` from every index but the sample's own. Scores
+    exp(<v, m> / nce_t) are divided by a constant Z fixed on the first batch as mean
+    score * N, as in the authors' code; bank entries are then updated as
     normalise(momentum * m + (1 - momentum) * v).
 
     Defaults are the authors' CIFAR-100 ones (dim 128, 16384 negatives, nce_t 0.07,
@@ -91,6 +95,7 @@ class CRD(DistillationLoss):
         self.momentum = momentum
         self.num_data = 0
         self.num_negatives = 0
+        self.pool_width = 0  # the largest pool of negatives, over every anchor
 
     def required_features(self, available):
         if "pool" not in available:
@@ -111,6 +116,9 @@ class CRD(DistillationLoss):
         self.embed_teacher = nn.Linear(t_dim, self.feature_dim)
         self.num_data = context.num_train
         self.num_negatives = min(self.negatives, context.num_train - 1)
+        self.pool_width = context.num_train - 1
+        if self.negative_sampling == "other_class":
+            self.pool_width = context.num_train - int(self.class_count[self.class_count > 0].min())
         # Uniform in [-b, b] with b = sqrt(3 / dim): rows of roughly unit norm from the start.
         bound = 1 / math.sqrt(self.feature_dim / 3)
         for name in ("memory_student", "memory_teacher"):
@@ -148,25 +156,46 @@ class CRD(DistillationLoss):
             self.register_buffer(name, value, persistent=False)
 
     def sample_negatives(self, indices: torch.Tensor) -> torch.Tensor:
-        """``num_negatives`` indices per sample, drawn with replacement by ``negative_sampling``.
+        """``num_negatives`` indices per sample from its pool, by ``negative_sampling``.
 
-        ``"uniform"``: uniform over the dataset minus the sample itself. ``"other_class"``:
-        with the indices sorted by class, draw a position r uniform in [0, N - n_c), n_c the
-        anchor class's size, and step over the class's block (r >= start -> r + n_c), so
-        every sample of another class has probability 1 / (N - n_c). r is a 62-bit random
-        integer modulo N - n_c: the modulo bias is below N / 2^62.
+        ``"uniform"``: the pool is the dataset minus the sample itself. ``"other_class"``:
+        the training samples of the other classes; with the indices sorted by class, a
+        position r in [0, N - n_c) (n_c the anchor class's size) steps over the class's
+        block (r >= start -> r + n_c). Positions come from :meth:`_draw_positions`.
         """
-        shape = (len(indices), self.num_negatives)
         if self.negative_sampling == "uniform":
-            draws = torch.randint(0, self.num_data - 1, shape, device=indices.device)
-            return draws + (draws >= indices.unsqueeze(1)).long()
+            own = indices.unsqueeze(1)
+            position = self._draw_positions(torch.full_like(own, self.num_data - 1))
+            return position + (position >= own).long()
         device = self.by_class.device
         classes = self.train_labels[indices.to(device)].unsqueeze(1)
         start, count = self.class_start[classes], self.class_count[classes]
-        raw = torch.randint(0, 2**62, shape, device=device, dtype=torch.long)
-        position = raw % (self.num_data - count)
+        position = self._draw_positions(self.num_data - count)
         position = position + (position >= start).long() * count
         return self.by_class[position].to(indices.device)
+
+    def _draw_positions(self, pool: torch.Tensor) -> torch.Tensor:
+        """``num_negatives`` positions in [0, pool) per row of ``pool`` (a (B, 1) tensor).
+
+        Without replacement, as RepDistiller's ``np.random.choice(..., replace=False)``: the
+        k smallest of random 62-bit keys, one per position (positions past the row's pool
+        get a key above every draw). A row whose pool is smaller than k draws with
+        replacement, RepDistiller's ``replace = k > len(pool)``: uniform keys modulo the
+        pool, a bias below pool / 2^62. Keys are made in blocks of rows of at most
+        ``_KEY_BUDGET`` entries, so memory stays bounded on large datasets; nothing leaves
+        the device.
+        """
+        k, width, device = self.num_negatives, self.pool_width, pool.device
+        repeated = torch.randint(0, _KEY_TOP, (len(pool), k), device=device) % pool
+        if k > width:  # every pool is smaller than k
+            return repeated
+        columns = torch.arange(width, device=device)
+        picked = []
+        for block in pool.split(max(1, _KEY_BUDGET // width)):
+            keys = torch.randint(0, _KEY_TOP, (len(block), width), device=device)
+            keys.masked_fill_(columns >= block, _KEY_TOP)
+            picked.append(keys.topk(k, dim=1, largest=False, sorted=False).indices)
+        return torch.where(pool < k, repeated, torch.cat(picked))
 
     def _scores(self, anchor: torch.Tensor, bank: torch.Tensor, rows: torch.Tensor, z):
         scores = torch.exp(torch.bmm(bank[rows], anchor.unsqueeze(2)).squeeze(2) / self.nce_t)
