@@ -6,8 +6,10 @@ from dataclasses import replace
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 from conftest import write_benchmark
+from kdbench.cli import cli
 from kdbench.engine.cell import run_cell, run_group
 from kdbench.engine.context import RunContext
 from kdbench.engine.job import CellJob
@@ -29,9 +31,32 @@ def test_channels_last_trains_the_same_student(tmp_path):
     changed = run_cell(CellJob(cell=channels_last, device="cpu"), context)
     assert default["status"] == changed["status"] == "ok"
     assert changed["protocol"]["channels_last"] is True
+    assert changed["latency"]["memory_format"] == "channels_last"
+    assert default["latency"]["memory_format"] == "contiguous"
     for a, b in zip(default["history"], changed["history"], strict=True):
         assert a["train"]["total"] == pytest.approx(b["train"]["total"], rel=1e-4)
     assert changed["metrics"]["top1"] == pytest.approx(default["metrics"]["top1"], abs=0.5)
+
+
+def test_channels_last_on_a_model_without_convolutions_is_a_recorded_no_op(tmp_path):
+    bench = write_benchmark(tmp_path)  # its student is the mlp: no 4-D tensors
+    text = bench.read_text().replace("seeds = [0, 1]", "seeds = [0]")
+    switch = "batch_size = 128\nchannels_last = true\noptimizer"
+    bench.write_text(text.replace("batch_size = 128\noptimizer", switch, 1))
+    validated = CliRunner().invoke(cli, ["validate", str(bench)])
+    assert validated.exit_code == 0, validated.output
+    context = RunContext()
+    [cell] = [c for c in plan(bench, context).cells if c.loss.label == "ce"]
+    assert cell.recipe["channels_last"] is True
+    plain = replace(cell, recipe={**cell.recipe, "channels_last": False})
+    changed = run_cell(CellJob(cell=cell, device="cpu"), context)
+    default = run_cell(CellJob(cell=plain, device="cpu"), context)
+    assert changed["status"] == default["status"] == "ok", changed.get("error")
+    assert changed["protocol"]["channels_last"] is False  # what applied, not what was asked
+    assert changed["latency"]["memory_format"] == "contiguous"
+    for a, b in zip(default["history"], changed["history"], strict=True):
+        assert a["train"]["total"] == b["train"]["total"]
+    assert changed["metrics"]["top1"] == default["metrics"]["top1"]
 
 
 def test_compiled_group_trains_like_eager_and_keeps_feature_taps(tmp_path):

@@ -28,7 +28,7 @@ from kdbench.engine.events import Progress
 from kdbench.engine.features import FeatureTaps
 from kdbench.engine.job import CellJob, error_of, record_head
 from kdbench.engine.lockstep import lockstep_key
-from kdbench.engine.precision import autocast_dtype, compile_mode, compiled
+from kdbench.engine.precision import autocast_dtype, compile_mode, compiled, to_channels_last
 from kdbench.engine.provenance import provenance
 from kdbench.engine.seeding import seed_everything
 from kdbench.engine.streaming import sample_inputs, training_stream
@@ -244,13 +244,13 @@ def _prepare(
     cell = job.cell
     seed_everything(cell.seed)
     student = context.build_model("students", cell.student, data).to(device)
-    if cell.recipe["channels_last"]:
-        student = student.to(memory_format=torch.channels_last)
     loss = context.plugins.registry.get("losses", cell.loss.name).obj(**cell.loss.params)
     loss.to(device)
     student.eval()
     with torch.no_grad():
         student(sample)  # materialise lazy layers before optimizers and taps see them
+    if cell.recipe["channels_last"]:  # once materialised: a lazy layer has no layout yet
+        to_channels_last(student)
     wanted: tuple[TapPair, ...] = ()
     student_taps = None
     shapes: tuple[dict, dict] = ({}, {})

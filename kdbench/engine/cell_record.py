@@ -22,6 +22,7 @@ from kdbench.engine.measure import (
     protocol_latency,
     serialized_bytes,
 )
+from kdbench.engine.precision import channels_last_applies
 from kdbench.engine.training import StudentRun
 
 ACCURACY_PROTOCOL = (
@@ -84,7 +85,8 @@ def finish_record(
             "lockstep_group": shared["group_size"],
             "logit_cache": shared["logit_cache"],
             **({"logit_cache_note": note} if (note := shared["logit_cache_note"]) else {}),
-            "channels_last": cell.recipe["channels_last"],
+            # what applied: a no-op on a model without 4-D tensors
+            "channels_last": cell.recipe["channels_last"] and channels_last_applies(run.model),
             "compile": shared["compile"],
             "teacher_bn_folded": shared["teacher_bn_folded"],
             "data_on_device": shared["data_on_device"],
@@ -125,6 +127,6 @@ def cost_ref(job: CellJob, model, sample, num_classes: int, role: str) -> dict[s
     return architecture_cost(
         model, sample, job.cell.measure, num_classes=num_classes,
         spec=config["student"] if student else config["teacher"]["model"],
-        channels_last=job.cell.recipe["channels_last"] and student,
+        channels_last=job.cell.recipe["channels_last"] and student and channels_last_applies(model),
         results=Path(job.outputs.out_dir),
     )  # fmt: skip

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from kdbench.engine.precision import memory_format
 from kdbench.records.costs import arch_key, cost_file, read_cost, write_cost
 
 FLOPS_UNIT = "FLOPs per image (torch.utils.flop_counter: 2 per multiply-add)"
@@ -113,7 +114,7 @@ def latency(
         "device": device_name(device),
         "dtype": str(sample.dtype).removeprefix("torch."),
         "threads": torch.get_num_threads(),
-        "memory_format": "contiguous",
+        "memory_format": memory_format(model),  # as the weights are stored
         "compile": "none",
         "synchronized": device.type == "cuda",
     }
