@@ -7,6 +7,7 @@ import json
 from kdbench.reporting.board_model import (
     Leaderboard,
 )
+from kdbench.reporting.board_schema import FORMAT
 from kdbench.reporting.formats import NOTES, is_nan
 from kdbench.reporting.render_csv import (
     cost_record,
@@ -20,7 +21,7 @@ def to_json(board_set: Leaderboard) -> str:
     """Everything, for tools: pairs with rows, the cross-pair matrix, runs, warnings."""
     cross = board_set.cross
     data = {
-        "format": "kdbench-leaderboard/1",
+        "format": FORMAT,
         "confidence": CONFIDENCE,
         "notes": NOTES,
         "pairs": [

@@ -15,8 +15,9 @@ from pathlib import Path
 from kdbench.core.plugins import report_formats
 from kdbench.records.store import write_text_atomic
 from kdbench.reporting.board_model import Leaderboard
-from kdbench.reporting.collect import collect, collect_or_fail
+from kdbench.reporting.collect import collect
 from kdbench.reporting.leaderboard import build
+from kdbench.reporting.load import load_leaderboard
 from kdbench.reporting.reference import default_reference_dir, load_reference
 from kdbench.reporting.render_csv import cross_pair_csv, leaderboard_csv, provenance_csv
 from kdbench.reporting.render_latex import latex
@@ -25,24 +26,13 @@ from kdbench.reporting.render_md import markdown
 # Formats this module writes itself; plugins add more (kdbench.core.plugins.report_formats).
 FORMATS = ("md", "csv", "latex", "html")
 
+# The name the command line and older callers use for :func:`load_leaderboard`.
+build_leaderboard = load_leaderboard
+
 
 def all_formats() -> tuple[str, ...]:
     """Every format ``kdbench report`` knows: these and the ones plugins registered."""
     return (*FORMATS, *report_formats())
-
-
-def build_leaderboard(
-    locations: Sequence[Path],
-    reference: Path | None = None,
-    use_reference: bool = True,
-    pool: bool = False,
-) -> Leaderboard:
-    """Records under ``locations`` (each experiment once) as leaderboards, with published
-    numbers from ``reference`` (default: ``results/reference``) beside them; ``pool``
-    puts a method's configurations into one row."""
-    found = collect_or_fail(locations)
-    rows = load_reference(reference or default_reference_dir()) if use_reference else []
-    return build(found, rows, pool=pool)
 
 
 def render_format(board_set: Leaderboard, fmt: str, figs: dict | None = None) -> str:

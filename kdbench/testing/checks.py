@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from kdbench.core.data import DatasetSplits, Split
+from kdbench.core.features import FeatureTaps
 from kdbench.core.image_files import StreamingDataset
 from kdbench.core.losses import DistillationLoss, LossContext, LossInputs, feature_pairs, loss_terms
-from kdbench.engine.features import FeatureTaps
 
 TapsDecl = Mapping[str, str] | Callable[[nn.Module], Mapping[str, str]]
 
@@ -46,12 +46,28 @@ def tiny_dataset(train: int = 96, test: int = 32) -> DatasetSplits:
     )
 
 
+def registered_taps(plugin: Any, name: str) -> TapsDecl:
+    """The taps ``plugin`` declares for model ``name``, read through its ``register_models``
+    hook as the harness reads them (a mapping, or a function of the built model)."""
+    declared: dict[str, TapsDecl] = {}
+
+    def register(model: str, factory: Any, *, taps: TapsDecl | None = None, **_: Any) -> None:
+        declared[model] = taps or {}
+
+    plugin.register_models(register=register)
+    assert name in declared, (
+        f"{getattr(plugin, '__name__', plugin)}.register_models registers no model '{name}' "
+        f"(it registers: {', '.join(declared) or 'none'})"
+    )
+    return declared[name]
+
+
 def _tiny_cnn(depth: int, width: int, in_channels: int, num_classes: int) -> Tapped:
-    from kdbench.builtin.models_small import _cnn_taps, cnn
+    from kdbench.builtin import models_small
 
     torch.manual_seed(depth)
-    model = cnn(num_classes, in_channels, width=width, depth=depth)
-    return Tapped(model.eval(), _cnn_taps(depth))
+    model = models_small.cnn(num_classes, in_channels, width=width, depth=depth)
+    return Tapped(model.eval(), _resolve_taps(registered_taps(models_small, "cnn"), model))
 
 
 def tiny_teacher(in_channels: int = 1, num_classes: int = 10) -> Tapped:
@@ -205,6 +221,19 @@ def check_loss(
         assert value.dtype == torch.float32, (
             f"{name} term '{term}' is {value.dtype} for float32 inputs; return float32 "
             "(compute in the inputs' dtype, or .float() what you cast up)"
+        )
+    for diag, value in step.loss.pop_diagnostics().items():
+        assert diag not in step.terms, (
+            f"{name} logs diagnostic '{diag}' under the name of one of its terms; a "
+            "diagnostic is watched, not trained on: give it a name of its own"
+        )
+        detached = isinstance(value, torch.Tensor) and not value.requires_grad
+        assert isinstance(value, float) or (detached and value.is_floating_point()), (
+            f"{name} diagnostic '{diag}' must be a detached float scalar; report it with self.log"
+        )
+        assert torch.isfinite(torch.as_tensor(value)).all(), (
+            f"{name} diagnostic '{diag}' is {float(value)} on ordinary inputs; guard "
+            "divisions and logarithms (clamp, add an eps)"
         )
     total = sum(step.terms.values())
     total.backward()
