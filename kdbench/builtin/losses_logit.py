@@ -92,11 +92,15 @@ class DKD(DistillationLoss):
             zs, zt = standardize(zs), standardize(zt)
         tckd, nckd = dkd_parts(zs, zt, inputs.targets, self.temperature)
         scale = warmup_factor(inputs.epoch, self.warmup) * self.temperature**2
-        return {
+        terms = {
             "ce": self.ce_weight * F.cross_entropy(inputs.student_logits, inputs.targets),
             "tckd": scale * self.alpha * tckd.mean(),
             "nckd": scale * self.beta * nckd.mean(),
         }
+        # How much of the distillation the target class carries (a diagnostic, not a term).
+        kd = (terms["tckd"] + terms["nckd"]).detach()
+        self.log("tckd_share", terms["tckd"].detach() / kd)
+        return terms
 
 
 class DKDLS(DKD):

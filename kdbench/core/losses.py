@@ -3,7 +3,10 @@
 A loss is an ``nn.Module`` subclass of :class:`DistillationLoss`. Its keyword-only
 constructor parameters are its TOML parameters; its ``forward`` gets one
 :class:`LossInputs` and returns the total loss or a dict of named terms (summed for the
-backward pass, logged separately in the record).
+backward pass, logged separately in the record). Values worth watching that are not
+part of the loss (a learnable temperature, one term's share) are reported with
+:meth:`DistillationLoss.log`: averaged per epoch into the record's history, never
+summed or backpropagated.
 """
 
 from __future__ import annotations
@@ -106,7 +109,12 @@ class DistillationLoss(nn.Module):
       to pair taps of different names (:class:`TapPair`).
 
     A loss that owns parameters (a regressor, embeddings) creates them in
-    :meth:`setup`; they are trained with the student and reported as extra parameters.
+    :meth:`setup` (or in ``__init__``); they are trained with the student and reported
+    as extra parameters.
+
+    ``forward`` may call :meth:`log` to report diagnostics: scalars kept apart from the
+    loss terms (detached, never summed into the loss), averaged per epoch into the
+    history's ``diagnostics`` and sent to trackers as ``diag/<name>``.
     """
 
     needs_teacher: bool = True
@@ -128,6 +136,37 @@ class DistillationLoss(nn.Module):
 
     def forward(self, inputs: LossInputs) -> torch.Tensor | dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def log(self, name: str, value: float | torch.Tensor) -> None:
+        """Report a diagnostic of this step: a scalar to watch, not part of the loss.
+
+        Kept detached (no gradient flows through it); a name logged twice in one step
+        keeps the last value. The harness averages each name over the epoch's steps.
+        """
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a diagnostic's name must be a non-empty str, got {name!r}")
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise TypeError(
+                    f"diagnostic '{name}' must be a scalar, got a tensor of shape "
+                    f"{tuple(value.shape)}"
+                )
+            value = value.detach().reshape(()).float()
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            value = float(value)
+        else:
+            raise TypeError(
+                f"diagnostic '{name}' must be a float or a one-element tensor, "
+                f"got {type(value).__name__}"
+            )
+        self.__dict__.setdefault("_diagnostics", {})[name] = value
+
+    def pop_diagnostics(self) -> dict[str, float | torch.Tensor]:
+        """What :meth:`log` received since the last call (which it clears).
+
+        The training loop calls it after each step; a loss's tests may too.
+        """
+        return self.__dict__.pop("_diagnostics", {})
 
 
 class CrossEntropy(DistillationLoss):

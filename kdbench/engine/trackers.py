@@ -38,11 +38,14 @@ def cell_params(cell: Cell) -> dict[str, Any]:
 
 
 def epoch_metrics(entry: Mapping[str, Any]) -> dict[str, float]:
-    """A history entry as flat metrics: lr, test_top1 (when evaluated), train/<term>."""
+    """A history entry as flat metrics: lr, test_top1 (when evaluated), train/<term>,
+    diag/<name> (each finite diagnostic the loss reported)."""
     metrics = {"lr": float(entry["lr"])}
     if entry.get("test_top1") is not None:
         metrics["test_top1"] = float(entry["test_top1"])
     metrics.update({f"train/{name}": float(v) for name, v in entry.get("train", {}).items()})
+    diagnostics = entry.get("diagnostics", {})
+    metrics.update({f"diag/{name}": float(v) for name, v in diagnostics.items() if v is not None})
     return metrics
 
 

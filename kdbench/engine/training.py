@@ -7,7 +7,8 @@ or a single cell, which is a group of one.
 
 Each run's history has one entry per epoch: ``{"epoch", "lr", "test_top1", "train"}``,
 the learning rate the epoch trained with, its test top-1 (None on epochs not
-evaluated) and the mean of each training-loss term.
+evaluated) and the mean of each training-loss term; plus ``"diagnostics"``, the mean
+of each value the loss reported with ``DistillationLoss.log``, when it reported any.
 """
 
 from __future__ import annotations
@@ -128,12 +129,13 @@ def train_epoch(
     device = stream.device
     sync_each_step = device.type != "cuda"
     sums: list[dict[str, torch.Tensor]] = [{} for _ in runs]
+    watched = [Diagnostics() for _ in runs]
     steps = 0
     for step, batch in enumerate(stream.epoch()):
         inputs, targets, indices = batch.inputs, batch.labels, batch.indices
         teacher_logits, teacher_features = teacher(batch) if teacher else (None, {})
         steps += 1
-        for run, totals in zip(runs, sums, strict=True):
+        for run, totals, diagnostics in zip(runs, sums, watched, strict=True):
             if run.error is not None:
                 continue
             started = time.perf_counter()
@@ -156,11 +158,12 @@ def train_epoch(
                 run.rng.capture()
             for name, value in (*terms.items(), ("total", total)):
                 totals[name] = totals.get(name, 0.0) + value.detach()
+            diagnostics.add(run.loss.pop_diagnostics())
             run.step_seconds += time.perf_counter() - started
             run.steps += 1
         if on_step is not None and runs and runs[0].error is None and sync_each_step:
             on_step(step, float(sums[0]["total"]) / steps)
-    for run, totals in zip(runs, sums, strict=True):
+    for run, totals, diagnostics in zip(runs, sums, watched, strict=True):
         if run.error is not None:
             continue
         terms = {name: float(value) / max(steps, 1) for name, value in totals.items()}
@@ -172,7 +175,31 @@ def train_epoch(
             continue
         lr = float(run.optimizer.param_groups[0]["lr"])  # what this epoch trained with
         run.scheduler.step()
-        run.history.append({"epoch": epoch + 1, "lr": lr, "test_top1": None, "train": terms})
+        entry = {"epoch": epoch + 1, "lr": lr, "test_top1": None, "train": terms}
+        if diagnostics.sums:
+            entry["diagnostics"] = diagnostics.means()
+        run.history.append(entry)
+
+
+class Diagnostics:
+    """One run's diagnostics over an epoch: sums and counts per name, averaged at its end.
+
+    A name counts only the steps that logged it; a mean that is not finite is None (the
+    record holds no NaN). Values stay on their device until the epoch ends.
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float | torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, logged: dict[str, float | torch.Tensor]) -> None:
+        for name, value in logged.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+            self.counts[name] = self.counts.get(name, 0) + 1
+
+    def means(self) -> dict[str, float | None]:
+        means = {name: float(total) / self.counts[name] for name, total in self.sums.items()}
+        return {name: mean if math.isfinite(mean) else None for name, mean in means.items()}
 
 
 def _step(
@@ -200,6 +227,7 @@ def _step(
         student_features=run.taps.pop() if run.taps else {},
         teacher_features=teacher_features,
     )
+    run.loss.pop_diagnostics()  # only this step's (a dry run's are not trained on)
     terms = loss_terms(run.loss(batch))
     total = sum(terms.values())
     run.optimizer.zero_grad(set_to_none=True)

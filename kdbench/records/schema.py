@@ -62,7 +62,8 @@ class CellConfig(_Open):
 
 
 class HistoryEntry(BaseModel):
-    """One training epoch: its learning rate, test accuracy and mean loss terms."""
+    """One training epoch: its learning rate, test accuracy, mean loss terms and the mean
+    of each diagnostic the loss reported (absent when it reported none)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -70,6 +71,11 @@ class HistoryEntry(BaseModel):
     lr: float | None = None
     test_top1: float | None = None
     train: dict[str, float] = Field(default_factory=dict)
+    diagnostics: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="per-epoch means of DistillationLoss.log values, not part of the loss "
+        "(None: not finite)",
+    )
 
 
 class Metrics(_Open):
