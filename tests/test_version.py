@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 import kdbench
 from kdbench.cli import cli
+from kdbench.cli.scaffold import new_plugin
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,3 +37,20 @@ def test_a_source_tree_that_was_never_installed_says_its_version_is_unknown():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )
     assert out.stdout == "0+unknown\n"
+
+
+def kdbench_requirements(folder: Path) -> list[str]:
+    project = tomllib.loads((folder / "pyproject.toml").read_text())["project"]
+    return [dep for dep in project["dependencies"] if dep.startswith("kdbench")]
+
+
+def test_new_and_bundled_plugins_declare_this_minor_series(tmp_path: Path):
+    """A plugin says which kdbench it was written against (docs/plugins.md, "API
+    policy"): a scaffold the running minor series, the bundled plugins the same."""
+    major, minor = (int(part) for part in kdbench.__version__.split(".")[:2])
+    series = f"kdbench>={major}.{minor},<{major}.{minor + 1}"
+    scaffold = new_plugin("loss", "soft", tmp_path) / "pyproject.toml"
+    folders = [scaffold.parent, *(REPO / "plugins").glob("kdbench-*")]
+    declared = {folder.name: kdbench_requirements(folder) for folder in folders}
+    assert len(declared) == 4
+    assert declared == {name: [series] for name in declared}

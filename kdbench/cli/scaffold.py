@@ -25,7 +25,7 @@ version = "0.1.0"
 description = "A kdbench $kind plugin: $name."
 readme = "README.md"
 requires-python = ">=3.11"
-dependencies = ["kdbench"]
+dependencies = ["$requires"]
 
 [project.optional-dependencies]
 test = ["pytest>=8"]
@@ -50,6 +50,19 @@ A kdbench $kind plugin registering `$name`.
 Edit `src/$module/plugin.py`; `tests/test_plugin.py` checks it keeps the contract the
 harness relies on (see kdbench's docs/plugins.md).
 """
+
+
+def requires() -> str:
+    """The kdbench a new plugin is written against: this minor series (docs/plugins.md,
+    "API policy"), or any kdbench where this one's version is unknown."""
+    from kdbench import __version__
+
+    found = re.match(r"(\d+)\.(\d+)\.", __version__)
+    if found is None:
+        return "kdbench"
+    major, minor = int(found[1]), int(found[2])
+    return f"kdbench>={major}.{minor},<{major}.{minor + 1}"
+
 
 LOSS = '''\
 """The `$name` distillation loss, registered through the `kdbench` entry point."""
@@ -220,7 +233,7 @@ def new_plugin(kind: str, name: str, parent: Path) -> Path:
     folder = parent / dist
     if folder.exists():
         raise KdbenchError(f"new-plugin: {folder} already exists; pick another NAME or folder")
-    words = {"name": name, "module": module, "dist": dist, "kind": kind}
+    words = {"name": name, "module": module, "dist": dist, "kind": kind, "requires": requires()}
     plugin, test = TEMPLATES[kind]
     files = {
         "pyproject.toml": PYPROJECT,
