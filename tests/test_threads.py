@@ -15,12 +15,21 @@ import kdbench.core.threads
 from conftest import write_benchmark
 from kdbench.builtin.executors import LocalExecutor, PoolExecutor
 from kdbench.cli import cli
-from kdbench.core.threads import default_threads, oversubscribed, resolve_threads, using_threads
+from kdbench.core.threads import (
+    USER_ENV,
+    default_threads,
+    oversubscribed,
+    resolve_threads,
+    using_threads,
+)
 
 
 @pytest.fixture
 def eight_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight usable cores, and no OMP_NUM_THREADS of the user's."""
     monkeypatch.setattr(kdbench.core.threads, "usable_cores", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv(USER_ENV, raising=False)
 
 
 def test_default_shares_the_cores_among_workers_and_never_drops_below_one(eight_cores):
@@ -29,6 +38,31 @@ def test_default_shares_the_cores_among_workers_and_never_drops_below_one(eight_
     assert default_threads(16) == 1
     assert resolve_threads(5, workers=4) == 5
     assert resolve_threads(None, workers=4) == 2
+
+
+def test_the_users_omp_num_threads_is_the_default_and_threads_override_it(
+    eight_cores, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert resolve_threads(None, workers=4) == 3  # per process, as OpenMP reads it
+    assert resolve_threads(5, workers=4) == 5
+    assert PoolExecutor(workers=4)._layout([]) == [(None, 3)] * 4
+    assert PoolExecutor(workers=4, threads=1)._layout([]) == [(None, 1)] * 4
+    with using_threads(6):  # kdbench exports its own choice; the user's is still the default
+        assert kdbench.core.threads.os.environ["OMP_NUM_THREADS"] == "6"
+        assert resolve_threads(None, workers=4) == 3
+    assert kdbench.core.threads.os.environ["OMP_NUM_THREADS"] == "3"
+    assert USER_ENV not in kdbench.core.threads.os.environ
+    for ignored in ["", "0", "four", "-2"]:
+        monkeypatch.setenv("OMP_NUM_THREADS", ignored)
+        assert resolve_threads(None, workers=4) == 2
+
+
+def test_without_the_users_value_kdbenchs_own_export_is_not_taken_for_it(eight_cores):
+    with using_threads(6):
+        assert kdbench.core.threads.os.environ["OMP_NUM_THREADS"] == "6"
+        assert resolve_threads(None, workers=4) == 2
+        assert PoolExecutor(workers=4)._layout([]) == [(None, 2)] * 4
 
 
 def test_using_threads_sets_torch_and_children_then_restores(monkeypatch: pytest.MonkeyPatch):
@@ -112,3 +146,30 @@ def test_run_records_the_threads_it_trained_with(tmp_path: Path):
 def test_threads_must_be_a_positive_integer(tmp_path: Path):
     result = CliRunner().invoke(cli, ["run", str(write_benchmark(tmp_path)), "--threads", "0"])
     assert result.exit_code == 2 and "--threads" in result.output
+
+
+def one_cell_benchmark(folder: Path, executor: str) -> Path:
+    """One cell (ce on digits, one epoch) run by ``executor`` with no threads of its own."""
+    bench = write_benchmark(folder)
+    text = bench.read_text().replace("seeds = [0, 1]", "seeds = [0]")
+    text = text.replace("epochs = 2", "epochs = 1").replace("[losses.kd]\ntemperature = 4.0\n", "")
+    params = "{ workers = 1 }" if executor == "pool" else "{}"
+    bench.write_text(text + f'\n[executor]\nname = "{executor}"\nparams = {params}\n')
+    return bench
+
+
+@pytest.mark.parametrize(
+    ("executor", "flags", "expected"),
+    [("local", [], 1), ("pool", [], 1), ("local", ["--threads", "2"], 2)],
+    ids=["local", "pool-worker", "threads-flag-wins"],
+)
+def test_a_run_trains_with_the_users_omp_num_threads(
+    eight_cores, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, executor, flags, expected
+):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    bench, out = one_cell_benchmark(tmp_path, executor), tmp_path / "out"
+    result = CliRunner().invoke(cli, ["run", str(bench), "--out", str(out), "--quiet", *flags])
+    assert result.exit_code == 0, result.output
+    [record] = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
+    assert record["executor"] == executor
+    assert record["provenance"]["threads"] == expected  # torch's count where the cell trained

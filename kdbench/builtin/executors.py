@@ -28,7 +28,8 @@ from kdbench.executors import (
 class LocalExecutor:
     """Run cells sequentially in this process (the default), with ``threads`` torch threads.
 
-    ``threads`` defaults to the usable cores (see :mod:`kdbench.core.threads`).
+    ``threads`` defaults to the user's ``OMP_NUM_THREADS``, else the usable cores (see
+    :mod:`kdbench.core.threads`).
     """
 
     in_process = True
@@ -87,9 +88,10 @@ class PoolExecutor:
     """Worker processes on this machine: one per visible GPU, or N CPU workers.
 
     Each worker is a fresh (spawned) process pinned to its GPU and to ``threads`` torch
-    threads (default: usable cores // workers), and keeps its datasets loaded between
-    cells. Each worker is its own single-process pool, so a worker that dies takes only
-    its own unit (a cell or a lockstep group) with it and is replaced.
+    threads (default: the user's ``OMP_NUM_THREADS``, else usable cores // workers), and
+    keeps its datasets loaded between cells. Each worker is its own single-process pool,
+    so a worker that dies takes only its own unit (a cell or a lockstep group) with it
+    and is replaced.
     """
 
     in_process = False

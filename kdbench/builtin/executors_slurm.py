@@ -37,7 +37,6 @@ from kdbench import hookimpl
 from kdbench.executors import (
     KdbenchError,
     Result,
-    default_threads,
     failed_records,
     jobs_of,
     positive,
@@ -132,8 +131,9 @@ class SlurmExecutor:
     ``setup`` lines run in the job's shell before Python starts (``module load``,
     ``source venv/bin/activate``). ``extra`` passes further submitit parameters
     (``slurm_account``, ``slurm_qos``, ...). ``threads`` per task defaults to
-    ``cpus_per_task``, else to the task's cores on a node, and on this machine (the
-    local fallback) to the usable cores divided by the tasks run at once.
+    ``cpus_per_task``, else to the user's ``OMP_NUM_THREADS``, else to the task's cores
+    on a node, and on this machine (the local fallback) to the usable cores divided by
+    the tasks run at once.
     """
 
     in_process = False
@@ -255,7 +255,7 @@ class SlurmExecutor:
     def _submit(self, units: list[Any], run: Callable[..., Result]) -> None:
         threads = self.threads or self.cpus_per_task
         if not threads and self._executor.cluster != "slurm":  # tasks share this machine
-            threads = default_threads(self._limit or 1)
+            threads = resolve_threads(workers=self._limit or 1)
         out_dir = str(self._out_dir)
         spread = [unit for unit in units if _devices(unit) > 1]
         units = [unit for unit in units if _devices(unit) == 1]
