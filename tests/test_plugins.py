@@ -44,11 +44,23 @@ def kdbench(*args: str, site: Path, cwd: Path, strict: bool = False):
     )  # fmt: skip
 
 
-def make_distribution(folder: Path, name: str, module_body: str) -> Path:
-    """A minimal plugin distribution written on the fly."""
+def make_distribution(
+    folder: Path,
+    name: str,
+    module_body: str,
+    *,
+    files: dict[str, str] | None = None,
+    dependencies: tuple[str, ...] = (),
+    group: str = "kdbench",
+) -> Path:
+    """A minimal plugin distribution written on the fly: its package's ``__init__.py``
+    is ``module_body``, ``files`` adds modules beside it, ``dependencies`` goes into its
+    metadata (Requires-Dist) and the package is the entry point of ``group``."""
     module = name.replace("-", "_")
     (folder / module).mkdir(parents=True)
     (folder / module / "__init__.py").write_text(textwrap.dedent(module_body))
+    for file, body in (files or {}).items():
+        (folder / module / file).write_text(textwrap.dedent(body))
     (folder / "pyproject.toml").write_text(
         textwrap.dedent(f"""
         [build-system]
@@ -57,7 +69,8 @@ def make_distribution(folder: Path, name: str, module_body: str) -> Path:
         [project]
         name = "{name}"
         version = "9.9.9"
-        [project.entry-points.kdbench]
+        dependencies = {list(dependencies)!r}
+        [project.entry-points."{group}"]
         {module} = "{module}"
         [tool.setuptools]
         packages = ["{module}"]

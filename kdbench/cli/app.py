@@ -8,9 +8,11 @@ cell saved. ``--debug`` shows tracebacks.
 from __future__ import annotations
 
 import errno
+import functools
 import inspect
 import sys
 import textwrap
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import NoReturn
@@ -19,6 +21,7 @@ import click
 from tabulate import tabulate
 
 from kdbench import __version__
+from kdbench.cli.scaffold import KINDS as PLUGIN_KINDS
 from kdbench.core.errors import KdbenchError, StorageError
 from kdbench.core.registry import KINDS
 
@@ -38,7 +41,9 @@ class _Group(click.Group):
     """Turns user errors, file-system failures and Ctrl-C into one line and an exit code.
 
     Commands plugins add (the ``register_commands`` hook) are loaded only when a name
-    is not one of the built-in commands, or for the list in ``--help``.
+    is not one of the built-in commands, or for the list in ``--help``; a name no loaded
+    plugin added loads the ``kdbench``-group plugins left out so far and is looked up
+    again. Plugin warnings are printed as one ``kdbench: ...`` line each.
     """
 
     _plugin_commands_added = False
@@ -57,7 +62,17 @@ class _Group(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands:
             self._add_plugin_commands()
+        if cmd_name not in self.commands:
+            from kdbench.core.plugins import add_commands, load_deferred
+
+            if new := load_deferred():
+                add_commands(self, only=new)
         return super().get_command(ctx, cmd_name)
+
+    def main(self, *args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+            return super().main(*args, **kwargs)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -74,6 +89,14 @@ class _Group(click.Group):
             _fail(StorageError(exc.filename, exc, "access") if exc.filename else exc.strerror)
         except KeyboardInterrupt:
             _interrupted()
+
+
+def _show_warning(default, message, category, filename, lineno, file=None, line=None) -> None:
+    """kdbench's own warnings (``kdbench: ...``) as that one line; others as Python shows them."""
+    if str(message).startswith("kdbench: "):
+        click.echo(str(message), err=True)
+    else:
+        default(message, category, filename, lineno, file, line)
 
 
 def _debug(ctx: click.Context) -> bool:
@@ -337,22 +360,28 @@ WIDTH = 100  # listings fit a terminal of this many columns
 def plugins() -> None:
     """List every loaded plugin: version, source and what it registered, then every problem.
 
-    Always exits 0 when kdbench itself works: skipped plugins and names registered twice
-    are listed under the table (`kdbench list` shows the names themselves).
+    Always exits 0 when kdbench itself works: skipped plugins, names registered twice and
+    plugins made for another kdbench version are listed under the table (`kdbench list`
+    shows the names themselves).
     """
-    from kdbench.core.plugins import report_formats
+    from kdbench.core.plugins import command_line_plugins, commands_by_plugin, report_formats
 
     loaded = _context().plugins
+    commands = commands_by_plugin(click.Group)  # loads every command-line plugin
     formats = report_formats()
+    line = command_line_plugins().loaded
+    seen = {(info.name, info.source) for info in loaded.infos}
     rows = []
-    for info in loaded.infos:
+    for info in loaded.infos + [i for i in line.infos if (i.name, i.source) not in seen]:
         registered = loaded.registry.by_plugin(info.name)
         if mine := sorted(f.name for f in formats.values() if f.plugin == info.name):
             registered["formats"] = mine
+        if mine := sorted(commands.get(info.name, {})):
+            registered["commands"] = mine
         what = "; ".join(f"{kind}: {_some(names)}" for kind, names in registered.items())
         rows.append([info.name, info.version, info.source, what or "-"])
     click.echo(_fit(rows, ["plugin", "version", "source", "registered"]))
-    for problem in loaded.problems:
+    for problem in dict.fromkeys(loaded.problems + line.problems):
         click.echo(textwrap.fill(f"problem: {problem}", WIDTH, subsequent_indent="  "))
 
 
@@ -371,8 +400,11 @@ def _fit(rows: list[list[str]], headers: list[str]) -> str:
     return tabulate(wrapped, headers=headers)
 
 
+_PROVIDED = ("formats", "commands")  # listed from the command-line plugins, not the registry
+
+
 @cli.command(name="list")
-@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("kind", type=click.Choice([*KINDS, *_PROVIDED]))
 @click.argument("pattern", required=False)
 @click.option("--plugin", "plugin", help="Only what this plugin registered.")
 @click.option("--all", "show_all", is_flag=True, help="List every name of large plugins too.")
@@ -385,12 +417,23 @@ def list_(kind: str, pattern: str | None, plugin: str | None, show_all: bool) ->
     """
     from kdbench.cli.describe import clip, matching, signature_line
 
-    loaded = _context().plugins
-    entries = {e.name: e for e in loaded.registry.entries(kind)}
-    sources = {info.name: info.source for info in loaded.infos}
+    if kind in _PROVIDED:
+        things, sources = _provided(kind)
+    else:
+        loaded = _context().plugins
+        things = {e.name: e for e in loaded.registry.entries(kind)}
+        sources = {info.name: info.source for info in loaded.infos}
+
+    def line(name: str) -> str:
+        thing = things[name]
+        params = signature_line(thing) if kind not in _PROVIDED else ""
+        text = f"  {name}" + (f"({params})" if params else "")
+        return text + (f"  {thing.description}" if thing.description else "")
+
+    owners = {name: thing.plugin for name, thing in things.items()}
     groups: dict[str, list[str]] = {}
-    for name in matching(entries, pattern):
-        groups.setdefault(entries[name].plugin, []).append(name)
+    for name in matching(sorted(owners), pattern):
+        groups.setdefault(owners[name], []).append(name)
     if plugin is not None:
         groups = {plugin: groups.get(plugin, [])}
     for owner, names in sorted(groups.items()):
@@ -400,23 +443,30 @@ def list_(kind: str, pattern: str | None, plugin: str | None, show_all: bool) ->
             click.echo(clip(f"  {', '.join(names[:3])}", WIDTH - len(more)) + more)
             continue
         for name in names:
-            entry = entries[name]
-            params = signature_line(entry)
-            line = f"  {name}" + (f"({params})" if params else "")
-            line += f"  {entry.description}" if entry.description else ""
-            click.echo(clip(line, WIDTH))
+            click.echo(clip(line(name), WIDTH))
     if not any(groups.values()):
         click.echo(f"no {kind} match" + (f" '{pattern}'" if pattern else ""))
     elif kind in ("teachers", "students"):
         click.echo(f"feature taps and their shapes: kdbench show {kind[:-1]} NAME")
 
 
+def _provided(kind: str) -> tuple[dict, dict[str, str]]:
+    """Report formats or commands by name, and each plugin's source."""
+    from kdbench.cli import describe
+    from kdbench.core.plugins import command_line_plugins
+
+    provided = describe.formats() if kind == "formats" else describe.commands(cli)
+    sources = {info.name: info.source for info in command_line_plugins().loaded.infos}
+    return provided, {"kdbench": "built-in", **sources}
+
+
 _SHOW_KINDS = {"model": "students", "teacher": "teachers", "student": "students",
-               "loss": "losses", "dataset": "datasets", "executor": "executors"}  # fmt: skip
+               "loss": "losses", "dataset": "datasets", "executor": "executors",
+               "tracker": "trackers"}  # fmt: skip
 
 
 @cli.command()
-@click.argument("kind", type=click.Choice(list(_SHOW_KINDS)))
+@click.argument("kind", type=click.Choice([*_SHOW_KINDS, "format", "command"]))
 @click.argument("name")
 @click.option("--input", "input_shape", default="3x32x32", show_default=True,
               help="Image shape CxHxW the model's taps are measured on.")  # fmt: skip
@@ -430,6 +480,9 @@ def show(kind: str, name: str, input_shape: str) -> None:
     from kdbench.cli.describe import parameters, tap_shapes
     from kdbench.core.errors import ConfigError
 
+    if kind not in _SHOW_KINDS:
+        _show_provided(kind, name)
+        return
     loaded = _context().plugins
     entry = loaded.registry.get(_SHOW_KINDS[kind], name, key=kind)
     source = next((i.source for i in loaded.infos if i.name == entry.plugin), "unknown")
@@ -460,8 +513,26 @@ def show(kind: str, name: str, input_shape: str) -> None:
         click.echo(tabulate(taps, headers=["tap", "module", "shape"]) if taps else "  none")
 
 
+def _show_provided(kind: str, name: str) -> None:
+    """``kdbench show format|command NAME``: plugin, source, documentation."""
+    from kdbench.core.errors import ConfigError, did_you_mean
+
+    provided, sources = _provided(f"{kind}s")
+    if name not in provided:
+        raise ConfigError(
+            f"unknown {kind} '{name}'{did_you_mean(name, provided)}; "
+            f"kdbench list {kind}s lists them",
+            key=kind,
+        )
+    item = provided[name]
+    click.echo(f"{kind} {name}  (plugin {item.plugin}, {sources.get(item.plugin, 'unknown')})")
+    for text in (item.doc or item.description, "\n".join(item.details)):
+        if text:
+            click.echo("\n" + text)
+
+
 @cli.command(name="new-plugin")
-@click.argument("kind", type=click.Choice(["loss", "model", "dataset"]))
+@click.argument("kind", type=click.Choice(PLUGIN_KINDS))
 @click.argument("name")
 @click.option("--dir", "parent", type=click.Path(path_type=Path, file_okay=False), default=".",
               show_default=True, help="Where to create the distribution's folder.")  # fmt: skip
@@ -492,6 +563,13 @@ class _FormatChoice(click.Choice):
     @choices.setter
     def choices(self, value: object) -> None:
         pass  # always the registered formats
+
+    def convert(self, value, param, ctx):
+        if value not in self.choices:  # perhaps a plugin not loaded yet registers it
+            from kdbench.core.plugins import load_deferred
+
+            load_deferred()
+        return super().convert(value, param, ctx)
 
 
 @cli.command()

@@ -6,6 +6,7 @@ rest of kdbench looks names up, so "did you mean" and parameter checks live here
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,10 @@ _HARNESS_ARGS = {
 }
 
 _REQUIRED = inspect.Parameter.empty
+
+# An unknown name's error lists every registered one up to this many, else points to
+# ``kdbench list`` (a model zoo registers thousands).
+_LISTED = 20
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,8 @@ class Registry:
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
         self.clashes: list[Clash] = []
+        # ``plugin 'x' (dist)`` of plugins that failed to load: an unknown name may be theirs.
+        self.unloaded: list[str] = []
 
     def registrar(self, kind: str, plugin: str) -> Callable[..., None]:
         """The ``register`` callable handed to one plugin's ``register_<kind>`` hook."""
@@ -186,13 +193,22 @@ class Registry:
         entries = self._entries[kind]
         if name in entries:
             return entries[name]
-        known = sorted(entries)
-        raise ConfigError(
-            f"unknown {SINGULAR[kind]} '{name}'{did_you_mean(name, known)}; "
-            f"registered {kind}: {', '.join(known) or 'none'}",
-            file=file,
-            key=key,
-        )
+        raise ConfigError(self.unknown(kind, name), file=file, key=key)
+
+    def unknown(self, kind: str, name: str) -> str:
+        """One line: the name, a few close ones, what is registered (or where to list it)
+        and which plugins failed to load, since one of them may provide it."""
+        known = sorted(self._entries[kind])
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        suggestion = f" (did you mean {_either(close)}?)" if close else ""
+        if len(known) <= _LISTED:
+            registered = f"registered {kind}: {', '.join(known) or 'none'}"
+        else:
+            registered = f"{len(known)} {kind} are registered: kdbench list {kind} [PATTERN]"
+        line = f"unknown {SINGULAR[kind]} '{name}'{suggestion}; {registered}"
+        if self.unloaded:
+            line += f"; {', '.join(self.unloaded)} failed to load, which may provide it"
+        return line
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._entries[kind])
@@ -204,6 +220,12 @@ class Registry:
         """What one plugin registered, by kind (kinds with nothing left out)."""
         found = {kind: [e.name for e in self.entries(kind) if e.plugin == plugin] for kind in KINDS}
         return {kind: names for kind, names in found.items() if names}
+
+
+def _either(names: list[str]) -> str:
+    """``'a'``, ``'a' or 'b'``, ``'a', 'b' or 'c'``."""
+    quoted = [f"'{n}'" for n in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def _first_line(obj: object) -> str:
