@@ -124,3 +124,21 @@ def test_kdbench_and_its_plugins_use_only_the_new_paths():
     assert len(sources) > 100
     found = [hit for path in sources if path not in shims for hit in _deprecated_imports(path)]
     assert found == []
+
+
+def test_the_api_policy_table_lists_every_deprecated_path():
+    """docs/plugins.md tells plugin authors what moved: the same paths this file checks."""
+    text = (REPO / "docs" / "plugins.md").read_text(encoding="utf-8")
+    section = text.split("\n## API policy\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `kdbench.")]
+    listed = {line.split("`")[1] for line in rows}
+    # Each row is an old module, or one name of it: together, every path checked here.
+    covered = {f"{old}.{name}" for old, name, _ in MOVED}
+    assert {
+        path for path in covered if path in listed or path.rsplit(".", 1)[0] in listed
+    } == covered
+    assert all(any(path.startswith(entry) for path in covered) for entry in listed), listed
+    for old, _, new in MOVED:
+        row = next(line for line in rows if line.startswith(f"| `{old}"))
+        assert f"`{new}`" in row or f"`{new}." in row, row
+        assert row.endswith(f"| {REMOVED_IN} |"), row
