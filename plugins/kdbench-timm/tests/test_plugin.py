@@ -12,7 +12,7 @@ from torch import nn
 
 from kdbench import KdbenchError
 from kdbench.core.registry import Entry, Registry
-from kdbench.engine.features import FeatureTaps
+from kdbench.testing import FeatureTaps
 
 
 @pytest.fixture(scope="module")
