@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from kdbench.records.schema import SCHEMA_VERSION, Record, dump, json_schema
+from kdbench.records.schema import SCHEMA_VERSION, Record, dump, json_schema, migrate
 from kdbench.records.store import RecordStore, read_record
 from kdbench.reporting.render_csv import leaderboard_csv
 from kdbench.reporting.render_md import markdown
@@ -84,3 +84,41 @@ def test_writer_keeps_new_history_and_best_epoch_fields(tmp_path: Path):
     bad = record | {"history": [{"epoch": 0, "train": {}}]}  # epochs count from 1
     with pytest.raises(ValidationError):
         RecordStore(tmp_path).write(bad)
+
+
+WITH_PROVENANCE = [p for p in COMMITTED if "provenance" in json.loads(p.read_bytes())]
+
+
+def test_committed_records_of_the_old_provenance_shape_still_read_as_written():
+    """Before benchmark_git, ``git`` named the benchmark's repository and each plugin its
+    version alone: such records load, keep both as written and validate typed."""
+    assert len(WITH_PROVENANCE) >= 24
+    for path in WITH_PROVENANCE:
+        raw = json.loads(path.read_text(encoding="utf-8"))["provenance"]
+        record = read_record(path)
+        assert isinstance(record, Record), f"{path}: {record}"
+        assert record.provenance is not None and record.provenance.benchmark_git is None
+        assert dump(record)["provenance"] == raw
+        plugins = record.provenance.plugins or {}
+        assert all(isinstance(v, str) for v in plugins.values()), path
+        if raw.get("git"):
+            assert record.provenance.git.sha == raw["git"]["sha"]
+
+
+def test_provenance_fields_are_typed_where_readers_rely_on_them():
+    record = migrate(json.loads(COMMITTED[-1].read_bytes()))
+    record["provenance"] = {
+        "git": {"sha": "a" * 40, "dirty": False},
+        "benchmark_git": {"sha": None, "dirty": None},
+        "plugins": {"losses_kd": {"distribution": "kdbench", "version": "0.2.0"}},
+    }
+    read = Record.model_validate(record).provenance
+    assert read.git.sha == "a" * 40 and read.benchmark_git.sha is None
+    assert read.plugins["losses_kd"].distribution == "kdbench"
+    record["provenance"]["benchmark_git"] = {"sha": 3, "dirty": "yes"}
+    with pytest.raises(ValidationError, match="benchmark_git"):
+        Record.model_validate(record)
+    record["provenance"]["benchmark_git"] = None
+    record["provenance"]["plugins"] = {"losses_kd": {"version": "0.2.0"}}  # no distribution
+    with pytest.raises(ValidationError, match="distribution"):
+        Record.model_validate(record)

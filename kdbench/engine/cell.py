@@ -57,10 +57,9 @@ def run_group(
         raise ValueError("run_group needs cells with one lockstep key")
     context = context or RunContext()
     device = resolve_device(jobs[0].device)
-    versions = context.plugins.versions()
     records = [
         record_head(job)
-        | {"provenance": provenance(device=device, plugin_versions=versions,
+        | {"provenance": provenance(device=device, plugins=context.plugins.infos,
                                     source_dir=Path(job.source_dir),
                                     plugin_problems=context.plugins.problems)}
         for job in jobs

@@ -109,9 +109,36 @@ class Error(_Open):
     traceback: str | None = None
 
 
-class Provenance(_Open):
-    """What produced a record; further keys (versions, device, git) are kept as written."""
+class GitState(_Open):
+    """A repository's commit and whether its tracked files had changes (None: not in git)."""
 
+    sha: str | None = None
+    dirty: bool | None = None
+
+
+class PluginSource(_Open):
+    """Where a loaded plugin came from: its distribution (kdbench for a built-in one)."""
+
+    distribution: str
+    version: str
+
+
+class Provenance(_Open):
+    """What produced a record; further keys (versions, device, ...) are kept as written."""
+
+    git: GitState | None = Field(
+        default=None,
+        description="kdbench's own source commit (sha null unless it runs from a git "
+        "checkout); in records without benchmark_git, the benchmark file's repository",
+    )
+    benchmark_git: GitState | None = Field(
+        default=None, description="the repository holding the benchmark file (sha null: none)"
+    )
+    plugins: dict[str, PluginSource | str] | None = Field(
+        default=None,
+        description="each loaded plugin's distribution and version (older records: the "
+        "version alone)",
+    )
     plugin_problems: list[str] | None = Field(
         default=None,
         description="plugins skipped and names disabled when the cell ran (absent: none)",
