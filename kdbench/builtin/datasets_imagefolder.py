@@ -2,7 +2,9 @@
 
 ``root/train/<class>/<image>`` and ``root/val/<class>/<image>``: one folder per class,
 the same class folders in both splits. Classes are the folder names in sorted order and
-files are found as torchvision's ``ImageFolder`` finds them, so labels agree with it.
+files are found in torchvision's ``ImageFolder`` order, so labels agree with it, except
+that hidden entries are skipped and links are followed only inside ``root`` and never
+into a folder twice (:mod:`kdbench.core.image_folder_walk`).
 
 The factory returns a :class:`kdbench.StreamingDataset`: images stay on disk and are
 decoded and augmented by DataLoader workers while training (ImageNet's 1.28 M images
@@ -26,6 +28,10 @@ from kdbench import (
     StreamingDataset,
     hookimpl,
 )
+from kdbench.core.image_check import find_problems
+from kdbench.core.image_files import ImageFileError
+from kdbench.core.image_folder_walk import FolderWalk
+from kdbench.core.image_header import MAX_PIXELS
 
 __all__ = ["imagefolder"]
 
@@ -48,6 +54,7 @@ def imagefolder(
     std: tuple[float, float, float] = IMAGENET_STD,
     workers: NonNegativeInt | None = None,
     gpu_decode: bool = True,
+    max_pixels: PositiveInt = MAX_PIXELS,
 ) -> StreamingDataset:
     """Train and val image folders under ``root``, streamed with ImageNet's standard views.
 
@@ -55,7 +62,12 @@ def imagefolder(
     views (the ``val`` folder is the test split): ``Resize(resize)`` then
     ``CenterCrop(image_size)``. ``mean``/``std`` default to ImageNet's. ``workers``:
     DataLoader worker processes (default: up to 8, one core fewer than the machine's).
-    ``gpu_decode``: decode JPEGs on the GPU when training on one.
+    ``gpu_decode``: decode JPEGs on the GPU when training on one. ``max_pixels``: an
+    image whose header claims more pixels is refused before it is decoded.
+
+    Every file is checked when the dataset is built (so by ``validate`` and before a run
+    trains): an empty, non-image, truncated or oversized file is one error line naming
+    it (see :mod:`kdbench.core.image_check` for what is read).
     """
     if image_size > resize:
         raise ValueError(f"image_size ({image_size}) must not exceed resize ({resize})")
@@ -74,42 +86,56 @@ def imagefolder(
         resize=resize,
         workers=default_workers() if workers is None else workers,
         gpu_decode=gpu_decode,
+        max_pixels=max_pixels,
     )
-    classes = _classes(base / "train")
-    train, test = (_files(base / split, classes, views) for split in SPLITS)
+    classes, train, test = _splits(base, views)
     return StreamingDataset(train=train, test=test, classes=classes, mean=mean, std=std)
 
 
-def _classes(folder: Path) -> tuple[str, ...]:
-    from torchvision.datasets.folder import find_classes
+def _splits(base: Path, views: ImageViews) -> tuple[tuple[str, ...], ImageFiles, ImageFiles]:
+    """The classes (train's folders) and both splits' files, walked under the rules."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
 
-    try:
-        return tuple(find_classes(str(folder))[0])
-    except FileNotFoundError as exc:
+    walks = {split: FolderWalk(base / split, base, IMG_EXTENSIONS) for split in SPLITS}
+    classes = tuple(walks["train"].classes())
+    if not classes:
         raise DatasetNotFoundError(
-            f"imagefolder: {folder} holds no class folders; expected {folder}/<class>/<image>"
-        ) from exc
+            f"imagefolder: {base / 'train'} holds no class folders; expected "
+            f"{base / 'train'}/<class>/<image>{_left_out(walks['train'])}"
+        )
+    train, test = (_files(walks[split], classes, views) for split in SPLITS)
+    return classes, train, test
 
 
-def _files(folder: Path, classes: tuple[str, ...], views: ImageViews) -> ImageFiles:
-    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
-
-    index = {name: i for i, name in enumerate(classes)}
-    try:
-        samples = make_dataset(str(folder), index, extensions=IMG_EXTENSIONS)
-    except FileNotFoundError as exc:  # a class folder without images, or none at all
+def _files(walk: FolderWalk, classes: tuple[str, ...], views: ImageViews) -> ImageFiles:
+    samples = walk.samples(list(classes))
+    empty = sorted(set(classes) - {classes[label] for _, label in samples})
+    if empty:
         raise DatasetNotFoundError(
-            f"imagefolder: {folder}: {exc}; every class of train/ needs images in "
-            f"{folder.name}/<class>/"
-        ) from exc
-    files = tuple(os.path.relpath(path, folder) for path, _ in samples)
+            f"imagefolder: {walk.top}: no images for the classes {', '.join(empty[:5])}"
+            f"{' ...' if len(empty) > 5 else ''}; every class of train/ needs images in "
+            f"{walk.top.name}/<class>/{_left_out(walk)}"
+        )
+    files = tuple(path for path, _ in samples)
+    problems = find_problems(walk.top, files, views.max_pixels)
+    if problems:
+        shown = "; ".join(f"{walk.top.name}/{name}: {why}" for name, why in problems[:5])
+        more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise ImageFileError(
+            f"imagefolder: {len(problems)} of {len(files)} files in {walk.top} cannot be "
+            f"trained on: {shown}{more}; remove or replace them"
+        )
     return ImageFiles(
-        root=str(folder),
+        root=str(walk.top),
         files=files,
         labels=torch.tensor([label for _, label in samples], dtype=torch.int64),
-        sizes=tuple(os.path.getsize(path) for path, _ in samples),
+        sizes=tuple(os.path.getsize(walk.top / path) for path in files),
         views=views,
     )
+
+
+def _left_out(walk: FolderWalk) -> str:
+    return f" (left out: {walk.note()})" if walk.skipped else ""
 
 
 @hookimpl

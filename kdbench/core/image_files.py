@@ -21,7 +21,18 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["ImageFiles", "ImageViews", "StreamingDataset"]
+from kdbench.core.errors import KdbenchError
+from kdbench.core.image_header import MAX_PIXELS
+
+__all__ = ["ImageFileError", "ImageFiles", "ImageViews", "StreamingDataset"]
+
+
+class ImageFileError(KdbenchError):
+    """An image file cannot be trained on (empty, not an image, truncated, too many pixels).
+
+    Raised in one line naming the file; a DataLoader worker hands it back instead of
+    raising, so it reaches the cell as this line rather than as a worker's traceback.
+    """
 
 
 @dataclass(frozen=True)
@@ -32,7 +43,9 @@ class ImageViews:
     evaluation image is resized to before its centre crop; ``scale``: the area range of
     the training crop (torchvision's default); ``workers``: DataLoader worker processes
     (0 decodes in the training process); ``gpu_decode``: decode JPEGs on the GPU when
-    training on one and torchvision can (else on the CPU, in the workers).
+    training on one and torchvision can (else on the CPU, in the workers); ``max_pixels``:
+    the most pixels an image may have, read from its header before it is decoded (a
+    decompression bomb is refused, not decoded).
     """
 
     image_size: int = 224
@@ -40,6 +53,7 @@ class ImageViews:
     scale: tuple[float, float] = (0.08, 1.0)
     workers: int = 0
     gpu_decode: bool = True
+    max_pixels: int = MAX_PIXELS
 
     def __post_init__(self) -> None:
         if not 0 < self.image_size <= self.resize:
@@ -48,6 +62,8 @@ class ImageViews:
             raise ValueError("views need 0 < scale[0] <= scale[1] <= 1")
         if self.workers < 0:
             raise ValueError("views need workers >= 0")
+        if self.max_pixels < 1:
+            raise ValueError("views need max_pixels >= 1")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,13 @@ decode only the files of its slice of each global batch (:meth:`LoaderStream.epo
 
 :func:`training_stream`, :func:`evaluation_batches` and :func:`sample_inputs` take either
 kind of split and pick the path from its type.
+
+A file that cannot be trained on (gone, empty, not an image, truncated, or whose header
+claims more than ``max_pixels`` pixels: read before decoding, so a decompression bomb
+is never allocated) fails the cell with one line naming it, a
+:class:`kdbench.core.image_files.ImageFileError`: the worker hands the error back with
+the batch and the training process raises it, so no worker traceback is printed. The
+dataset's own check (``imagefolder``'s, at validate) finds such files before a run.
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from kdbench.core.data import Split
-from kdbench.core.image_files import ImageFiles, ImageViews
+from kdbench.core.image_check import decoder_message
+from kdbench.core.image_files import ImageFileError, ImageFiles, ImageViews
+from kdbench.core.image_header import pixel_problem, read_header
 from kdbench.engine import batches as in_memory
 from kdbench.engine.batches import (
     Augment,
@@ -109,18 +118,48 @@ class _Files(Dataset):
         return len(self.split)
 
     def __getitem__(self, key: tuple[int, int]):
-        from torchvision.io import read_file
-
         index, seed = key
-        with _quiet():
-            payload = read_file(str(self.split.path(index)))
+        path = self.split.path(index)
+        label = int(self.split.labels[index])
+        try:
+            payload = _read(path, self.split.views.max_pixels)
             if self.decode:
-                payload = _view(self.transform, _decode(payload), seed)
-        return payload, int(self.split.labels[index]), index, seed
+                with _quiet():
+                    payload = _view(self.transform, _decode_named(payload, path), seed)
+        except ImageFileError as exc:  # handed back, not raised: see _collate
+            return exc, label, index, seed
+        return payload, label, index, seed
 
 
-def _collate(items: list) -> tuple:
+def _read(path, max_pixels: int) -> torch.Tensor:
+    """The file's bytes, once its header names an image of at most ``max_pixels`` pixels."""
+    try:
+        data = bytearray(path.read_bytes())
+        header = read_header(data)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ImageFileError(f"{path}: {reason}; remove or replace the file") from None
+    too_big = pixel_problem(header, max_pixels)
+    if too_big:
+        raise ImageFileError(f"{path}: {too_big}; not decoded")
+    return torch.frombuffer(data, dtype=torch.uint8)
+
+
+def _checked(batches: Iterator) -> Iterator:
+    """The loader's batches; a file that could not be read ends the pass with its line."""
+    for batch in batches:
+        if isinstance(batch, ImageFileError):
+            raise batch
+        yield batch
+
+
+def _collate(items: list) -> tuple | ImageFileError:
+    """A batch; or, when a file could not be read, its error, which the training process
+    raises as one line (raised in a worker it would arrive wrapped in a worker traceback)."""
     payloads, labels, indices, seeds = zip(*items, strict=True)
+    for payload in payloads:
+        if isinstance(payload, ImageFileError):
+            return payload
     decoded = payloads[0].ndim == 3
     return (
         torch.stack(payloads) if decoded else list(payloads),
@@ -175,23 +214,24 @@ class LoaderStream(SeededBatches):
                 self._batches.append(keys[start + part.start : start + part.stop])
                 shares.append((part.stop - part.start) / total)
         for (payload, labels, indices, batch_seeds), share in zip(
-            self._loader, shares, strict=True
+            _checked(self._loader), shares, strict=True
         ):
-            images = self._images(payload, batch_seeds)
+            images = self._images(payload, batch_seeds, indices)
             inputs = normalize(images, self.mean, self.std).contiguous(
                 memory_format=self.memory_format
             )
             yield Batch(inputs, labels.to(self.device), indices.to(self.device), None), share
 
-    def _images(self, payload, seeds: torch.Tensor) -> torch.Tensor:
+    def _images(self, payload, seeds: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         if not isinstance(payload, list):
             return payload.to(self.device, non_blocking=True)
-        images = _decode_on_gpu(payload, self.device)
+        paths = [self.split.path(i) for i in indices.tolist()]
+        images = _decode_on_gpu(payload, paths, self.device)
         views = zip(images, seeds.tolist(), strict=True)
         return torch.stack([_view(self.files.transform, image, seed) for image, seed in views])
 
 
-def _decode_on_gpu(encoded: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+def _decode_on_gpu(encoded: list[torch.Tensor], paths: list, device: torch.device) -> list:
     """A batch of files decoded on the GPU; files nvjpeg refuses (PNG, CMYK) on the CPU."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
@@ -199,7 +239,17 @@ def _decode_on_gpu(encoded: list[torch.Tensor], device: torch.device) -> list[to
         try:
             return decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)
         except RuntimeError:
-            return [_decode(e).to(device) for e in encoded]
+            return [
+                _decode_named(e, path).to(device) for e, path in zip(encoded, paths, strict=True)
+            ]
+
+
+def _decode_named(encoded: torch.Tensor, path) -> torch.Tensor:
+    """The decoded image; a file the decoder refuses is one line naming it."""
+    try:
+        return _decode(encoded)
+    except RuntimeError as exc:
+        raise ImageFileError(f"{path}: cannot be decoded: {decoder_message(exc)}") from None
 
 
 def _loader(
@@ -256,7 +306,7 @@ def evaluation_batches(
     keys = [(index, 0) for index in range(len(split))]
     batches = [keys[start : start + batch_size] for start in range(0, len(keys), batch_size)]
     mean, std = mean.to(device), std.to(device)
-    for images, labels, _, _ in _loader(files, batches, device, 0):
+    for images, labels, _, _ in _checked(_loader(files, batches, device, 0)):
         yield normalize(images.to(device), mean, std), labels.to(device)
 
 
@@ -272,5 +322,6 @@ def sample_inputs(
     if not isinstance(split, ImageFiles):
         return in_memory.sample_inputs(split, count, mean=mean, std=std, device=device)
     files = _Files(split, train=False, decode=True)
-    images = torch.stack([files[(index, 0)][0] for index in range(min(count, len(split)))])
+    first = _collate([files[(index, 0)] for index in range(min(count, len(split)))])
+    images, _, _, _ = next(_checked(iter([first])))
     return normalize(images.to(device), mean.to(device), std.to(device))
