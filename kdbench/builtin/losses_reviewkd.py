@@ -95,6 +95,8 @@ class ReviewKD(DistillationLoss):
     weight 5 (the authors' and mdistiller's resnet32x4->resnet8x4 setting, also used for
     the WRN and ShuffleNetV1 pairs; 0.6 for resnet56->resnet20, 1 for resnet110->resnet32,
     8 for ShuffleNetV2), warm-up 20 epochs, CE 1, mid channels min(512, student embedding).
+    ``student_preact = True`` fuses the student's ``stageK_pre`` too (where both declare
+    it), as mdistiller's ImageNet configs do (``STU_PREACT``); its CIFAR ones do not.
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class ReviewKD(DistillationLoss):
         warmup: NonNegativeInt = 20,
         mid_channels: PositiveInt | None = None,
         teacher_preact: bool = True,
+        student_preact: bool = False,
     ) -> None:
         super().__init__()
         self.weight = weight
@@ -112,21 +115,24 @@ class ReviewKD(DistillationLoss):
         self.warmup = warmup
         self.mid_channels = mid_channels
         self.teacher_preact = teacher_preact
+        self.student_preact = student_preact
         self.student_taps: list[str] = []
         self.teacher_taps: list[str] = []
         self.out_sizes: list[tuple[int, int]] = []
 
     def _levels(self, available) -> tuple[list[str], list[str]]:
-        stages = stage_taps(available)
+        # setup sees only the taps asked for: with student_preact, no plain stageK at all
+        stages = stage_taps(dict.fromkeys(name.removesuffix("_pre") for name in available))
         if not stages or "pool" not in available:
             raise ConfigError(
                 "loss 'reviewkd' needs stage taps (stage1..stageN) and 'pool' on both models; "
                 f"shared taps: {', '.join(available) or 'none'}"
             )
-        teacher = [
-            f"{s}_pre" if self.teacher_preact and f"{s}_pre" in available else s for s in stages
-        ]
-        return [*stages, "pool"], [*teacher, "pool"]
+
+        def levels(preact: bool) -> list[str]:
+            return [f"{s}_pre" if preact and f"{s}_pre" in available else s for s in stages]
+
+        return [*levels(self.student_preact), "pool"], [*levels(self.teacher_preact), "pool"]
 
     def required_features(self, available):
         student, teacher = self._levels(available)

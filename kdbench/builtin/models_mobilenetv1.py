@@ -9,7 +9,9 @@ the same at 224x224 inputs), so smaller images work too.
 
 Taps: ``stage1`` .. ``stage4`` are the outputs of blocks 3, 5, 11 and 13 (the last
 block of each resolution, at strides 4, 8, 16 and 32: mdistiller's four features after
-their ReLU), ``pool`` the pooled embedding.
+their ReLU), ``stageK_pre`` the input of that block's closing ReLU (its ``preact_feats``;
+the ReLU is not in place, so the hook sees the value before it), ``pool`` the pooled
+embedding.
 """
 
 from __future__ import annotations
@@ -25,8 +27,12 @@ BLOCKS = (
     (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
     (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1),
 )  # fmt: skip
-TAPS = {"stage1": "model.3", "stage2": "model.5", "stage3": "model.11", "stage4": "model.13",
-        "pool": "model.14"}  # fmt: skip
+_STAGE_ENDS = (3, 5, 11, 13)  # the last block at each resolution
+TAPS = {
+    **{f"stage{k}": f"model.{block}" for k, block in enumerate(_STAGE_ENDS, start=1)},
+    **{f"stage{k}_pre": f"model.{block}.5:in" for k, block in enumerate(_STAGE_ENDS, start=1)},
+    "pool": "model.14",
+}
 
 
 def _conv_bn(inp: int, out: int, stride: int) -> nn.Sequential:
@@ -42,7 +48,7 @@ def _conv_dw(inp: int, out: int, stride: int) -> nn.Sequential:
         nn.ReLU(inplace=True),
         nn.Conv2d(inp, out, 1, 1, 0, bias=False),
         nn.BatchNorm2d(out),
-        nn.ReLU(inplace=True),
+        nn.ReLU(),  # not in place: stageK_pre reads its input
     )
 
 
