@@ -1,5 +1,5 @@
-"""The threads policy: --threads, else the executor's, else cores / workers at once;
-honoured by every executor, recorded, and a busy machine reported."""
+"""The threads policy: --threads, else the executor's, else the user's OMP_NUM_THREADS, else
+cores / workers at once; honoured by every executor, recorded, and a busy machine reported."""
 
 from __future__ import annotations
 

@@ -148,7 +148,8 @@ _WAIT = click.option(
 _THREADS = click.option(
     "--threads",
     type=click.IntRange(min=1),
-    help="Torch CPU threads per training process (default: usable cores / workers at once).",
+    help="Torch CPU threads per training process (default: OMP_NUM_THREADS if set, else "
+    "usable cores / workers at once).",
 )
 _SET = click.option(
     "--set",
@@ -691,7 +692,10 @@ def status(directory: Path, file: Path | None) -> None:
     help="Output file (default: RESULTS/exports/CELL.pt or .onnx).",
 )
 def export(results: Path, cell: str, fmt: str, out: Path | None) -> None:
-    """Write the trained student of CELL (a cell id) in RESULTS as a deployable file."""
+    """Write the trained student of CELL in RESULTS as a deployable file.
+
+    CELL is a cell id, or the path of its record in RESULTS/records/.
+    """
     from kdbench.engine.export import export_student
 
     click.echo(export_student(results, cell, fmt, out))
