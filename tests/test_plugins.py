@@ -123,6 +123,20 @@ def test_broken_plugin_is_reported_and_skipped_or_fatal_when_strict(site, tmp_pa
         assert result.returncode == 0
         assert "kdbench_broken" in result.stderr and "no wheels here" in result.stderr
         assert "example_loss" in result.stdout  # the others still load
+        # The warning is one line of kdbench's, not Python's "file:line: UserWarning: ...".
+        assert result.stderr.splitlines() == [
+            "kdbench: plugin 'kdbench_broken' (kdbench-broken) failed to load and is skipped: "
+            "ImportError: no wheels here"
+        ]
+        unknown = kdbench("show", "loss", "logit_mze", site=site, cwd=tmp_path)
+        assert unknown.returncode == 2
+        error = unknown.stderr.splitlines()[-1]
+        assert error.startswith(
+            "kdbench: error: loss: unknown loss 'logit_mze' (did you mean 'logit_mse'?); "
+        )
+        assert error.endswith(
+            "; plugin 'kdbench_broken' (kdbench-broken) failed to load, which may provide it"
+        )
         strict = kdbench("plugins", site=site, cwd=tmp_path, strict=True)
         assert strict.returncode == 2
         assert "plugin 'kdbench_broken' (kdbench-broken) failed to load" in strict.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from click.testing import CliRunner
 
 from kdbench.cli import cli
@@ -56,3 +58,59 @@ def test_list_sums_up_a_large_plugin_unless_asked_and_fits_100_columns():
     if timm:  # kdbench-timm installed: one summary line, not a thousand rows
         assert len(out.splitlines()) < 60
         assert "--plugin timm or --all" in out
+
+
+def test_show_prints_an_optional_constrained_type_with_its_constraint():
+    out = invoke("show", "dataset", "cifar10")
+    rows = [line.split() for line in out.splitlines()]
+    assert ["train_subset", "int", "|", "None", "None", ">=", "1"] in rows
+    assert ["test_subset", "int", "|", "None", "None", ">=", "1"] in rows
+
+
+def test_list_and_show_builtin_trackers_formats_and_commands():
+    trackers = invoke("list", "trackers")
+    assert "trackers_jsonl (built-in): 1 trackers" in trackers.splitlines()
+    assert any(line.startswith("  jsonl(path=None)  ") for line in trackers.splitlines())
+    tracker = invoke("show", "tracker", "tensorboard")
+    assert tracker.splitlines()[0] == "tracker tensorboard  (plugin trackers_tensorboard, built-in)"
+    assert ["log_dir", "str", "|", "None", "None"] in [
+        line.split() for line in tracker.splitlines()
+    ]
+    formats = invoke("list", "formats", "js*")
+    assert formats.splitlines()[0] == "formats_json (built-in): 1 formats"
+    assert formats.splitlines()[1].startswith("  json  ")
+    fmt = invoke("show", "format", "md")
+    assert fmt.splitlines()[0] == "format md  (plugin kdbench, built-in)"
+    commands = invoke("list", "commands", "--plugin", "commands")
+    assert commands.splitlines() == [
+        "commands (built-in): 1 commands",
+        "  schema  Print the JSON Schema of a cell's record (docs/record.schema.json).",
+    ]
+    unknown = CliRunner().invoke(cli, ["show", "command", "shema"])
+    assert unknown.exit_code == 2
+    assert "unknown command 'shema' (did you mean 'schema'?)" in unknown.output
+
+
+def test_an_unknown_model_is_one_short_line_with_a_few_close_names():
+    result = CliRunner().invoke(cli, ["show", "student", "resnet_8"])
+    assert result.exit_code == 2
+    (line,) = result.output.splitlines()
+    assert len(line) < 300, line
+    assert "(did you mean 'resnet8'" in line
+    assert line.endswith("students are registered: kdbench list students [PATTERN]")
+
+
+def test_an_unknown_name_names_the_plugins_that_failed_to_load():
+    from kdbench.core.registry import Registry
+
+    registry = Registry()
+    for n in range(500):
+        registry.registrar("students", "zoo")(f"net{n}", object)
+    registry.unloaded = ["plugin 'zoo2' (kdbench-zoo2)"]
+    message = registry.unknown("students", "net5x")
+    assert re.fullmatch(
+        r"unknown student 'net5x' \(did you mean 'net5', 'net\d+' or 'net\d+'\?\); 500 "
+        r"students are registered: kdbench list students \[PATTERN\]; plugin 'zoo2' "
+        r"\(kdbench-zoo2\) failed to load, which may provide it",
+        message,
+    ), message

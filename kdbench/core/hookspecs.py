@@ -8,8 +8,12 @@ thing the plugin provides. Distributions expose their plugin module through the
     [project.entry-points.kdbench]
     my_plugin = "my_package.kdbench_plugin"
 
-Commands and report formats come from the ``kdbench.cli`` group instead (a module that
-imports no torch, so the command line starts fast)::
+Commands and report formats come from the same module. The command line reads them
+without importing every plugin: it loads a ``kdbench``-group module for ``--help`` and
+``report`` when its source names ``register_commands`` or ``register_formats``, and the
+others only when a command or format name is not found. A distribution may also put
+them in a module that imports no torch, in the ``kdbench.cli`` group, which the command
+line always loads (see ``docs/plugins.md``)::
 
     [project.entry-points."kdbench.cli"]
     my_plugin = "my_package.kdbench_commands"
@@ -87,8 +91,8 @@ def register_formats(register):
 
     ``render(leaderboard) -> str`` turns a :class:`kdbench.reports.Leaderboard`
     into text; ``kdbench report --format NAME`` prints it, and with ``--out`` writes it
-    to ``filename``. Called on the modules of the ``kdbench.cli`` entry-point group,
-    which should import no torch, so ``kdbench report`` starts fast. See
+    to ``filename``. Implemented in a ``kdbench``-group module or, to keep ``kdbench
+    report`` from importing that module's torch, in a ``kdbench.cli``-group one. See
     ``kdbench/builtin/formats_json.py``.
     """
 
@@ -109,8 +113,9 @@ def register_commands(cli):
     """Add commands to the ``kdbench`` command line: ``cli`` is its click group.
 
     Decorate functions with ``@cli.command()``; they appear in ``kdbench --help``.
-    Called on the modules of the ``kdbench.cli`` entry-point group, which should import
-    no torch (import it inside the command). See ``kdbench/builtin/commands.py``.
+    Implemented in a ``kdbench``-group module or, to keep ``kdbench --help`` from
+    importing that module's torch, in a ``kdbench.cli``-group one (import torch inside
+    the command). See ``kdbench/builtin/commands.py``.
     """
 
 
