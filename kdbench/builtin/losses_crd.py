@@ -95,7 +95,7 @@ class CRD(DistillationLoss):
         self.momentum = momentum
         self.num_data = 0
         self.num_negatives = 0
-        self.pool_width = 0  # the largest pool of negatives, over every anchor
+        self.pool_sizes = (0, 0)  # the smallest and largest pool of negatives, over anchors
 
     def required_features(self, available):
         if "pool" not in available:
@@ -108,6 +108,7 @@ class CRD(DistillationLoss):
     def setup(self, context: LossContext) -> None:
         if context.num_train < 2:
             raise ConfigError("crd needs a training set of at least two samples")
+        self.pool_sizes = (context.num_train - 1,) * 2  # "uniform": all but the anchor
         if self.negative_sampling == "other_class":
             self._index_classes(context)
         s_dim = math.prod(context.student_feature_shapes["pool"])
@@ -116,9 +117,6 @@ class CRD(DistillationLoss):
         self.embed_teacher = nn.Linear(t_dim, self.feature_dim)
         self.num_data = context.num_train
         self.num_negatives = min(self.negatives, context.num_train - 1)
-        self.pool_width = context.num_train - 1
-        if self.negative_sampling == "other_class":
-            self.pool_width = context.num_train - int(self.class_count[self.class_count > 0].min())
         # Uniform in [-b, b] with b = sqrt(3 / dim): rows of roughly unit norm from the start.
         bound = 1 / math.sqrt(self.feature_dim / 3)
         for name in ("memory_student", "memory_teacher"):
@@ -128,7 +126,7 @@ class CRD(DistillationLoss):
         self.register_buffer("z_teacher", torch.tensor(-1.0))
 
     def _index_classes(self, context: LossContext) -> None:
-        """Training indices sorted by class, and each class's block in that order.
+        """Training indices sorted by class, each class's block in that order, pool sizes.
 
         Kept as buffers, so they move to the training device with the loss and sampling
         needs no host round trip; not persistent, as they are rebuilt from the data.
@@ -147,6 +145,8 @@ class CRD(DistillationLoss):
                 "crd with negative_sampling = 'other_class' needs at least two classes in the "
                 "training set"
             )
+        present = counts[counts > 0]
+        self.pool_sizes = (len(labels) - int(present.max()), len(labels) - int(present.min()))
         for name, value in (
             ("train_labels", labels),
             ("by_class", torch.argsort(labels, stable=True)),
@@ -185,17 +185,20 @@ class CRD(DistillationLoss):
         ``_KEY_BUDGET`` entries, so memory stays bounded on large datasets; nothing leaves
         the device.
         """
-        k, width, device = self.num_negatives, self.pool_width, pool.device
-        repeated = torch.randint(0, _KEY_TOP, (len(pool), k), device=device) % pool
-        if k > width:  # every pool is smaller than k
-            return repeated
+        k, device = self.num_negatives, pool.device
+        smallest, width = self.pool_sizes
+        if smallest < k:
+            repeated = torch.randint(0, _KEY_TOP, (len(pool), k), device=device) % pool
+            if width < k:  # every pool is smaller than k
+                return repeated
         columns = torch.arange(width, device=device)
         picked = []
         for block in pool.split(max(1, _KEY_BUDGET // width)):
             keys = torch.randint(0, _KEY_TOP, (len(block), width), device=device)
             keys.masked_fill_(columns >= block, _KEY_TOP)
             picked.append(keys.topk(k, dim=1, largest=False, sorted=False).indices)
-        return torch.where(pool < k, repeated, torch.cat(picked))
+        picked = torch.cat(picked)
+        return picked if smallest >= k else torch.where(pool < k, repeated, picked)
 
     def _scores(self, anchor: torch.Tensor, bank: torch.Tensor, rows: torch.Tensor, z):
         scores = torch.exp(torch.bmm(bank[rows], anchor.unsqueeze(2)).squeeze(2) / self.nce_t)
