@@ -72,7 +72,10 @@ class _Group(click.Group):
     def main(self, *args, **kwargs):
         with warnings.catch_warnings():
             warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
-            return super().main(*args, **kwargs)
+            try:
+                return super().main(*args, **kwargs)
+            except KdbenchError as exc:  # loading plugins for --help or a name (strict)
+                _fail(exc)
 
     def invoke(self, ctx: click.Context):
         try:

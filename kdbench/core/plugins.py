@@ -110,11 +110,6 @@ class PluginInfo:
     source: str  # "built-in" or the distribution's name
     group: str = ENTRY_POINT_GROUP
 
-    @property
-    def label(self) -> str:
-        """``plugin 'x' (kdbench-x)``, as problems name it."""
-        return f"plugin '{self.name}' ({self.source})"
-
 
 @dataclass
 class Plugins:
