@@ -13,10 +13,18 @@ from test_plugins import REPO, kdbench, pip_install
 
 from kdbench.cli import cli
 
+# Report plugins at work once installed: (arguments, what they print).
+USED = {
+    "format": (["report", "--format", "best_first", "results/digits_cpu"], "  kd "),
+    "command": (["best-of", "results/digits_cpu"], "digits: cnn(width=16) → cnn(width=8): kd "),
+}
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("kind", "name"), [("loss", "my_kd"), ("model", "tiny_net"),
-                                            ("dataset", "halves")])  # fmt: skip
+                                            ("dataset", "halves"), ("executor", "journal"),
+                                            ("tracker", "top1_log"), ("format", "best_first"),
+                                            ("command", "best_of")])  # fmt: skip
 def test_scaffold_installs_into_a_target_and_its_tests_pass(kind: str, name: str, tmp_path: Path):
     made = CliRunner().invoke(cli, ["new-plugin", kind, name, "--dir", str(tmp_path / "src")])
     assert made.exit_code == 0, made.output
@@ -32,9 +40,15 @@ def test_scaffold_installs_into_a_target_and_its_tests_pass(kind: str, name: str
     )  # fmt: skip
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert " passed" in tests.stdout and "failed" not in tests.stdout
-    shown = kdbench("show", kind, name, site=site, cwd=tmp_path)
+    shown_name = name.replace("_", "-") if kind == "command" else name
+    shown = kdbench("show", kind, shown_name, site=site, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert f"kdbench-{name.replace('_', '-')}" in shown.stdout.splitlines()[0]
+    if kind in USED:
+        args, line = USED[kind]
+        used = kdbench(*args, site=site, cwd=REPO)
+        assert used.returncode == 0, used.stderr
+        assert line in used.stdout, used.stdout
 
 
 def test_scaffold_refuses_a_name_that_is_not_a_module_and_an_existing_folder(tmp_path: Path):
