@@ -31,7 +31,7 @@ def everything_under(folder: Path) -> set[Path]:
     [
         ('[trackers.tensorboard]\nlogdir = "tb"\n', "trackers.tensorboard.logdir", "log_dir"),
         ("[trackers.jsonl]\npath = 3\n", "trackers.jsonl.path", "string"),
-        ("[trackers.jsonl]\npath = 'tiny.toml/events.jsonl'\n", "trackers.jsonl", "folder"),
+        ("[trackers.jsonl]\npath = 'tiny.toml/events.jsonl'\n", "trackers.jsonl.path", "folder"),
     ],
     ids=["unknown", "wrong-type", "unwritable-path"],
 )
@@ -60,7 +60,7 @@ def test_a_tracker_that_fails_to_build_fails_validate_before_run_writes_anything
     for command in (["validate", "tiny.toml"], ["run", "tiny.toml", "--out", "out"]):
         code, output = invoke(tmp_path, monkeypatch, *command)
         assert code == 2, output
-        assert "kdbench: error: tiny.toml: trackers.mlflow: " in output
+        assert "kdbench: error: tiny.toml: trackers.mlflow.tracking_uri: " in output
         assert "nosuchscheme" in output
     assert not (tmp_path / "out").exists()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from kdbench import hookimpl
-from kdbench.core.errors import KdbenchError
+from kdbench.core.errors import ConfigError
 
 
 class JsonLinesTracker:
@@ -24,8 +24,8 @@ class JsonLinesTracker:
         # Checked now, opened at the first event: building it (as validate does) writes nothing.
         folder = next(p for p in (self.path.parent, *self.path.parent.parents) if p.exists())
         if not folder.is_dir() or not os.access(folder, os.W_OK):
-            raise KdbenchError(f"trackers.jsonl: cannot write '{self.path}': '{folder}' is not a "
-                               "writable folder")  # fmt: skip
+            raise ConfigError(f"cannot write '{self.path}': '{folder}' is not a writable folder",
+                              key="trackers.jsonl.path")  # fmt: skip
         self.file: TextIO | None = None
 
     @hookimpl

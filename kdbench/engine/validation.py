@@ -195,13 +195,15 @@ class _Builder:
                     self._attempt(key, close)
 
     def _attempt(self, key: str, build: Callable[[], Any]) -> Any:
-        """``build()``, or None with its error recorded under ``key``."""
+        """``build()``, or None with its error recorded under ``key`` (or under the key
+        within it that a :class:`ConfigError` names, such as ``trackers.mlflow.tracking_uri``)."""
         try:
             with warnings.catch_warnings():  # a throwaway build's warnings are noise here
                 warnings.simplefilter("ignore")
                 return build()
         except Exception as exc:  # noqa: BLE001 - a plugin may raise anything for bad input
-            self._say(key, _message(exc), cause=exc)
+            own = exc.key if isinstance(exc, ConfigError) else None
+            self._say(own if own and own.startswith(f"{key}.") else key, _message(exc), cause=exc)
             return None
 
     def _dataset(self, spec: DatasetSpec) -> DatasetSplits | None:
