@@ -18,7 +18,7 @@ import torch
 from conftest import cell_jobs, write_benchmark
 from kdbench.core.errors import ConfigError
 from kdbench.engine.cell import run_group
-from kdbench.engine.cell_checkpoint import GroupCheckpoint, Outputs
+from kdbench.engine.cell_checkpoint import CheckpointKeeper, GroupCheckpoint, Outputs
 from kdbench.engine.events import Progress
 from kdbench.engine.job import CellJob
 from kdbench.engine.lockstep import lockstep_groups
@@ -128,7 +128,13 @@ def test_interrupted_cells_resume_from_checkpoint_to_identical_records(setup, tm
     pairs = zip(resumed, straight, strict=True)
     assert all(r["cost"]["steps"] == s["cost"]["steps"] for r, s in pairs)
     assert all("resumed_from_epoch" not in r["cost"] for r in straight)
-    assert not checkpoint.folder.exists()  # deleted once the records are made
+    assert not any("resume_note" in r for r in [*resumed, *straight])
+    # Kept until every record of the group is written; then deleted.
+    keeper = CheckpointKeeper(Outputs(str(out)), done=lambda cell_id: False, say=print)
+    for record in resumed:
+        assert checkpoint.path.is_file()
+        keeper.recorded(record)
+    assert not checkpoint.folder.exists()
 
 
 def test_keep_checkpoints_keeps_the_last_one_and_every_0_writes_none(setup, tmp_path):
@@ -152,11 +158,15 @@ def test_checkpoint_of_other_cells_is_ignored(setup, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(Interrupted):
         run_group(with_outputs(group, out), context, StopAfter(1))
-    smaller = GroupCheckpoint(Outputs(str(out)), [job.cell.id for job in group[:2]])
-    assert smaller.load(runs=2) is None  # another group id: its own (absent) file
-    whole = GroupCheckpoint(Outputs(str(out)), [job.cell.id for job in group])
-    assert whole.load(runs=len(group))["epochs_done"] == 1
-    assert whole.load(runs=len(group) - 1) is None
+    recipes = [job.cell.recipe for job in group]
+    smaller = GroupCheckpoint(Outputs(str(out)), [job.cell.id for job in group[:2]], recipes[:2])
+    assert not smaller.path.exists()  # another group id: its own (absent) file
+    whole = GroupCheckpoint(Outputs(str(out)), [job.cell.id for job in group], recipes)
+    saved = torch.load(whole.path, weights_only=True)
+    fresh = {"stream": saved["stream"], "runs": saved["runs"]}
+    assert whole.read(fresh).state["epochs_done"] == 1
+    fewer = whole.read({**fresh, "runs": saved["runs"][:-1]})
+    assert fewer.state is None and "holds 3 student(s), the group trains 2" in fewer.note
 
 
 @pytest.mark.slow

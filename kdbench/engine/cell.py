@@ -19,7 +19,7 @@ from kdbench.core.data import DatasetSplits
 from kdbench.core.losses import LossContext, TapPair, feature_pairs
 from kdbench.engine.batches import Augment
 from kdbench.engine.cache_policy import no_cache_reason, teacher_source
-from kdbench.engine.cell_checkpoint import GroupCheckpoint, Outputs
+from kdbench.engine.cell_checkpoint import GroupCheckpoint, Outputs, Resume
 from kdbench.engine.cell_record import finish_record
 from kdbench.engine.context import RunContext, resolve_device
 from kdbench.engine.distributed import World, devices_of, launch_group
@@ -147,14 +147,15 @@ def _train_group(
             device=device, amp=amp, folded=folded,
         )  # fmt: skip
     outputs = jobs[0].outputs
-    checkpoint = GroupCheckpoint(outputs, [job.cell.id for job in jobs]) if outputs else None
-    resumed = checkpoint.load(len(live)) if checkpoint else None
-    earlier = 0.0
-    if resumed:
-        for s, state in zip(live, resumed["runs"], strict=True):
-            s.run.load_state_dict(state)
-        stream.load_state_dict(resumed["stream"])
-        earlier = resumed["seconds"]
+    checkpoint = (
+        GroupCheckpoint(outputs, [job.cell.id for job in jobs], [job.cell.recipe for job in jobs])
+        if outputs
+        else None
+    )
+    # a file of other cells, recipes or shapes is set aside, and the note says why
+    resume = checkpoint.restore([s.run for s in live], stream) if checkpoint else Resume()
+    resumed = resume.state
+    earlier = resumed["seconds"] if resumed else 0.0
 
     def save(epoch: int, seconds: float) -> None:
         if checkpoint.due(epoch, recipe["epochs"]):
@@ -207,8 +208,11 @@ def _train_group(
         for s, result in zip(students, results, strict=True):
             if isinstance(result, dict):
                 result["student"] = _keep(s, data, outputs)
-    if checkpoint:
-        checkpoint.discard()
+    if resume.note:
+        for result in results:
+            if isinstance(result, dict):
+                result["resume_note"] = resume.note
+    # The checkpoint stays: the runner deletes it once the records are written.
     return results
 
 

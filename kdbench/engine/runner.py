@@ -16,7 +16,7 @@ from kdbench.core.config import BenchmarkConfig, read_benchmark
 from kdbench.core.overrides import Override, overridden_text
 from kdbench.core.threads import oversubscribed, resolve_threads, using_threads
 from kdbench.engine.cell import run_cell, run_group
-from kdbench.engine.cell_checkpoint import Outputs
+from kdbench.engine.cell_checkpoint import CheckpointKeeper, Outputs
 from kdbench.engine.context import RunContext, resolve_device
 from kdbench.engine.events import Progress
 from kdbench.engine.job import CellJob
@@ -165,6 +165,9 @@ def run_benchmark(
         store = RecordStore(out_dir)
         for bad in store.quarantine():  # unusable records: moved aside, their cells rerun
             say(f"kdbench: warning: {bad}, moved to records/.quarantine/")
+        outputs = Outputs(str(out_dir.resolve()), **the_plan.config.run.model_dump())
+        checkpoints = CheckpointKeeper(outputs, store.is_done, say)
+        checkpoints.sweep()  # a group's records written, its checkpoint not yet deleted
         pending = [cell for cell in the_plan.cells if not store.is_done(cell.id)]
         result = RunResult(out_dir, skipped=len(the_plan.cells) - len(pending))
         benchmark_text = the_plan.benchmark_text()
@@ -209,7 +212,7 @@ def run_benchmark(
                         teacher_info=teachers[cell.teacher.id] if cell.teacher else None,
                         source_dir=str(the_plan.path.parent.resolve()),
                         config_hash=the_plan.config_hash,
-                        outputs=Outputs(str(out_dir.resolve()), **the_plan.config.run.model_dump()),
+                        outputs=outputs,
                     )
                     for cell in pending
                 ]
@@ -226,6 +229,7 @@ def run_benchmark(
                 for record in rounds:
                     record["executor"] = executor_name
                     store.write(record)
+                    checkpoints.recorded(record)  # only now may its checkpoint go
                     result.ran += 1
                     trackers.cell_finished(record)
                     if shown:

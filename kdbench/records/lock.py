@@ -31,8 +31,10 @@ from kdbench.records.store import temporary_maker, write_json_atomic
 
 LOCK_NAME = ".kdbench.lock"
 HOLDER_NAME = ".kdbench.lock.json"
-# Where atomic writes put their temporaries: the folder itself, records/ and teachers/.
-_TEMPORARY_FOLDERS = (".", "records", "teachers")
+# Where atomic writes put their temporaries: the folder itself, records/, teachers/, the
+# kept students/, and each group's folder under checkpoints/.
+_TEMPORARY_FOLDERS = (".", "records", "teachers", "students")
+_TEMPORARY_TREES = ("checkpoints",)
 
 
 class FolderInUse(KdbenchError):
@@ -121,8 +123,10 @@ def remove_dead_temporaries(out_dir: Path) -> list[Path]:
     process, or a ``kdbench report`` writing here) is left to it.
     """
     removed = []
-    for name in _TEMPORARY_FOLDERS:
-        folder = out_dir / name
+    folders = [out_dir / name for name in _TEMPORARY_FOLDERS]
+    for tree in _TEMPORARY_TREES:
+        folders += [p for p in sorted((out_dir / tree).glob("**")) if p.is_dir()]
+    for folder in folders:
         if not folder.is_dir():
             continue
         for tmp in folder.glob(".*.tmp"):
