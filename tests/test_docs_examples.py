@@ -17,7 +17,9 @@ import pytest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 BLOCK = re.compile(r"(?:<!-- file: (?P<file>\S+) -->\n)?```python\n(?P<code>.*?)```", re.S)
-PUBLIC = ("kdbench", "kdbench.core.functional", "kdbench.testing")
+PUBLIC = (
+    "kdbench", "kdbench.core.functional", "kdbench.reports", "kdbench.testing", "kdbench.trackers",
+)  # fmt: skip
 IMPORT = re.compile(r"^\s*(?:from|import)\s+(kdbench[\w.]*)", re.M)
 
 
