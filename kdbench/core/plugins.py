@@ -203,13 +203,14 @@ def _register_entry_points(
                 raise PluginError(note)
             into.notes.append(note)
     for name, error in _unknown_hooks(pm):
+        plugin = plain_name(name)
         if strict:
-            raise PluginError(f"plugin '{name}' implements an unknown hook: {error}")
-        into.failures.append((name, f"implements an unknown hook {error} and is skipped"))
-        source = next((i.source for i in into.infos if i.name == plain_name(name)), "unknown")
-        into.unloaded.append(f"plugin '{plain_name(name)}' ({source})")
+            raise PluginError(f"plugin '{plugin}' implements an unknown hook: {error}")
+        into.failures.append((plugin, f"implements an unknown hook {error} and is skipped"))
+        source = next((i.source for i in into.infos if i.name == plugin), "unknown")
+        into.unloaded.append(f"plugin '{plugin}' ({source})")
         pm.unregister(name=name)
-        into.infos = [info for info in into.infos if info.name != plain_name(name)]
+        into.infos = [info for info in into.infos if info.name != plugin]
         registered = [n for n in registered if n != name]
     return registered
 
