@@ -17,8 +17,9 @@ class RunEvent:
     """One event of a run; fields a kind does not use stay empty.
 
     ``epoch`` counts from 1 like a record's history; ``metrics`` are flat numbers
-    (``lr``, ``test_top1``, ``train/<term>``, ``diag/<name>`` per epoch; ``top1``, ``top5`` ... when a cell
-    finishes; ``ran``, ``failed``, ``skipped`` when the run finishes).
+    (``lr``, ``test_top1``, ``train/<term>``, ``diag/<name>`` per epoch; ``top1``,
+    ``top5`` ... when a cell finishes; ``ran``, ``failed``, ``skipped`` when the run
+    finishes).
     """
 
     kind: str
