@@ -69,10 +69,6 @@ class Resume:
     state: dict[str, Any] | None = None
     note: str | None = None
 
-    @property
-    def epochs_done(self) -> int:
-        return self.state["epochs_done"] if self.state else 0
-
 
 def group_id(cell_ids: list[str]) -> str:
     """A single cell's id, or a hash of a lockstep group's (order-free)."""
@@ -148,11 +144,6 @@ class GroupCheckpoint:
                 "so the cells train from epoch 0 when run again"
             ) from exc
         return found
-
-    def discard(self) -> None:
-        """Delete the checkpoint (the group's records are written), unless kept."""
-        if not self.outputs.keep_checkpoints:
-            shutil.rmtree(self.folder, ignore_errors=True)
 
     def _problem(self, state: Any, fresh: dict[str, Any]) -> str | None:
         """Why ``state`` is not this group's checkpoint, or None when it is."""
