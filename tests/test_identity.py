@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from kdbench.cli import cli
 from kdbench.engine.context import RunContext
-from kdbench.engine.logit_cache import cache_key
+from kdbench.engine.logit_store import StoreKey
 from kdbench.engine.runner import plan
 from kdbench.records.identity import experiment_id
 from kdbench.records.schema import SCHEMA_VERSION, Record
@@ -62,7 +62,7 @@ def test_recipe_numbers_change_cell_and_teacher_ids(tmp_path, context):
 
 def test_logit_cache_key_names_the_autocast_precision():
     keys = {
-        cache_key("t", {"crop_padding": 1}, torch.device("cpu"), False, amp)
+        StoreKey.of("t", "data", {"crop_padding": 1}, torch.device("cpu"), 0, amp).name
         for amp in (None, torch.bfloat16, torch.float16)
     }
     assert len(keys) == 3

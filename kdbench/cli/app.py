@@ -639,6 +639,30 @@ def report(
         click.echo(str(path))
 
 
+@cli.group()
+def cache() -> None:
+    """The teacher-logit store of a results folder (docs/performance.md)."""
+
+
+@cache.command(name="clear")
+@click.argument(
+    "directory", metavar="DIR", type=click.Path(path_type=Path, exists=True, file_okay=False)
+)
+@_WAIT
+def cache_clear(directory: Path, wait: bool) -> None:
+    """Remove the teacher logits stored in results DIR; records stay.
+
+    The next cell that needs them computes them again. Refused (exit 2) while a run
+    holds DIR, unless --wait.
+    """
+    from kdbench.records.lock import results_lock
+    from kdbench.records.logit_folder import clear_store
+
+    with results_lock(directory, wait=wait, notify=lambda line: click.echo(line, err=True)):
+        arrays, size = clear_store(directory)
+    click.echo(f"{directory}: removed {arrays} teacher-logit array(s), {size / 2**20:,.1f} MiB")
+
+
 @cli.command()
 @click.argument(
     "directory", metavar="DIR", type=click.Path(path_type=Path, exists=True, file_okay=False)
@@ -664,6 +688,10 @@ def status(directory: Path, file: Path | None) -> None:
         click.echo(f"  unusable {len(state.unusable)} (the next run quarantines and reruns them)")
     if state.quarantined:
         click.echo(f"  quarantined {len(state.quarantined)} (in records/.quarantine/)")
+    arrays, size = state.logits
+    if arrays:
+        click.echo(f"  teacher logits {arrays} array(s), {size / 2**20:,.1f} MiB "
+                   f"(`kdbench cache clear {directory}` removes them)")  # fmt: skip
     for bad in state.unusable:
         click.echo(f"kdbench: warning: {bad}", err=True)
     if state.other_records:

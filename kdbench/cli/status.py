@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from kdbench.core.errors import ConfigError, KdbenchError
 from kdbench.records.executor_note import ExecutorNote, read_executor_note
+from kdbench.records.logit_folder import store_size
 from kdbench.records.plan_note import read_plan_note
 from kdbench.records.schema import dump
 from kdbench.records.store import BadRecord, RecordStore
@@ -43,6 +44,7 @@ class Status:
     quarantined: list[BadRecord] = field(default_factory=list)  # moved by earlier runs
     jobs: list[dict[str, Any]] = field(default_factory=list)
     executor: str | None = None  # the executor the last run noted, when it noted one
+    logits: tuple[int, int] = (0, 0)  # the teacher-logit store: arrays, bytes
 
 
 def status(
@@ -66,6 +68,7 @@ def status(
     note = read_executor_note(out_dir)
     result = Status(out_dir, benchmark, unusable=bad, quarantined=store.quarantined())
     result.executor = note.name if note else None
+    result.logits = store_size(out_dir)
     run_context = None
     jobs: list[dict[str, Any]] = []
     # the cells the run planned from this very file: no plugins to load, no torch

@@ -28,6 +28,7 @@ from kdbench.engine.events import Progress
 from kdbench.engine.features import FeatureTaps
 from kdbench.engine.job import CellJob, error_of, record_head
 from kdbench.engine.lockstep import lockstep_key
+from kdbench.engine.logit_store import LogitStore
 from kdbench.engine.precision import autocast_dtype, compile_mode, compiled, to_channels_last
 from kdbench.engine.provenance import provenance
 from kdbench.engine.seeding import seed_everything
@@ -139,14 +140,16 @@ def _train_group(
     if world is not None:  # one start, synced gradients, this rank's slice of each batch
         world.prepare([s.run for s in live], recipe.get("sync_bn", True))
         stream = world.shard(stream)
-    source, cached = None, False
+    source, cached_from = None, None
     cache_off = no_cache_reason(stream)
-    if any(s.run.loss.needs_teacher for s in live):
-        source, cached = teacher_source(
-            first, teacher, teacher_taps, context=context, data=data, stream=stream,
-            device=device, amp=amp, folded=folded,
-        )  # fmt: skip
     outputs = jobs[0].outputs
+    if any(s.run.loss.needs_teacher for s in live):
+        source, cached_from = teacher_source(
+            first, teacher, teacher_taps, context=context, data=data, fingerprint=fingerprint,
+            stream=stream, device=device, amp=amp, folded=folded,
+            store=LogitStore(outputs.out_dir) if outputs else None,
+            demand=jobs[0].logit_demand,
+        )  # fmt: skip
     checkpoint = (
         GroupCheckpoint(outputs, [job.cell.id for job in jobs], [job.cell.recipe for job in jobs])
         if outputs
@@ -190,7 +193,8 @@ def _train_group(
         "amp": str(amp).removeprefix("torch.") if amp else "off",
         "train_seconds": seconds,
         "group_size": len(live),
-        "logit_cache": cached,
+        "logit_cache": cached_from is not None,
+        "logit_store": cached_from if cached_from in ("built", "read") else None,
         "logit_cache_note": cache_off,
         "teacher_bn_folded": folded,
         "compile": mode or False,

@@ -84,6 +84,7 @@ def finish_record(
             "features": [str(pair) for pair in features],
             "lockstep_group": shared["group_size"],
             "logit_cache": shared["logit_cache"],
+            **({"logit_store": use} if (use := shared.get("logit_store")) else {}),
             **({"logit_cache_note": note} if (note := shared["logit_cache_note"]) else {}),
             # what applied: a no-op on a model without 4-D tensors
             "channels_last": cell.recipe["channels_last"] and channels_last_applies(run.model),

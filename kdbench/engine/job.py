@@ -27,6 +27,9 @@ class CellJob:
     source_dir: str = "."
     config_hash: str | None = None
     outputs: Outputs | None = None  # checkpoints, kept student, costs; none: per-cell latency
+    # Epochs of every cell of the run that can read this cell's teacher logits: what
+    # logit_cache = "auto" weighs the cost of computing them against.
+    logit_demand: int | None = None
 
 
 def record_head(job: CellJob) -> dict[str, Any]:

@@ -15,22 +15,11 @@ from torch import nn
 
 from kdbench.core.data import Split
 from kdbench.engine.batches import Augment, Batch, normalize
-from kdbench.records.identity import stable_hash
-
-
-def cache_key(
-    teacher_id: str, augment: dict, device: torch.device, folded: bool, amp: torch.dtype | None
-) -> str:
-    """Which cache a group may reuse: the same teacher, views, device, folding and precision.
-
-    The precision matters: logits computed under bf16 autocast differ from fp32 ones.
-    """
-    precision = str(amp).removeprefix("torch.") if amp else "fp32"
-    return f"{teacher_id}-{stable_hash(augment)}-{device}-{folded}-{precision}"
 
 
 def worth_caching(augment: Augment, epochs: int) -> bool:
-    """The cache costs ``views`` teacher passes; training without it costs ``epochs``."""
+    """The cache costs ``views`` teacher passes; training without it costs ``epochs``
+    (of every cell the cache can serve)."""
     return augment.num_views <= epochs
 
 

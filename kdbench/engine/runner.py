@@ -15,6 +15,7 @@ from rich.console import Console
 from kdbench.core.config import BenchmarkConfig, read_benchmark
 from kdbench.core.overrides import Override, overridden_text
 from kdbench.core.threads import oversubscribed, resolve_threads, using_threads
+from kdbench.engine.cache_policy import logit_demand
 from kdbench.engine.cell import run_cell, run_group
 from kdbench.engine.cell_checkpoint import CheckpointKeeper, Outputs
 from kdbench.engine.context import RunContext, resolve_device
@@ -199,6 +200,7 @@ def run_benchmark(
                 _call(runner, "start", out_dir)
             with shown or nullcontext():
                 teachers = provision_teachers(pending, context, out_dir, torch_device, shown)
+                demand = logit_demand(pending, context.plugins.registry)
                 jobs = [
                     CellJob(
                         cell=cell,
@@ -213,6 +215,7 @@ def run_benchmark(
                         source_dir=str(the_plan.path.parent.resolve()),
                         config_hash=the_plan.config_hash,
                         outputs=outputs,
+                        logit_demand=demand.get(cell.id),
                     )
                     for cell in pending
                 ]
