@@ -227,12 +227,13 @@ def test_the_keeper_deletes_a_group_checkpoint_only_once_all_its_records_are_wri
 
 def test_the_next_holder_removes_dead_writers_temporaries_of_students_and_checkpoints(
     tmp_path,
-):
+):  # and of the teacher-logit store
     out = tmp_path / "out"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     stale, kept = [], []
-    for folder in (out / "students", out / "checkpoints" / "c-x", out / "checkpoints" / "group-y"):
+    folders = ("students", "logits", "checkpoints/c-x", "checkpoints/group-y")
+    for folder in (out / name for name in folders):
         folder.mkdir(parents=True)
         stale.append(folder / f".state.pt.{dead.pid}-0123abcd.tmp")  # its writer is gone
         kept.append(folder / f".state.pt.{os.getpid()}-0123abcd.tmp")  # a live writer's

@@ -32,8 +32,8 @@ from kdbench.records.store import temporary_maker, write_json_atomic
 LOCK_NAME = ".kdbench.lock"
 HOLDER_NAME = ".kdbench.lock.json"
 # Where atomic writes put their temporaries: the folder itself, records/, teachers/, the
-# kept students/, and each group's folder under checkpoints/.
-_TEMPORARY_FOLDERS = (".", "records", "teachers", "students")
+# kept students/, the teacher-logit store, and each group's folder under checkpoints/.
+_TEMPORARY_FOLDERS = (".", "records", "teachers", "students", "logits")
 _TEMPORARY_TREES = ("checkpoints",)
 
 
