@@ -32,6 +32,11 @@ def register_commands(cli):
         \"\"\"Greet from an ordinary kdbench plugin.\"\"\"
         click.echo("hello from the kdbench group")
 
+    @cli.command(name="run")
+    def run() -> None:
+        \"\"\"Would take kdbench's own run.\"\"\"
+        click.echo("not kdbench's run")
+
 
 @hookimpl
 def register_formats(register):
@@ -106,6 +111,14 @@ def test_a_kdbench_group_command_is_in_help_and_runs(site, tmp_path):
     assert "hello" in help_.stdout and "Greet from an ordinary kdbench plugin." in help_.stdout
     hello = kdbench("hello", site=site, cwd=tmp_path)
     assert (hello.returncode, hello.stdout) == (0, "hello from the kdbench group\n"), hello.stderr
+
+
+def test_a_plugin_command_cannot_take_a_name_the_command_line_has(site, tmp_path):
+    result = kdbench("--help", site=site, cwd=tmp_path)  # every plugin command is added
+    assert result.returncode == 0, result.stderr
+    assert "Would take kdbench's own run" not in result.stdout
+    assert "Run every cell of the benchmark FILE" in result.stdout  # kdbench's own
+    assert "kdbench: command 'run' of plugin 'kdbench_extras' is disabled" in result.stderr
 
 
 def test_a_kdbench_group_format_is_accepted_by_report(site, tmp_path):

@@ -47,6 +47,17 @@ class _Group(click.Group):
     """
 
     _plugin_commands_added = False
+    adding_for: str | None = None  # the plugin whose register_commands hook runs
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        name = name or cmd.name
+        if self.adding_for and name in self.commands:  # the first keeps the name
+            from kdbench.core.plugins import warn
+
+            warn(f"command '{name}' of plugin '{self.adding_for}' is disabled: "
+                 f"the command line has a command of that name")  # fmt: skip
+            return
+        super().add_command(cmd, name)
 
     def _add_plugin_commands(self) -> None:
         if not self._plugin_commands_added:
@@ -75,6 +86,8 @@ class _Group(click.Group):
             try:
                 return super().main(*args, **kwargs)
             except KdbenchError as exc:  # loading plugins for --help or a name (strict)
+                if getattr(exc, "_kdbench_debug", False):  # --debug: the traceback is wanted
+                    raise
                 _fail(exc)
 
     def invoke(self, ctx: click.Context):
@@ -82,6 +95,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except KdbenchError as exc:
             if _debug(ctx):
+                exc._kdbench_debug = True  # type: ignore[attr-defined]  # main lets it through
                 raise
             _fail(exc)
         except OSError as exc:

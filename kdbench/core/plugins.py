@@ -432,10 +432,22 @@ def load_deferred() -> list[str]:
 
 
 def add_commands(cli: Any, only: Collection[str] | None = None) -> None:
-    """Let every command-line plugin (or those in ``only``) add commands to ``cli``."""
-    failed = call_each(
-        command_line_plugins().pm, "register_commands", lambda _: cli, argument="cli", only=only
-    )
+    """Let every command-line plugin (or those in ``only``) add commands to ``cli``.
+
+    ``cli.adding_for`` names the plugin whose hook runs, so the group can refuse a
+    command whose name it has already (the first keeps it, as for every other kind).
+    """
+
+    def for_plugin(plugin: str) -> Any:
+        cli.adding_for = plain_name(plugin)
+        return cli
+
+    try:
+        failed = call_each(
+            command_line_plugins().pm, "register_commands", for_plugin, argument="cli", only=only
+        )
+    finally:
+        cli.adding_for = None
     _registration_failed(failed, "commands")
 
 
