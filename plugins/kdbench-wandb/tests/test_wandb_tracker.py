@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kdbench.engine.trackers import RunEvent
+from kdbench.trackers import RunEvent
 
 pytest.importorskip("wandb", reason="the wandb package is not installed")
 
