@@ -15,6 +15,10 @@ from kdbench import DistillationLoss, LossContext, LossInputs
 from kdbench.builtin.models_small import _cnn_taps, cnn
 from kdbench.engine.features import FeatureTaps
 
+# tests/data holds fixtures, not tests: the legacy plugin examples there (with their own
+# tests) run only through tests/test_legacy_plugins.py, each with its own sys.path.
+collect_ignore = ["data"]
+
 TINY = """
 [benchmark]
 name = "tiny"
