@@ -12,6 +12,11 @@ classes), since only time is measured and CIFAR itself may not be on the machine
   student trained alone with cross-entropy (the ``ce`` baseline: no teacher, the case
   where evaluation weighs most).
 
+``--eval-batch`` takes sizes and ``auto`` (what ``eval_batch_size = "auto"``, the
+default, picks on this device); ``--channels-last`` adds each size evaluated with the
+student in channels_last memory format (variants ``eval_cl_<size>``), the layout
+alternative to a smaller batch.
+
 The variants run interleaved, ``--repeats`` rounds after one warm-up round, and each
 keeps its median, so a busy moment of a shared machine slows them alike.
 
@@ -22,6 +27,7 @@ results/perf/.
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import json
 import os
@@ -36,7 +42,7 @@ from kdbench.builtin.losses_basic import CrossEntropy
 from kdbench.core.data import Split
 from kdbench.engine.batches import Augment
 from kdbench.engine.context import RunContext
-from kdbench.engine.evaluate import evaluate
+from kdbench.engine.evaluate import eval_batch_size, evaluate
 from kdbench.engine.folding import fold_batchnorm
 from kdbench.engine.matrix import ModelSpec
 from kdbench.engine.measure import device_name
@@ -51,7 +57,17 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=12, help="training steps per pass")
     parser.add_argument("--eval-images", type=int, default=1000, help="test images per pass")
-    parser.add_argument("--eval-batch", type=int, nargs="+", default=[128, 512])
+    parser.add_argument(
+        "--eval-batch",
+        nargs="+",
+        default=["auto", "512"],
+        help="sizes, or auto (the default setting on this device)",
+    )
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="also evaluate each size in channels_last memory format",
+    )
     parser.add_argument("--repeats", type=int, default=4, help="timed passes (median kept)")
     parser.add_argument("--out", type=Path, default=Path("results/perf"))
     args = parser.parse_args()
@@ -93,11 +109,17 @@ def main() -> None:
         "kd": kdbench_loop(student, OnlineTeacher(teacher, None, amp), part, **common),
         "ce": kdbench_loop(student, None, part, loss=CrossEntropy(), **common),
     }
-    for batch in args.eval_batch:
-        loops[f"eval_{batch}"] = functools.partial(
-            evaluate, student, test, mean=mean, std=std, device=device, batch_size=batch,
-            amp_dtype=amp,
-        )  # fmt: skip
+    result["auto_eval_batch"] = eval_batch_size("auto", device)
+    batches = dict.fromkeys(eval_batch_size(b, device) for b in args.eval_batch)
+    layouts = {"eval": student}
+    if args.channels_last:  # a copy, so the other variants keep the contiguous student
+        layouts["eval_cl"] = copy.deepcopy(student).to(memory_format=torch.channels_last)
+    for prefix, model in layouts.items():
+        for batch in batches:
+            loops[f"{prefix}_{batch}"] = functools.partial(
+                evaluate, model, test, mean=mean, std=std, device=device, batch_size=batch,
+                amp_dtype=amp,
+            )  # fmt: skip
     seconds = timed(loops, device, args.repeats)
     scale = {"kd": TRAIN_IMAGES / part_images, "ce": TRAIN_IMAGES / part_images}
     epochs = {}
@@ -111,15 +133,39 @@ def main() -> None:
             continue
         shares = {f"vs_{v}_epoch": full / e for v, e in epochs.items()}
         result.update({f"{name}_{k}": v for k, v in shares.items()})
-        print(f"{name.replace('_', ' at batch ')}: 10,000 images {full:.1f} s = "
+        layout = " channels_last" if name.startswith("eval_cl") else ""
+        label = f"eval{layout} at batch {name.split('_')[-1]}"
+        print(f"{label}: 10,000 images {full:.1f} s = "
               + ", ".join(f"{100 * v:.1f} % of a {k[3:5]} epoch" for k, v in shares.items()),
               flush=True)  # fmt: skip
+    overhead(result, args.out / f"checkpoint_cost_{device.type}.json")
     result["load_average_after"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"eval_cost_{device.type}.json"
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"load average before {result['load_average_before']}, after "
           f"{result['load_average_after']}; wrote {path}")  # fmt: skip
+
+
+def overhead(result: dict, checkpoints: Path) -> None:
+    """Per-epoch evaluation at the default batch plus a per-epoch checkpoint (CIFAR's
+    worst case, resnet8x4 with CRD's banks, from checkpoint_cost.py's file where there
+    is one), as a share of a KD epoch: the budget is 3 %."""
+    key = f"eval_{result['auto_eval_batch']}_full_seconds"
+    if key not in result:
+        return
+    save = 0.0
+    if checkpoints.is_file():
+        saves = json.loads(checkpoints.read_text())["cifar_resnet8x4_crd_save"]["save_seconds"]
+        save = statistics.median(saves) if isinstance(saves, list) else saves
+    share = (result[key] + save) / result["kd_full_seconds"]
+    result["checkpoint_save_seconds"] = save
+    result["eval_and_checkpoint_vs_kd_epoch"] = share
+    saved = f"checkpoint ({save:.2f} s)" if save else "checkpoint (no checkpoint_cost file: 0)"
+    print(
+        f"per-epoch overhead at the default (auto = {result['auto_eval_batch']}): "
+        f"evaluation + {saved} = {100 * share:.2f} % of a kd epoch"
+    )
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ def finish_record(
         "protocol": {
             "accuracy": ACCURACY_PROTOCOL,
             "eval_every": cell.recipe["eval_every"],
+            "eval_batch_size": run.eval_batch_size,
             "amp": shared["amp"],
             "features": [str(pair) for pair in features],
             "lockstep_group": shared["group_size"],

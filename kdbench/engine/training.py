@@ -53,7 +53,7 @@ class StudentRun:
     scaler: torch.amp.GradScaler | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     eval_every: int = 1
-    eval_batch_size: int = 512
+    eval_batch_size: int | str = "auto"  # an int once evaluated (see eval_batch_size)
     accuracy: dict[str, float] = field(default_factory=dict)  # the latest evaluation
     step_seconds: float = 0.0
     steps: int = 0
@@ -262,7 +262,7 @@ def make_run(
         taps=taps,
         scaler=scaler,
         eval_every=recipe.get("eval_every", 1),
-        eval_batch_size=recipe.get("eval_batch_size", 512),
+        eval_batch_size=recipe.get("eval_batch_size", "auto"),
     )
 
 
