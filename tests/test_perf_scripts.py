@@ -102,3 +102,28 @@ def test_imagenet_throughput_times_both_loops_on_one_and_two_ranks(tmp_path: Pat
     summary = (tmp_path / "imagenet_throughput_cpu_smoke.md").read_text()
     assert "load average" in summary and "synthetic" in summary
     assert "2 rank(s): kdbench / mdistiller" in stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="dataset-fashion-mnist not installed")
+def test_logit_store_script_builds_once_and_a_second_process_reads(tmp_path: Path):
+    stdout = run_script(
+        "logit_store.py", "--epochs", "1", "--train-subset", "40", "--test-subset", "20",
+        "--out", str(tmp_path), "--tag", "_smoke", env={"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    result = json.loads((tmp_path / "logit_store_fashion_cpu_smoke.json").read_text())
+    rows = result["rows"]
+    assert list(rows) == ["ce-only", "plain", "kdbench", "rerun"]
+    assert result["kd_cells"] == 12 and result["views"] == 1
+    # the first seed's lockstep group builds the store, the other seeds read it
+    assert rows["kdbench"]["store"] == {"built": 4, "read": 8}
+    assert rows["rerun"]["store"] == {"read": 12}  # another process: no teacher at all
+    assert rows["plain"]["teacher_image_forwards"] == 12 * 40
+    assert rows["kdbench"]["teacher_image_forwards"] == 40
+    assert rows["rerun"]["teacher_image_forwards"] == rows["ce-only"]["teacher_image_forwards"] == 0
+    assert rows["kdbench"]["ce_cells_charged"] == rows["rerun"]["ce_cells_charged"] == 3
+    assert result["plain_over_kdbench"] == (
+        rows["plain"]["seconds_per_kd_cell"] / rows["kdbench"]["seconds_per_kd_cell"]
+    )
+    assert result["records_equal_plain"] is True
+    assert "plain / kdbench" in stdout
