@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import struct
+import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from PIL import Image
 from kdbench import DatasetNotFoundError, StreamingDataset
 from kdbench.builtin.datasets_imagefolder import IMAGENET_MEAN, IMAGENET_STD, imagefolder
 from kdbench.cli import cli
+from kdbench.core.image_files import ImageFileError
 from kdbench.engine.streaming import NO_LOGIT_CACHE, LoaderStream, evaluation_batches, sample_inputs
 
 CLASSES = ("ant", "bee", "cat")
@@ -347,3 +351,190 @@ def test_validate_refuses_recipe_settings_a_streaming_dataset_cannot_honour(
     # the same file without them validates
     bench.write_text(TINY_STREAM.format(root=folder))
     assert CliRunner().invoke(cli, ["validate", str(bench)]).exit_code == 0
+
+
+# --- what the folder walk leaves out, and files that cannot be trained on ----------------
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    rows = zlib.compress(b"\0" * (1 + 3 * width) * 4)  # four rows of the claimed width
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    )
+
+
+def walked(data: StreamingDataset) -> list[tuple[str, int]]:
+    return list(zip(data.train.files, data.train.labels.tolist(), strict=True))
+
+
+def test_links_are_followed_only_inside_the_root_and_into_no_folder_twice(
+    folder: Path, tmp_path: Path
+):
+    from torchvision.datasets import ImageFolder
+
+    plain = small(folder)
+    outside = write_folder(tmp_path / "elsewhere", {"train": 2})
+    train = folder / "train"
+    (train / "ant" / "loop").symlink_to("..")  # the split again, under ant
+    assert len(ImageFolder(str(train))) > 100  # torchvision walks the loop until ELOOP
+    (train / "bee" / "up").symlink_to("../..")  # the whole root
+    (train / "bee" / "out").symlink_to(outside / "train" / "bee")  # out of the root
+    (train / "cat" / "again").symlink_to(train / "ant")  # a class folder walked anyway
+    (train / "cat" / "far.JPEG").symlink_to(outside / "train" / "cat" / "000.JPEG")
+    (train / "zebra").symlink_to(outside / "train" / "ant")  # a class from outside
+    (train / "alias").symlink_to("ant")  # a second name for a class
+
+    data = small(folder)
+    assert data.classes == CLASSES
+    assert walked(data) == walked(plain) and len(data.train) == 12
+    assert data.fingerprint() == plain.fingerprint()
+
+    # links inside the root to folders and files that are not walked otherwise are followed
+    pool = folder / "pool"
+    (pool / "bee").mkdir(parents=True)
+    gradient_image(40, 40, 7).save(pool / "bee" / "extra.JPEG")
+    gradient_image(40, 40, 9).save(pool / "single.JPEG")
+    (train / "bee" / "more").symlink_to(pool / "bee")
+    (train / "ant" / "one.JPEG").symlink_to(pool / "single.JPEG")
+    grown = dict(walked(small(folder)))
+    assert len(grown) == 14
+    assert grown["bee/more/extra.JPEG"] == 1 and grown["ant/one.JPEG"] == 0
+
+
+def test_hidden_folders_and_files_are_neither_classes_nor_samples(folder: Path):
+    from torchvision.datasets import ImageFolder
+
+    plain = small(folder)
+    hidden = folder / "train" / ".cache"
+    hidden.mkdir()
+    gradient_image(40, 40, 1).save(hidden / "thumb.JPEG")
+    (folder / "train" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (folder / "train" / "ant" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (folder / "train" / "ant" / "._000.JPEG").write_bytes(b"\0\5\26\7 AppleDouble")
+    (folder / "val" / "bee" / ".hidden").mkdir()
+    gradient_image(40, 40, 2).save(folder / "val" / "bee" / ".hidden" / "x.JPEG")
+    assert ".cache" in ImageFolder(str(folder / "train")).classes  # torchvision's has it
+
+    data = small(folder)
+    assert data.classes == CLASSES
+    assert walked(data) == walked(plain)
+    assert data.test.files == plain.test.files
+
+
+def broken_files(folder: Path) -> dict[str, str]:
+    """Files no decoder can train on, written into ``folder``: name -> expected reason."""
+    (folder / "train" / "ant" / "zero.JPEG").write_bytes(b"")
+    whole = (folder / "train" / "bee" / "000.JPEG").read_bytes()
+    (folder / "train" / "bee" / "cut.JPEG").write_bytes(whole[: len(whole) * 3 // 4])
+    (folder / "train" / "cat" / "notes.jpg").write_text("not an image, only a name\n")
+    (folder / "val" / "ant" / "huge.png").write_bytes(png_claiming(30000, 30000))
+    return {
+        "train/ant/zero.JPEG": "empty file (0 bytes)",
+        "train/bee/cut.JPEG": "cannot be decoded: Image is incomplete or truncated",
+        "train/cat/notes.jpg": "not an image",
+        "val/ant/huge.png": "30000x30000 PNG is 900,000,000 pixels",
+    }
+
+
+def test_validate_names_each_file_that_cannot_be_trained_on_in_one_line(
+    folder: Path, tmp_path: Path
+):
+    from kdbench.core.image_header import read_header
+
+    expected = broken_files(folder)
+    assert read_header((folder / "train/bee/cut.JPEG").read_bytes()).format == "JPEG"
+    bench = tmp_path / "stream.toml"
+    bench.write_text(TINY_STREAM.format(root=folder))
+    start = time.monotonic()
+    result = CliRunner().invoke(cli, ["validate", str(bench)])
+    elapsed = time.monotonic() - start
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if "kdbench: error:" in line]
+    assert len(errors) == 1, result.output  # one line naming every file
+    assert "datasets.imagefolder" in errors[0] and "4 of 22 files" in errors[0]
+    for name, reason in expected.items():
+        assert f"{name}: {reason}" in errors[0], errors[0]
+    print(f"validate found the broken files in {elapsed:.1f} s")
+    assert elapsed < 60  # the bomb's header is read, its 2.7 GB of pixels never are
+
+
+def test_a_pixel_limit_below_the_images_refuses_them_by_name(folder: Path):
+    with pytest.raises(ImageFileError) as caught:
+        small(folder, max_pixels=48 * 40 - 1)
+    message = str(caught.value)
+    assert "\n" not in message and "18 of 18 files" in message
+    assert "train/ant/000.JPEG: 48x40 JPEG is 1,920 pixels, over the limit of 1,919" in message
+    assert len(small(folder, max_pixels=64 * 44).train) == 12  # the largest image fits
+
+
+def test_headers_give_the_size_of_each_decodable_format(tmp_path: Path):
+    from PIL import features
+
+    from kdbench.core.image_header import read_header
+
+    image = gradient_image(37, 23, 5)
+    formats = ["JPEG", "PNG", "GIF"] + (["WEBP"] if features.check("webp") else [])
+    for name in formats:
+        path = tmp_path / f"x.{name.lower()}"
+        image.save(path, format=name)
+        header = read_header(path.read_bytes())
+        assert (header.format, header.width, header.height) == (name, 37, 23)
+    image.save(tmp_path / "x.bmp")
+    with pytest.raises(ValueError, match="a BMP image, which torchvision.io cannot decode"):
+        read_header((tmp_path / "x.bmp").read_bytes())
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_file_broken_after_the_check_fails_the_stream_with_one_line_naming_it(
+    folder: Path, workers: int
+):
+    data = imagefolder(root=str(folder), image_size=32, resize=36, workers=workers)
+    (folder / "train" / "bee" / "002.JPEG").write_text("overwritten while training\n")
+    (folder / "val" / "cat" / "001.JPEG").write_bytes(png_claiming(30000, 30000))
+    with pytest.raises(ImageFileError) as caught:
+        batches_of(stream(data), epochs=1)
+    message = str(caught.value)
+    assert "\n" not in message and "Traceback" not in message
+    assert message.startswith(str(folder / "train" / "bee" / "002.JPEG") + ": not an image")
+    mean, std = norm()
+    with pytest.raises(ImageFileError, match=r"001.JPEG: 30000x30000 PNG .* not decoded"):
+        list(evaluation_batches(data.test, batch_size=4, mean=mean, std=std,
+                                device=torch.device("cpu")))  # fmt: skip
+
+
+def test_a_file_that_breaks_after_the_check_stops_a_run_in_one_line_naming_it(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import kdbench.builtin.datasets_imagefolder as plugin
+
+    (folder / "train" / "cat" / "003.JPEG").write_bytes(b"")
+    monkeypatch.setattr(plugin, "find_problems", lambda *args, **kwargs: [])  # as if changed later
+    text = TINY_STREAM.format(root=folder).replace("workers = 0", "workers = 2")
+    expected = "cat/003.JPEG: empty file (0 bytes); remove or replace the file"
+
+    # the teacher trains first: its failure stops the run, in one line
+    bench = tmp_path / "stream.toml"
+    bench.write_text(text)
+    result = CliRunner().invoke(cli, ["run", str(bench), "--out", str(tmp_path / "a"), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "DataLoader worker" not in result.output
+    errors = [line for line in result.output.splitlines() if "kdbench: error:" in line]
+    assert len(errors) == 1 and errors[0].endswith(expected), result.output
+
+    # a cell without a teacher fails alone, its record holding the one line
+    bench.write_text(text.split("[losses.kd]")[0])
+    out = tmp_path / "b"
+    result = CliRunner().invoke(cli, ["run", str(bench), "--out", str(out), "--quiet"])
+    assert "Traceback" not in result.output and "DataLoader worker" not in result.output
+    [record] = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
+    assert record["status"] == "failed" and record["error"]["type"] == "ImageFileError"
+    assert "\n" not in record["error"]["message"]
+    assert record["error"]["message"].endswith(expected)

@@ -38,6 +38,7 @@ __all__ = ["imagefolder"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SPLITS = ("train", "val")
+SHOWN = 8  # files named in the error line; the rest are counted
 
 
 def default_workers() -> int:
@@ -104,7 +105,25 @@ def _splits(base: Path, views: ImageViews) -> tuple[tuple[str, ...], ImageFiles,
             f"{base / 'train'}/<class>/<image>{_left_out(walks['train'])}"
         )
     train, test = (_files(walks[split], classes, views) for split in SPLITS)
+    _check(base, {"train": train, "val": test}, views.max_pixels)
     return classes, train, test
+
+
+def _check(base: Path, splits: dict[str, ImageFiles], max_pixels: int) -> None:
+    """Every file of both splits checked; all that cannot be trained on named in one line."""
+    problems = [
+        (f"{split}/{name}", why)
+        for split, files in splits.items()
+        for name, why in find_problems(files.root, files.files, max_pixels)
+    ]
+    if problems:
+        total = sum(len(files) for files in splits.values())
+        shown = "; ".join(f"{name}: {why}" for name, why in problems[:SHOWN])
+        more = f"; and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
+        raise ImageFileError(
+            f"imagefolder: {len(problems)} of {total} files under {base} cannot be trained "
+            f"on: {shown}{more}; remove or replace them"
+        )
 
 
 def _files(walk: FolderWalk, classes: tuple[str, ...], views: ImageViews) -> ImageFiles:
@@ -117,14 +136,6 @@ def _files(walk: FolderWalk, classes: tuple[str, ...], views: ImageViews) -> Ima
             f"{walk.top.name}/<class>/{_left_out(walk)}"
         )
     files = tuple(path for path, _ in samples)
-    problems = find_problems(walk.top, files, views.max_pixels)
-    if problems:
-        shown = "; ".join(f"{walk.top.name}/{name}: {why}" for name, why in problems[:5])
-        more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
-        raise ImageFileError(
-            f"imagefolder: {len(problems)} of {len(files)} files in {walk.top} cannot be "
-            f"trained on: {shown}{more}; remove or replace them"
-        )
     return ImageFiles(
         root=str(walk.top),
         files=files,
