@@ -698,6 +698,10 @@ def status(directory: Path, file: Path | None) -> None:
     click.echo(f"  done     {state.done}")
     click.echo(f"  failed   {len(state.failed)}")
     click.echo(f"  pending  {pending}")
+    if state.trials or state.trial_budget:
+        budget = f" of at most {state.trial_budget}" if state.trial_budget else ""
+        rest = ", ".join(f"{n} {status}" for status, n in sorted(state.trials.items()))
+        click.echo(f"  trials   {sum(state.trials.values())}{budget} ({rest or 'none yet'})")
     if state.unusable:
         click.echo(f"  unusable {len(state.unusable)} (the next run quarantines and reruns them)")
     if state.quarantined:

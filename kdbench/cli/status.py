@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kdbench.core.config import Tune, read_benchmark
 from kdbench.core.errors import ConfigError, KdbenchError
 from kdbench.records.executor_note import ExecutorNote, read_executor_note
 from kdbench.records.logit_folder import store_size
 from kdbench.records.plan_note import read_plan_note
 from kdbench.records.schema import dump
 from kdbench.records.store import BadRecord, RecordStore
+from kdbench.records.tuned import trial_counts
 
 if TYPE_CHECKING:
     from kdbench.engine.context import RunContext
@@ -45,6 +47,10 @@ class Status:
     jobs: list[dict[str, Any]] = field(default_factory=list)
     executor: str | None = None  # the executor the last run noted, when it noted one
     logits: tuple[int, int] = (0, 0)  # the teacher-logit store: arrays, bytes
+    # a tuned benchmark's trial records by status (ok, pruned, failed), and how many its
+    # budget allows at most (None: not a tuned benchmark, or no file to read it from)
+    trials: dict[str, int] = field(default_factory=dict)
+    trial_budget: int | None = None
 
 
 def status(
@@ -95,7 +101,18 @@ def status(
         jobs = _noted_jobs(note, out_dir, lambda: run_context or _make_context(context))
     done = {cell_id for cell_id, record in records.items() if record.get("status") == "ok"}
     result.jobs = [job for job in jobs if not done.issuperset(job["cell_ids"])]
+    # a tuned benchmark: trials count apart; a final record fills its published cell's slot
+    result.trials = trial_counts(valid.values())
+    slots: set[str] = set()  # published cells with a final record, ok or failed
+    if benchmark is not None and cells is not None:
+        result.trial_budget = trial_budget(benchmark, len(cells))
     for cell_id, record in records.items():
+        phase = record["config"].get("phase")
+        if phase == "trial":
+            continue
+        if phase == "final":
+            cell_id = record["config"]["tune"].get("published_cell", cell_id)
+            slots.add(cell_id)
         if cells is not None and cell_id not in cells:
             result.other_records += 1
         elif record.get("status") == "ok":
@@ -103,8 +120,29 @@ def status(
         else:
             result.failed.append(record)
     if cells is not None:
-        result.pending = [label for cell_id, label in cells.items() if cell_id not in records]
+        result.pending = [
+            label
+            for cell_id, label in cells.items()
+            if cell_id not in records and cell_id not in slots
+        ]
     return result
+
+
+def trial_budget(benchmark: Path, cells: int) -> int | None:
+    """The most trials a tuned benchmark runs: ``[tune] trials`` for each method (each
+    group of one method's seeds); a grid or a method with nothing to search runs fewer."""
+    try:
+        raw = read_benchmark(benchmark)
+    except ConfigError:
+        return None
+    tune, info = raw.get("tune"), raw.get("benchmark")
+    if not isinstance(tune, dict) or not isinstance(info, dict):
+        return None
+    seeds = info.get("seeds", [0])
+    trials = tune.get("trials", Tune.model_fields["trials"].default)
+    if not isinstance(seeds, list) or not seeds or not isinstance(trials, int):
+        return None
+    return trials * (cells // len(seeds))
 
 
 def _make_context(context: Callable[[], RunContext] | None) -> RunContext:

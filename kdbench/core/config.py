@@ -22,6 +22,7 @@ from kdbench.core.errors import ConfigError, KdbenchError, did_you_mean
 from kdbench.core.limits import MAX_FILE_BYTES
 from kdbench.core.param_types import shorten, shown
 from kdbench.core.registry import Registry
+from kdbench.core.search_space import Dimension, is_recipe_key, nested, parse_space, recipe_path
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 BASELINE_LOSS = "ce"
@@ -82,6 +83,8 @@ class Pair(_Strict):
     teacher_checkpoint: str | None = None
     recipe: dict[str, Any] = {}
     loss_params: dict[str, dict[str, Any]] = {}
+    # search.<label>: this pair's search space for a loss, over the loss's own (see [tune])
+    search: dict[str, dict[str, Any]] = {}
 
 
 class Measure(_Strict):
@@ -127,6 +130,20 @@ class Run(_Strict):
     keep_students: bool = True
 
 
+class Tune(_Strict):
+    """The tuning protocol: every method searched on a validation split, equal budgets."""
+
+    validation: Annotated[float, Field(gt=0, lt=1)] = 0.1  # of the training split, per class
+    trials: Annotated[int, Field(gt=0)] = 16  # per method (loss label) and pair
+    trial_epochs: Annotated[int, Field(gt=0)] | None = None  # None: the recipe's epochs
+    sampler: Literal["grid", "random", "tpe"] = "tpe"
+    pruner: Literal["none", "median", "halving"] = "none"
+    seed: int = 0  # the sampler's, the validation split's and the trials' training seed
+    batch: Annotated[int, Field(gt=0)] = 4  # trials asked of each study per round
+    # keys every method searches (recipe keys only); a loss's own search adds to it
+    search: dict[str, Any] = {}
+
+
 class BenchmarkConfig(_Strict):
     """A whole benchmark file."""
 
@@ -141,6 +158,7 @@ class BenchmarkConfig(_Strict):
     run: Run = Run()
     # [trackers.<name>]: who watches the run (tensorboard, mlflow, ...); jsonl always does
     trackers: dict[str, dict[str, Any]] = {}
+    tune: Tune | None = None
 
     def loss_name(self, label: str) -> str:
         """The registered loss behind a ``[losses.<label>]`` table (``loss = "..."`` renames)."""
@@ -148,8 +166,18 @@ class BenchmarkConfig(_Strict):
 
     def loss_params(self, label: str, pair: Pair | None = None) -> dict[str, Any]:
         """A loss's parameters; a pair's ``loss_params.<label>`` overrides them for that pair."""
-        params = {k: v for k, v in self.losses.get(label, {}).items() if k != "loss"}
+        table = self.losses.get(label, {})
+        params = {k: v for k, v in table.items() if k not in ("loss", "search")}
         return params | (pair.loss_params.get(label, {}) if pair else {})
+
+    def search_table(self, label: str, pair: Pair | None = None) -> dict[str, Any]:
+        """A method's search space as written: ``[tune.search]``, the loss's ``search``
+        table over it, and the pair's ``search.<label>`` over both, key by key."""
+        tune = self.tune.search if self.tune else {}
+        own = self.losses.get(label, {}).get("search", {})
+        mine = pair.search.get(label, {}) if pair else {}
+        tables = [t for t in (tune, own, mine) if isinstance(t, dict)]
+        return {k: v for table in tables for k, v in table.items()}
 
     def loss_labels(self) -> list[str]:
         """Loss labels in file order, with the baseline first (added when absent)."""
@@ -304,7 +332,114 @@ def name_errors(config: BenchmarkConfig, registry: Registry, file: str) -> list[
         "executor.name",
         "executor.params",
     )
+    return errors + search_errors(config, registry, file)
+
+
+def search_errors(config: BenchmarkConfig, registry: Registry, file: str) -> list[ConfigError]:
+    """Every search table parses, names a key its method has, holds values that key takes
+    and contains the published value (the published setting is always a trial)."""
+    places: list[tuple[str, Any, str | None, Pair | None]] = []
+    if config.tune and config.tune.search:
+        places.append(("tune.search", config.tune.search, None, None))
+    for label, table in config.losses.items():
+        if "search" in table:
+            places.append((f"losses.{label}.search", table["search"], label, None))
+    errors: list[ConfigError] = []
+    for i, pair in enumerate(config.pairs):
+        for label, table in pair.search.items():
+            key = f"pairs[{i}].search.{label}"
+            if label in config.loss_labels():
+                places.append((key, table, label, pair))
+            else:
+                labels = config.loss_labels()
+                errors.append(ConfigError(
+                    f"no loss '{label}' in [losses]{did_you_mean(label, labels)}",
+                    file=file, key=key,
+                ))  # fmt: skip
+    if places and config.tune is None:
+        return [
+            ConfigError(
+                "a search space takes effect only in a tuned benchmark: add a [tune] table "
+                "(see docs/tuning.md)",
+                file=file,
+                key=places[0][0],
+            )
+        ]
+    for key, table, label, pair in places:
+        space, found = parse_space(table, file=file, key=key)
+        errors += found
+        for name, dim in space.items():
+            where = f'{key}."{name}"' if "." in name else f"{key}.{name}"
+            error = _dimension_error(config, registry, name, dim, label, pair)
+            if error:
+                errors.append(ConfigError(error, file=file, key=where))
     return errors
+
+
+def _dimension_error(
+    config: BenchmarkConfig,
+    registry: Registry,
+    name: str,
+    dim: Dimension,
+    label: str | None,
+    pair: Pair | None,
+) -> str | None:
+    """What is wrong with one searched key of a method (None: nothing)."""
+    assert config.tune is not None  # checked by the caller
+    if config.tune.sampler == "grid" and dim.points is None:
+        return f"sampler 'grid' searches grid and choice dimensions only, got {dim}"
+    if is_recipe_key(name):
+        recipe = config.student_recipe(pair) if pair else config.recipe
+        unknown = _unknown_recipe_key(name)
+        if unknown:
+            return unknown
+        for value in dim.values:
+            try:
+                _merge_recipe(recipe, nested(name, value))
+            except ValidationError as exc:
+                return f"{shown(value)} is not a value of {name}: {exc.errors()[0]['msg']}"
+        published: Any = recipe.model_dump()
+        for part in recipe_path(name):
+            published = published[part]
+    elif label is None:
+        return (
+            f"unknown key '{name}': [tune.search] searches recipe keys (\"recipe.optimizer.lr\"); "
+            "a loss's parameters go in [losses.<label>.search]"
+        )
+    else:
+        entry = registry.get("losses", config.loss_name(label))
+        params = config.loss_params(label, pair)
+        for value in dim.values:
+            found = entry.param_errors(params | {name: value}, file=None, key="")
+            if found:
+                return found[0].detail
+        published = params.get(name, entry.params.get(name))
+    if not dim.contains(published):
+        return (
+            f"the published value {shown(published)} is not in {dim}: the published "
+            "setting is always one of the trials"
+        )
+    return None
+
+
+def _unknown_recipe_key(name: str) -> str | None:
+    """Why a dotted recipe key names no number of the recipe (None: it does)."""
+    model: Any = Recipe
+    parts = recipe_path(name)
+    for depth, part in enumerate(parts):
+        fields = list(model.model_fields) if isinstance(model, type) else []
+        if part not in fields:
+            return f"unknown recipe key '{part}'{did_you_mean(part, fields)}" + (
+                f"; expected one of: {', '.join(fields)}" if fields else ""
+            )
+        model = _unwrap(model.model_fields[part].annotation)
+        if depth + 1 < len(parts) and not (
+            isinstance(model, type) and issubclass(model, BaseModel)
+        ):
+            return f"recipe key '{part}' has no keys under it"
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return f"recipe key '{parts[-1]}' is a table; name one of its keys"
+    return None
 
 
 def _construction_errors(

@@ -16,11 +16,12 @@ from typing import Any
 import torch
 
 from kdbench.core.data import DatasetSplits
+from kdbench.core.errors import KdbenchError
 from kdbench.core.losses import LossContext, TapPair, feature_pairs
 from kdbench.engine.batches import Augment
 from kdbench.engine.cache_policy import no_cache_reason, teacher_source
 from kdbench.engine.cell_checkpoint import GroupCheckpoint, Outputs, Resume
-from kdbench.engine.cell_record import finish_record
+from kdbench.engine.cell_record import as_trial, finish_record, pruned_body
 from kdbench.engine.context import RunContext, resolve_device
 from kdbench.engine.distributed import World, devices_of, launch_group
 from kdbench.engine.evaluate import TestSplit
@@ -29,6 +30,7 @@ from kdbench.engine.features import FeatureTaps
 from kdbench.engine.job import CellJob, error_of, record_head
 from kdbench.engine.lockstep import lockstep_key
 from kdbench.engine.logit_store import LogitStore
+from kdbench.engine.matrix import Cell, stable_hash
 from kdbench.engine.precision import autocast_dtype, compile_mode, compiled, to_channels_last
 from kdbench.engine.provenance import provenance
 from kdbench.engine.seeding import seed_everything
@@ -36,6 +38,8 @@ from kdbench.engine.streaming import sample_inputs, training_stream
 from kdbench.engine.students import save_student
 from kdbench.engine.teacher_setup import frozen_teacher
 from kdbench.engine.training import StudentRun, fit, make_run
+from kdbench.engine.trial_pruning import Judge, is_pruned
+from kdbench.engine.validation_split import carve
 
 
 def run_cell(
@@ -82,10 +86,10 @@ def run_group(
             record["error"] = error_of(result)
         else:
             record.update(result)
-            record["status"] = "ok"
+            record.setdefault("status", "ok")  # a pruned trial's body says "pruned"
         record["finished_at"] = datetime.now(UTC).isoformat()
     if progress:
-        progress.cell_done("ok" if all(r["status"] == "ok" for r in records) else "failed")
+        progress.cell_done("failed" if any(r["status"] == "failed" for r in records) else "ok")
     return records
 
 
@@ -106,6 +110,9 @@ def _train_group(
     first = jobs[0].cell
     recipe = first.recipe
     data, fingerprint = context.dataset(first.dataset)
+    store_fingerprint = fingerprint  # what the teacher-logit store keys the images by
+    if first.phase == "trial":  # train on the rest of the training split, score on validation
+        data, store_fingerprint = _validation_data(first, data, fingerprint)
     mean, std = torch.tensor(data.mean), torch.tensor(data.std)
     sample = sample_inputs(data.train, 2, mean=mean, std=std, device=device)
     amp = autocast_dtype(recipe["amp"], device)
@@ -145,7 +152,8 @@ def _train_group(
     outputs = jobs[0].outputs
     if any(s.run.loss.needs_teacher for s in live):
         source, cached_from = teacher_source(
-            first, teacher, teacher_taps, context=context, data=data, fingerprint=fingerprint,
+            first, teacher, teacher_taps, context=context, data=data,
+            fingerprint=store_fingerprint,
             stream=stream, device=device, amp=amp, folded=folded,
             store=LogitStore(outputs.out_dir) if outputs else None,
             demand=jobs[0].logit_demand,
@@ -166,6 +174,8 @@ def _train_group(
             checkpoint.save(epoch, earlier + seconds, stream.state_dict(), states)
 
     end = save if checkpoint else None
+    # several devices: no pruning (every rank would have to agree to stop)
+    judge = Judge([(s.job.pruning, s.run) for s in live]) if world is None else None
     with contextlib.ExitStack() as taps:
         for tap in [teacher_taps, *(s.run.taps for s in live)]:
             if tap is not None:
@@ -180,6 +190,7 @@ def _train_group(
             test=TestSplit(data.test, mean, std, device, amp),
             start_epoch=resumed["epochs_done"] if resumed else 0,
             on_epoch_end=world.epoch_end(end) if world else end,
+            judge=judge or None,
         )
     if world is not None and world.rank != 0:
         return [None] * len(jobs)  # rank 0 measures, keeps students and makes the records
@@ -188,7 +199,7 @@ def _train_group(
             "name": first.dataset.name,
             "fingerprint": fingerprint,
             "train": len(data.train),
-            "test": len(data.test),
+            ("validation" if first.phase == "trial" else "test"): len(data.test),
         },
         "amp": str(amp).removeprefix("torch.") if amp else "off",
         "train_seconds": seconds,
@@ -202,13 +213,8 @@ def _train_group(
         "resumed_from_epoch": resumed["epochs_done"] if resumed else None,
         "teacher_cost": teacher_cost,
     }
-    results = [
-        s
-        if isinstance(s, BaseException)
-        else (s.run.error or finish_record(s.job, s.run, s.features, data, sample, shared))
-        for s in students
-    ]
-    if outputs and outputs.keep_students:
+    results = [_result(s, data, sample, shared) for s in students]
+    if outputs and outputs.keep_students and first.phase != "trial":
         for s, result in zip(students, results, strict=True):
             if isinstance(result, dict):
                 result["student"] = _keep(s, data, outputs)
@@ -218,6 +224,39 @@ def _train_group(
                 result["resume_note"] = resume.note
     # The checkpoint stays: the runner deletes it once the records are written.
     return results
+
+
+def _result(
+    student: _Student | BaseException,
+    data: DatasetSplits,
+    sample: torch.Tensor,
+    shared: dict[str, Any],
+) -> dict[str, Any] | BaseException:
+    """One student's record body, or the error it failed with; a trial's in validation terms."""
+    if isinstance(student, BaseException):
+        return student
+    run = student.run
+    if is_pruned(run.error):
+        return as_trial(pruned_body(run))
+    if run.error is not None:
+        return run.error
+    body = finish_record(student.job, run, student.features, data, sample, shared)
+    return as_trial(body) if student.job.cell.phase == "trial" else body
+
+
+def _validation_data(
+    cell: Cell, data: DatasetSplits, fingerprint: str
+) -> tuple[DatasetSplits, str]:
+    """A trial's data (training split less validation, validation as ``test``) and the
+    key its teacher logits are stored under; the split must be the one the run planned."""
+    validation = cell.tune["validation"]
+    carved = carve(data, validation["fraction"], validation["seed"])
+    if carved.index_hash != validation["index_hash"]:
+        raise KdbenchError(
+            f"the validation split's indices hash to {carved.index_hash}, not the planned "
+            f"{validation['index_hash']}: the dataset changed since the tuning began"
+        )
+    return carved.data, stable_hash([fingerprint, carved.index_hash], 16)
 
 
 def _keep(student: _Student, data: DatasetSplits, outputs: Outputs) -> dict[str, Any]:

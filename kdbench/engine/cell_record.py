@@ -30,6 +30,14 @@ ACCURACY_PROTOCOL = (
     "evaluated epochs (every eval_every epochs and the last), selected on the test split"
 )
 
+TRIAL_ACCURACY_PROTOCOL = (
+    "val_top1/val_top5: last epoch, validation split (held out of the training split); "
+    "the test split is not evaluated in a trial"
+)
+# A trial's metrics in validation terms: what selection reads.
+_VALIDATION_NAMES = {"top1": "val_top1", "top5": "val_top5", "best_top1": "best_val_top1",
+                     "best_epoch": "best_val_epoch"}  # fmt: skip
+
 
 def best_epoch(history: list[dict[str, Any]]) -> tuple[float, int] | None:
     """The highest test top-1 of a history and its (first) epoch; None if none evaluated.
@@ -132,3 +140,29 @@ def cost_ref(job: CellJob, model, sample, num_classes: int, role: str) -> dict[s
         channels_last=job.cell.recipe["channels_last"] and student and channels_last_applies(model),
         results=Path(job.outputs.out_dir),
     )  # fmt: skip
+
+
+def as_trial(body: dict[str, Any]) -> dict[str, Any]:
+    """A trial's record body: its evaluations were on the validation split, so they say so.
+
+    Accuracy in ``metrics`` and ``history`` becomes ``val_*``; no test figure is left.
+    """
+    metrics = body.get("metrics") or {}
+    body["metrics"] = {_VALIDATION_NAMES.get(k, k): v for k, v in metrics.items()}
+    for entry in body.get("history", []):
+        entry["val_top1"] = entry.pop("test_top1", None)
+    if "protocol" in body:
+        body["protocol"]["accuracy"] = TRIAL_ACCURACY_PROTOCOL
+    return body
+
+
+def pruned_body(run: StudentRun) -> dict[str, Any]:
+    """The record body of a trial its study pruned: its history, last validation top-1."""
+    scored = [entry for entry in run.history if entry["test_top1"] is not None]
+    metrics: dict[str, Any] = {"pruned_after_epoch": len(run.history)}
+    if scored:
+        metrics["top1"] = scored[-1]["test_top1"]
+    if run.history:
+        metrics["final_train_loss"] = run.history[-1]["train"]
+    return {"status": "pruned", "metrics": metrics, "history": run.history,
+            "cost": {"steps": run.steps, "epoch_seconds": run.epoch_seconds}}  # fmt: skip

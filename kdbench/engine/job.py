@@ -30,6 +30,9 @@ class CellJob:
     # Epochs of every cell of the run that can read this cell's teacher logits: what
     # logit_cache = "auto" weighs the cost of computing them against.
     logit_demand: int | None = None
+    # A tuning trial's study, so the worker can report each epoch and be pruned
+    # (kdbench.engine.trial_pruning); None for every other cell.
+    pruning: dict[str, Any] | None = None
 
 
 def record_head(job: CellJob) -> dict[str, Any]:

@@ -77,10 +77,17 @@ class Cell:
     recipe: dict[str, Any]
     measure: dict[str, Any]
     teacher: TeacherSpec | None  # None for losses that need no teacher (the baseline)
+    # A tuned benchmark's cells: "trial" or "final", and what the tuning says of them
+    # (kdbench.engine.tuning); ordinary cells have neither, nor the keys in their config.
+    phase: str | None = None
+    tune: dict[str, Any] | None = None
 
     def config(self) -> dict[str, Any]:
         """The resolved configuration, as recorded (its experiment is hashed into the id)."""
         config = asdict(self)
+        for key in ("phase", "tune"):
+            if config[key] is None:
+                del config[key]
         if self.teacher is not None:
             config["teacher"] = {"id": self.teacher.id, **config["teacher"]}
             config["teacher"].pop("checkpoint")
@@ -95,12 +102,23 @@ class Cell:
         pair = self.student.name
         if self.teacher:
             pair = f"{self.teacher.model.name}->{pair}"
-        return f"{self.dataset.name} {pair} {self.loss.label} s{self.seed}"
+        phase = f" {self.phase}" if self.phase == "final" else ""
+        if self.phase == "trial" and self.tune:
+            phase = f" trial {self.tune['trial']}"
+        return f"{self.dataset.name} {pair} {self.loss.label}{phase} s{self.seed}"
 
 
 def expand(config: BenchmarkConfig, registry: Registry, file: Path) -> list[Cell]:
     """All cells of a benchmark, deduplicated (a baseline shared by pairs runs once)."""
-    cells: dict[str, Cell] = {}
+    return [cell for cell, _ in cells_and_pairs(config, registry, file)]
+
+
+def cells_and_pairs(
+    config: BenchmarkConfig, registry: Registry, file: Path
+) -> list[tuple[Cell, int]]:
+    """Every cell (deduplicated, in matrix order) and the ``[[pairs]]`` entry it came from
+    (the first one, for a baseline shared by pairs): where its search space is written."""
+    cells: dict[str, tuple[Cell, int]] = {}
     teacher_recipe = (config.teacher_recipe or config.recipe).model_dump()
     for dataset_name, dataset_params in config.datasets.items():
         dataset = DatasetSpec(dataset_name, dict(dataset_params))
@@ -123,7 +141,7 @@ def expand(config: BenchmarkConfig, registry: Registry, file: Path) -> list[Cell
                         measure=config.measure.model_dump(),
                         teacher=teacher if needs_teacher else None,
                     )
-                    cells.setdefault(cell.id, cell)
+                    cells.setdefault(cell.id, (cell, i))
     return list(cells.values())
 
 

@@ -22,7 +22,7 @@ from kdbench.engine.context import RunContext, resolve_device
 from kdbench.engine.events import Progress
 from kdbench.engine.job import CellJob
 from kdbench.engine.lockstep import lockstep_groups
-from kdbench.engine.matrix import Cell, stable_hash, teachers_of
+from kdbench.engine.matrix import Cell, cells_and_pairs, stable_hash, teachers_of
 from kdbench.engine.teachers import provision
 from kdbench.engine.trackers import Trackers, TrackingProgress, build_trackers, check_trackers
 from kdbench.engine.validation import validate_benchmark
@@ -30,6 +30,7 @@ from kdbench.records.executor_note import ExecutorNote, write_executor_note
 from kdbench.records.lock import results_lock
 from kdbench.records.plan_note import write_plan_note
 from kdbench.records.store import RecordStore, write_text_atomic
+from kdbench.records.tuned import final_slots
 
 DisplayFactory = Callable[..., Any]
 """``display(total_cells, console, *, cells, skipped, log_every)``: a :class:`Progress`
@@ -48,6 +49,8 @@ class Plan:
     cells: list[Cell]
     config_hash: str
     overrides: tuple[Override, ...] = ()
+    # a tuned benchmark's cells: the [[pairs]] entry each came from (its search space)
+    pair_of: dict[str, int] = field(default_factory=dict)
 
     def benchmark_text(self) -> str:
         """What the results folder keeps as ``benchmark.toml``: the file that ran, with
@@ -90,12 +93,19 @@ def plan(
         overrides=overrides,
     )  # fmt: skip
     check_trackers(config.trackers, context.plugins.registry, file=str(path))
+    pair_of = {}
+    if config.tune is not None:
+        pair_of = {c.id: i for c, i in cells_and_pairs(config, context.plugins.registry, path)}
     if devices is not None:
-        cells = [replace(cell, recipe={**cell.recipe, "devices": devices}) for cell in cells]
+        replaced = [replace(cell, recipe={**cell.recipe, "devices": devices}) for cell in cells]
+        pair_of = {new.id: pair_of[old.id] for old, new in zip(cells, replaced, strict=True)}
+        cells = replaced
     # The cell limit steers this run only; it is not part of the experiment.
-    # Nor are the trackers watching it.
+    # Nor are the trackers watching it (nor an absent [tune]: older hashes stay).
     identity = config.model_dump(exclude={"benchmark": {"max_cells"}, "trackers": True})
-    return Plan(path, config, cells, stable_hash(identity), tuple(overrides))
+    if config.tune is None:
+        del identity["tune"]
+    return Plan(path, config, cells, stable_hash(identity), tuple(overrides), pair_of)
 
 
 def load_datasets(the_plan: Plan, context: RunContext) -> None:
@@ -170,13 +180,17 @@ def run_benchmark(
         checkpoints = CheckpointKeeper(outputs, store.is_done, say)
         checkpoints.sweep()  # a group's records written, its checkpoint not yet deleted
         pending = [cell for cell in the_plan.cells if not store.is_done(cell.id)]
+        if the_plan.config.tune is not None:  # its cells are the finals of its methods
+            slots = final_slots(store.scan()[0].values())
+            pending = [cell for cell in the_plan.cells if cell.id not in slots]
         result = RunResult(out_dir, skipped=len(the_plan.cells) - len(pending))
         benchmark_text = the_plan.benchmark_text()
         write_text_atomic(out_dir / "benchmark.toml", benchmark_text)
         write_plan_note(out_dir, benchmark_text, {c.id: c.label() for c in the_plan.cells})
         write_executor_note(out_dir, ExecutorNote.of(executor_name, params, type(runner)))
         console.print(
-            f"{the_plan.config.benchmark.name}: {len(the_plan.cells)} cells, "
+            f"{the_plan.config.benchmark.name}: {len(the_plan.cells)} "
+            f"{'tuned cells' if the_plan.config.tune else 'cells'}, "
             f"{result.skipped} already done, {len(pending)} to run on {cell_device} "
             f"({executor_name} executor) -> {out_dir}"
         )
@@ -196,48 +210,63 @@ def run_benchmark(
         )  # fmt: skip
         progress = TrackingProgress(trackers, shown)
         try:
-            if pending:  # before teachers: a broken executor setup fails fast
+            tuned = the_plan.config.tune is not None
+            if pending or tuned:  # before teachers: a broken executor setup fails fast
                 _call(runner, "start", out_dir)
             with shown or nullcontext():
-                teachers = provision_teachers(pending, context, out_dir, torch_device, shown)
-                demand = logit_demand(pending, context.plugins.registry)
-                jobs = [
-                    CellJob(
-                        cell=cell,
-                        device=cell_device,
-                        teacher_weights=(
-                            # absolute: a worker elsewhere may start in another directory
-                            str(Path(teachers[cell.teacher.id]["weights"]).resolve())
-                            if cell.teacher
-                            else None
-                        ),
-                        teacher_info=teachers[cell.teacher.id] if cell.teacher else None,
-                        source_dir=str(the_plan.path.parent.resolve()),
-                        config_hash=the_plan.config_hash,
-                        outputs=outputs,
-                        logit_demand=demand.get(cell.id),
-                    )
-                    for cell in pending
-                ]
+                needed = the_plan.cells if tuned else pending
+                teachers = provision_teachers(needed, context, out_dir, torch_device, shown)
+                lockstep = executor_cfg.lockstep
                 # With lockstep, a unit is a group of cells sharing teacher, data and seed;
                 # out of process, the bare function goes: it pickles, workers add a context.
-                lockstep = executor_cfg.lockstep
                 run: Callable[..., Any] = run_group if lockstep else run_cell
                 if in_process:
                     run = functools.partial(run, context=context, progress=progress)
-                labels = {cell.id: cell.label() for cell in pending}
-                rounds = _with_retries(
-                    runner, jobs, run, executor_cfg.retries, labels, console, lockstep=lockstep
-                )
-                for record in rounds:
-                    record["executor"] = executor_name
-                    store.write(record)
-                    checkpoints.recorded(record)  # only now may its checkpoint go
-                    result.ran += 1
-                    trackers.cell_finished(record)
-                    if shown:
-                        shown.advance(record["status"], labels[record["cell_id"]],
-                                        record["cell_id"])  # fmt: skip
+
+                def execute(cells: list[Cell], pruning: dict[str, dict[str, Any]]) -> None:
+                    """Run cells through the executor; write each record as it comes."""
+                    demand = logit_demand(cells, context.plugins.registry)
+                    jobs = [
+                        CellJob(
+                            cell=cell,
+                            device=cell_device,
+                            teacher_weights=(
+                                # absolute: a worker elsewhere may start in another directory
+                                str(Path(teachers[cell.teacher.id]["weights"]).resolve())
+                                if cell.teacher
+                                else None
+                            ),
+                            teacher_info=teachers[cell.teacher.id] if cell.teacher else None,
+                            source_dir=str(the_plan.path.parent.resolve()),
+                            config_hash=the_plan.config_hash,
+                            outputs=outputs,
+                            logit_demand=demand.get(cell.id),
+                            pruning=pruning.get(cell.id),
+                        )
+                        for cell in cells
+                    ]
+                    labels = {cell.id: cell.label() for cell in cells}
+                    trackers.cells.update({cell.id: cell for cell in cells})
+                    rounds = _with_retries(
+                        runner, jobs, run, executor_cfg.retries, labels, console,
+                        lockstep=lockstep,
+                    )  # fmt: skip
+                    for record in rounds:
+                        record["executor"] = executor_name
+                        store.write(record)
+                        checkpoints.recorded(record)  # only now may its checkpoint go
+                        result.ran += 1
+                        trackers.cell_finished(record)
+                        if shown:
+                            shown.advance(record["status"], labels[record["cell_id"]],
+                                          record["cell_id"])  # fmt: skip
+
+                if tuned:  # Optuna is imported by tuned runs alone
+                    from kdbench.engine.tuning import run_tuning
+
+                    finals = run_tuning(the_plan, context, store, execute, out_dir, say)
+                else:
+                    execute(pending, {})
         except BaseException:
             trackers.close()
             try:
@@ -248,7 +277,7 @@ def run_benchmark(
         finally:
             _call(runner, "close")
 
-        cell_ids = {cell.id for cell in the_plan.cells}
+        cell_ids = {cell.id for cell in (finals if tuned else the_plan.cells)}
         result.failed = failed_cells(store, cell_ids)
         if summarize:
             result.table = summarize(out_dir, cell_ids)
@@ -315,7 +344,7 @@ def _retry(
     record["attempts"] = attempts[cell_id]
     if earlier[cell_id]:
         record["earlier_errors"] = earlier[cell_id]
-    if record["status"] == "ok" or attempts[cell_id] > retries:
+    if record["status"] in ("ok", "pruned") or attempts[cell_id] > retries:
         return False
     error = record.get("error") or {}
     earlier[cell_id].append({k: error.get(k) for k in ("type", "message")})

@@ -277,13 +277,15 @@ def fit(
     test: TestSplit | None = None,
     start_epoch: int = 0,
     on_epoch_end: Callable[[int, float], None] | None = None,
+    judge: Callable[[int], None] | None = None,
 ) -> float:
     """Train every run from ``start_epoch`` to ``epochs``; returns the wall time in seconds.
 
     With ``test``, each run is evaluated on it after its due epochs (see
     :func:`evaluate_epoch`); the time counts in the wall time. ``on_epoch_end(epoch,
     seconds)`` is called after each epoch (0-based) with the wall time so far, before
-    progress hears of it: where a cell saves its checkpoint.
+    progress hears of it: where a cell saves its checkpoint. ``judge(epoch)`` is called
+    after each evaluation and may stop runs (a tuning trial's pruner sets its ``error``).
     """
     progress = progress or Progress()
     steps = len(stream)
@@ -301,6 +303,8 @@ def fit(
         )
         if test is not None:
             evaluate_epoch(runs, test, epoch=epoch, epochs=epochs)
+        if judge is not None:
+            judge(epoch)
         live = [run for run in runs if run.error is None]
         if not live:
             break

@@ -31,6 +31,12 @@ SINGLE_DEVICE = frozenset({"devices", "sync_bn"})
 # Dataset parameters that say where the data lives, not what it is: machines differ.
 # ``workers`` (a streaming dataset's reader processes) changes only how fast it is read.
 LOCATION = frozenset({"root", "download", "workers"})
+# A tuned cell's bookkeeping: which study and trial asked for it, what it scored. The
+# experiment is its phase, its parameters (already in its loss and recipe), the
+# validation split and, for a final cell, the budget that selected it.
+TUNE_BOOKKEEPING = frozenset({"study", "trial", "selected_val_top1", "published_cell"})
+# A trial is the same experiment whatever budget or sampler its study had.
+TRIAL_BOOKKEEPING = TUNE_BOOKKEEPING | {"sampler", "trials"}
 
 
 def stable_hash(data: Any, length: int = 12) -> str:
@@ -43,9 +49,13 @@ def experiment(config: dict[str, Any]) -> dict[str, Any]:
     """The parts of a cell's config that change its result.
 
     Dropped: the benchmark's name, how latency is measured (``measure``), execution
-    switches, where datasets live and the teacher's derived id (its parts stay).
+    switches, where datasets live, the teacher's derived id (its parts stay) and a tuned
+    cell's bookkeeping (:data:`TUNE_BOOKKEEPING`; ordinary cells have no ``tune``).
     """
     out = {k: v for k, v in config.items() if k not in ("benchmark", "measure")}
+    if isinstance(config.get("tune"), dict):
+        dropped = TRIAL_BOOKKEEPING if config.get("phase") == "trial" else TUNE_BOOKKEEPING
+        out["tune"] = _without(config["tune"], dropped)
     out["recipe"] = _recipe(config.get("recipe"))
     out["dataset"] = _dataset(config.get("dataset"))
     if isinstance(config.get("teacher"), dict):

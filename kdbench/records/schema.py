@@ -59,6 +59,17 @@ class CellConfig(_Open):
     recipe: dict[str, Any] = Field(default_factory=dict)
     measure: dict[str, Any] = Field(default_factory=dict)
     teacher: TeacherConfig | None = None
+    phase: Literal["trial", "final"] | None = Field(
+        default=None,
+        description="a tuned benchmark's cell: a trial (validation split) or a final run of "
+        "the selected setting (absent: an ordinary cell)",
+    )
+    tune: dict[str, Any] | None = Field(
+        default=None,
+        description="trial: study, trial, params, validation, sampler, trials, trial_epochs; "
+        "final: study, trials, trial_epochs, validation, sampler, selected, selected_val_top1 "
+        "(docs/tuning.md)",
+    )
 
 
 class HistoryEntry(BaseModel):
@@ -70,6 +81,9 @@ class HistoryEntry(BaseModel):
     epoch: int = Field(ge=1, description="1-based")
     lr: float | None = None
     test_top1: float | None = None
+    val_top1: float | None = Field(
+        default=None, description="a trial's validation top-1 (trials never see the test split)"
+    )
     train: dict[str, float] = Field(default_factory=dict)
     diagnostics: dict[str, float | None] = Field(
         default_factory=dict,
@@ -79,7 +93,8 @@ class HistoryEntry(BaseModel):
 
 
 class Metrics(_Open):
-    top1: float
+    top1: float | None = Field(default=None, description="test top-1; absent only in trials")
+    val_top1: float | None = Field(default=None, description="a trial's validation top-1")
     top5: float | None = None
     final_train_loss: dict[str, float] | None = None
     best_top1: float | None = None
@@ -154,11 +169,12 @@ class StudentFile(_Open):
 
 
 class Record(_Open):
-    """One cell's record: ``ok`` with metrics, or ``failed`` with the error."""
+    """One cell's record: ``ok`` with metrics, ``failed`` with the error, or (a trial only)
+    ``pruned`` with the validation accuracy it had when its study stopped it."""
 
     schema_version: Literal[3]
     cell_id: str = Field(min_length=1)
-    status: Literal["ok", "failed"]
+    status: Literal["ok", "failed", "pruned"]
     config: CellConfig
     benchmark_config_hash: str | None = None
     started_at: str | None = None
@@ -188,6 +204,12 @@ class Record(_Open):
     def _outcome(self) -> Record:
         if self.status == "ok" and self.metrics is None:
             raise ValueError("status 'ok' without metrics")
+        trial = self.config.phase == "trial"
+        if self.status == "pruned" and not trial:
+            raise ValueError("status 'pruned' on a cell that is no trial")
+        score = "val_top1" if trial else "top1"
+        if self.status == "ok" and getattr(self.metrics, score) is None:
+            raise ValueError(f"status 'ok' without metrics.{score}")
         if self.status == "failed" and self.error is None:
             raise ValueError("status 'failed' without error")
         return self

@@ -63,6 +63,8 @@ def collect(locations: Iterable[Path], cells: set[str] | None = None) -> Collect
             if isinstance(record, BadRecord):
                 found.bad.append(record)
                 found.warnings.append(f"{record}, skipped")
+            elif record.config.phase == "trial":
+                continue  # a tuning trial: scored on validation, no test figure to show
             elif cells is None or record.cell_id in cells:
                 _add(found, dump(record), path)
     return found

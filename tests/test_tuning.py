@@ -1,0 +1,355 @@
+"""The tuning protocol end to end on digits: search spaces in the file, a validation
+split carved from the training split, trials as cells, selection on validation accuracy
+only, final runs of the selected settings, resume and status."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from test_cli_run import record_mtimes, run_cli
+from test_config_errors import run_bad
+
+from conftest import TINY, write_benchmark
+from kdbench.core.data import Split
+from kdbench.core.search_space import Dimension
+from kdbench.engine import studies
+from kdbench.engine.context import RunContext
+from kdbench.engine.runner import plan, run_benchmark
+from kdbench.engine.tuning import grid_points
+from kdbench.engine.validation_split import carve, held_out
+from kdbench.records.identity import experiment_id
+
+# Two methods (the baseline and kd) of one pair, one seed; trials train one epoch.
+TUNED = (
+    TINY.format(extra_pairs="").replace("seeds = [0, 1]", "seeds = [0]")
+    + """
+[tune]
+trials = 3
+trial_epochs = 1
+sampler = "random"
+batch = 2
+seed = 3
+
+[tune.search]
+"recipe.optimizer.lr" = { log_uniform = [0.01, 0.1] }
+
+[losses.kd.search]
+temperature = { choice = [1.0, 4.0, 8.0] }
+"""
+)
+
+TRIAL_KEYS = {"study", "trial", "params", "validation", "sampler", "trials", "trial_epochs"}
+FINAL_KEYS = {"study", "trials", "trial_epochs", "validation", "sampler", "selected",
+              "selected_val_top1"}  # fmt: skip
+
+
+def records(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((out / "records").glob("*.json"))]
+
+
+def by_phase(out: Path, phase: str) -> list[dict]:
+    return [r for r in records(out) if r["config"].get("phase") == phase]
+
+
+# --- the benchmark file: search spaces and [tune] -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            TUNED.replace("temperature = { choice", "temperature = { chioce"),
+            ["losses.kd.search.temperature.chioce", "unknown search kind 'chioce'",
+             "did you mean 'choice'"],
+        ),
+        (
+            TUNED.replace("temperature = { choice", "temprature = { choice"),
+            ["losses.kd.search.temprature", "unknown parameter 'temprature'",
+             "did you mean 'temperature'"],
+        ),
+        (
+            TUNED.replace('"recipe.optimizer.lr"', '"recipe.optimizer.lrr"'),
+            ['tune.search."recipe.optimizer.lrr"', "unknown recipe key 'lrr'",
+             "did you mean 'lr'"],
+        ),
+        (
+            TUNED.replace("[1.0, 4.0, 8.0]", "[1.0, 2.0]"),
+            ["losses.kd.search.temperature", "published value 4.0 is not in",
+             "always one of the trials"],
+        ),
+        (
+            TUNED.replace("[1.0, 4.0, 8.0]", '["hot", 4.0]'),
+            ["losses.kd.search.temperature", "valid number", "'hot'"],
+        ),
+        (
+            TUNED.replace("[0.01, 0.1]", "[0.1, 0.01]"),
+            ['tune.search."recipe.optimizer.lr".log_uniform', "low must be below high"],
+        ),
+        (
+            TUNED.replace('sampler = "random"', 'sampler = "grid"'),
+            ['tune.search."recipe.optimizer.lr"', "sampler 'grid' searches grid and choice"],
+        ),
+        (
+            TUNED.replace("trials = 3", "trails = 3"),
+            ["tune.trails", "did you mean 'trials'"],
+        ),
+        (
+            TUNED.replace("validation", "x").replace("[tune]", "[tune]\nvalidation = 1.5"),
+            ["tune.validation", "less than 1"],
+        ),
+        (
+            TUNED.replace('student_params = { hidden = 16 }',
+                          'student_params = { hidden = 16 }\nsearch.kdd = { alpha = '
+                          '{ uniform = [0.1, 0.9] } }'),
+            ["pairs[0].search.kdd", "no loss 'kdd'", "did you mean 'kd'"],
+        ),
+        (
+            TINY.format(extra_pairs="") + "[losses.kd.search]\ntemperature = { grid = [4.0] }\n",
+            ["losses.kd.search", "add a [tune] table"],
+        ),
+    ],
+)  # fmt: skip
+def test_a_mistake_in_tuning_is_one_line_naming_file_and_key(tmp_path, text, expected):
+    code, output, out = run_bad(tmp_path, text)
+    assert code == 2, output
+    line = output.strip()
+    assert "\n" not in line and "Traceback" not in output
+    assert line.startswith("kdbench: error: ") and "bench.toml" in line
+    for part in expected:
+        assert part in line
+    assert not out.exists()
+
+
+def test_grid_points_start_with_the_published_setting():
+    space = {"a": Dimension("grid", (1, 2, 4)), "b": Dimension("choice", ("x", "y"))}
+    points = grid_points(space, {"a": 2, "b": "y"}, seed=0)
+    assert points[0] == {"a": 2, "b": "y"}
+    assert len(points) == 6 and len({tuple(sorted(p.items())) for p in points}) == 6
+    assert grid_points(space, {"a": 2, "b": "y"}, seed=0) == points  # seeded
+
+
+# --- the validation split -----------------------------------------------------------------
+
+
+def test_validation_split_is_stratified_seeded_and_disjoint():
+    labels = torch.arange(10).repeat_interleave(torch.arange(10, 20))  # classes of 10..19
+    images = torch.arange(len(labels), dtype=torch.uint8).view(-1, 1, 1, 1).expand(-1, 1, 2, 2)
+    data = replace_train(labels, images)
+    carved = carve(data, 0.2, seed=5)
+    val, rest = carved.data.test, carved.data.train
+    assert len(val) + len(rest) == len(labels)
+    for c in range(10):  # each class gives a fifth of its images
+        assert int((val.labels == c).sum()) == round(0.2 * (10 + c))
+    # each image holds its own index: validation and the rest split the indices exactly
+    val_ids, rest_ids = set(val.images[:, 0, 0, 0].tolist()), set(rest.images[:, 0, 0, 0].tolist())
+    assert val_ids.isdisjoint(rest_ids) and val_ids | rest_ids == set(range(len(labels)))
+    assert val_ids == set(held_out(labels, 0.2, 5).tolist())
+    assert carve(data, 0.2, seed=5).index_hash == carved.index_hash
+    assert carve(data, 0.2, seed=6).index_hash != carved.index_hash
+    assert data.test is not val  # the test split is no part of it
+
+
+def replace_train(labels: torch.Tensor, images: torch.Tensor):
+    from kdbench.core.data import DatasetSplits
+
+    split = Split(images.contiguous(), labels)
+    return DatasetSplits(split, split, tuple(str(c) for c in range(10)), (0.5,), (0.5,))
+
+
+def test_trial_ids_ignore_bookkeeping_and_ordinary_ids_have_no_tune_keys():
+    loss = {"name": "kd", "label": "kd", "params": {}}
+    base = {"benchmark": "b", "dataset": {"name": "d", "params": {}}, "seed": 0, "loss": loss,
+            "recipe": {"epochs": 1}}  # fmt: skip
+    validation = {"fraction": 0.1, "seed": 0, "index_hash": "abc"}
+    trial = base | {"phase": "trial", "tune": {"study": "s", "trial": 3, "params": {},
+                                                "validation": validation, "trials": 8}}  # fmt: skip
+    renamed = trial | {"tune": {**trial["tune"], "study": "t", "trial": 7, "trials": 16}}
+    assert experiment_id(trial) == experiment_id(renamed)
+    other_split = trial | {"tune": {**trial["tune"], "validation": {**validation, "seed": 1}}}
+    assert experiment_id(trial) != experiment_id(other_split)
+    assert experiment_id(trial) != experiment_id(base)
+    final = base | {"phase": "final", "tune": {"selected": {}, "selected_val_top1": 50.0}}
+    rescored = final | {"tune": {"selected": {}, "selected_val_top1": 60.0}}
+    assert experiment_id(final) == experiment_id(rescored) != experiment_id(base)
+
+
+# --- end to end ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tuned_run(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tuned")
+    bench = write_benchmark(folder, text=TUNED)
+    result = run_cli("run", str(bench), "--out", "out", "--quiet", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def test_trials_are_cells_scored_on_validation_only(tuned_run: Path):
+    out = tuned_run / "out"
+    trials = by_phase(out, "trial")
+    assert len(trials) == 6  # equal budgets: 3 trials for each method, the baseline too
+    studies = {r["config"]["tune"]["study"] for r in trials}
+    assert len(studies) == 2
+    for record in trials:
+        tune = record["config"]["tune"]
+        assert set(tune) >= TRIAL_KEYS
+        assert tune["trials"] == 3 and tune["trial_epochs"] == 1 and tune["sampler"] == "random"
+        assert set(tune["validation"]) == {"fraction", "seed", "index_hash"}
+        assert tune["validation"]["fraction"] == 0.1 and tune["validation"]["seed"] == 3
+        assert record["status"] == "ok"
+        assert "top1" not in record["metrics"] and 0 <= record["metrics"]["val_top1"] <= 100
+        assert all(e.get("test_top1") is None and e["val_top1"] is not None
+                   for e in record["history"])  # fmt: skip
+        assert record["config"]["recipe"]["epochs"] == 1
+        lr = record["config"]["recipe"]["optimizer"]["lr"]
+        assert lr == tune["params"]["recipe.optimizer.lr"] and 0.01 <= lr <= 0.1
+        assert record["dataset"]["validation"] + record["dataset"]["train"] == 1347
+        assert "test" not in record["dataset"]
+    for study in studies:  # the published setting is trial 0 of every study
+        first = next(r for r in trials if r["config"]["tune"]["study"] == study
+                     and r["config"]["tune"]["trial"] == 0)  # fmt: skip
+        assert first["config"]["recipe"]["optimizer"]["lr"] == 0.05
+        if first["config"]["loss"]["label"] == "kd":
+            assert first["config"]["tune"]["params"]["temperature"] == 4.0
+
+
+def test_the_best_trial_of_each_method_trains_on_the_full_split_and_is_tested(tuned_run):
+    out = tuned_run / "out"
+    trials, finals = by_phase(out, "trial"), by_phase(out, "final")
+    assert len(finals) == 2
+    for final in finals:
+        tune = final["config"]["tune"]
+        assert set(tune) >= FINAL_KEYS
+        mine = [r for r in trials if r["config"]["tune"]["study"] == tune["study"]]
+        best = max(mine, key=lambda r: (r["metrics"]["val_top1"], -r["config"]["tune"]["trial"]))
+        assert tune["selected"] == best["config"]["tune"]["params"]
+        assert tune["selected_val_top1"] == best["metrics"]["val_top1"]
+        assert final["config"]["recipe"]["epochs"] == 2  # the benchmark's own recipe
+        assert final["config"]["seed"] == 0  # the benchmark's seeds
+        assert final["dataset"]["train"] == 1347 and final["dataset"]["test"] == 450
+        assert final["metrics"]["top1"] is not None and "val_top1" not in final["metrics"]
+
+
+def test_status_counts_trials_and_finals(tuned_run: Path):
+    result = run_cli("status", "out", cwd=tuned_run)
+    assert result.returncode == 0, result.stderr
+    assert "out: 2 cells" in result.stdout
+    assert "done     2" in result.stdout and "pending  0" in result.stdout
+    assert "trials   6 of at most 6 (6 ok)" in result.stdout
+
+
+def test_a_report_of_a_tuned_folder_is_made_of_its_finals(tuned_run: Path):
+    result = run_cli("report", "out", cwd=tuned_run)
+    assert result.returncode == 0, result.stderr
+    assert "2 records (0 failed)" in result.stdout  # the finals; trials have no test figure
+
+
+def test_a_deleted_trial_record_reruns_alone(tuned_run: Path):
+    out = tuned_run / "out"
+    victim = next(r for r in by_phase(out, "trial") if r["config"]["tune"]["trial"] == 1)
+    path = out / "records" / f"{victim['cell_id']}.json"
+    path.unlink()
+    before = record_mtimes(out)
+    trials = study_trials(out)
+    status = run_cli("status", "out", cwd=tuned_run)
+    assert "trials   5 of at most 6 (5 ok)" in status.stdout
+    result = run_cli("run", "out/benchmark.toml", "--out", "out", "--quiet", cwd=tuned_run)
+    assert result.returncode == 0, result.stderr
+    after = record_mtimes(out)
+    assert set(after) == set(before) | {path.name}
+    assert all(after[name] == mtime for name, mtime in before.items())  # nothing else reran
+    rerun = json.loads(path.read_text())
+    assert rerun["metrics"]["val_top1"] == victim["metrics"]["val_top1"]
+    assert study_trials(out) == trials  # the studies knew it: nothing new asked or told
+
+
+def study_trials(out: Path) -> dict[str, list[tuple]]:
+    """Every study's trials in the results folder's journal: number, state, value."""
+    storage = studies.storage(out / "tuning" / "optuna.journal")
+    return {
+        summary.study_name: [
+            (t.number, t.state.name, t.value)
+            for t in optuna.load_study(study_name=summary.study_name, storage=storage).trials
+        ]
+        for summary in optuna.get_all_study_summaries(storage)
+    }
+
+
+def test_permuting_the_test_labels_changes_no_selection(tmp_path: Path):
+    bench = write_benchmark(tmp_path, text=TUNED.replace("trials = 3", "trials = 2"))
+
+    class Permuted(RunContext):
+        def dataset(self, spec):
+            data, fingerprint = super().dataset(spec)
+            labels = data.test.labels[torch.randperm(len(data.test), generator=torch.Generator()
+                                                     .manual_seed(0))]  # fmt: skip
+            test = Split(data.test.images, labels)
+            return replace(data, test=test), fingerprint + "-permuted"
+
+    selections, tested = [], []
+    for name, context in (("plain", RunContext()), ("permuted", Permuted())):
+        out = tmp_path / name
+        the_plan = plan(bench, context, validate=True)
+        run_benchmark(the_plan, context, out_dir=out, quiet=True)
+        finals = by_phase(out, "final")
+        selections.append(
+            {
+                r["config"]["tune"]["study"]: (
+                    r["config"]["tune"]["selected"],
+                    r["config"]["tune"]["selected_val_top1"],
+                )
+                for r in finals
+            }  # fmt: skip
+        )
+        tested.append(sorted(r["metrics"]["top1"] for r in finals))
+    assert len(selections[0]) == 2
+    assert selections[0] == selections[1]
+    assert tested[0] != tested[1]  # the finals were tested, on labels that differ
+
+
+PRUNED = (
+    TINY.format(extra_pairs="")
+    .replace("seeds = [0, 1]", "seeds = [0]")
+    .replace("[losses.kd]\ntemperature = 4.0\n", "")
+    + """
+[tune]
+trials = 4
+trial_epochs = 3
+sampler = "grid"
+pruner = "median"
+batch = 1
+
+[tune.search]
+"recipe.optimizer.lr" = { grid = [0.05, 0.0001, 0.0002, 0.0003] }
+"""
+)
+
+
+def test_trials_far_below_the_median_are_pruned_and_never_selected(tmp_path: Path):
+    """One trial per round: the two first finish (the median pruner's start), then the
+    rest, with learning rates too small to learn in three epochs, are stopped early."""
+    bench = write_benchmark(tmp_path, text=PRUNED)
+    result = run_cli("run", str(bench), "--out", "out", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out"
+    trials = sorted(by_phase(out, "trial"), key=lambda r: r["config"]["tune"]["trial"])
+    assert [r["config"]["recipe"]["optimizer"]["lr"] for r in trials][0] == 0.05
+    assert [r["status"] for r in trials[:2]] == ["ok", "ok"]
+    pruned = [r for r in trials if r["status"] == "pruned"]
+    assert pruned, [r["metrics"] for r in trials]
+    for record in pruned:
+        assert 2 <= len(record["history"]) < 3  # judged from epoch 2, stopped before 3
+        assert record["metrics"]["pruned_after_epoch"] == len(record["history"])
+        assert record["metrics"]["val_top1"] == record["history"][-1]["val_top1"]
+        assert "top1" not in record["metrics"]
+        assert record["metrics"]["val_top1"] < trials[0]["metrics"]["val_top1"]
+    (final,) = by_phase(out, "final")
+    assert final["config"]["tune"]["selected"] == {"recipe.optimizer.lr": 0.05}
+    status = run_cli("status", "out", cwd=tmp_path)
+    assert f"({4 - len(pruned)} ok, {len(pruned)} pruned)" in status.stdout
