@@ -5,6 +5,8 @@ only, final runs of the selected settings, resume and status."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 import torch
 from test_cli_run import record_mtimes, run_cli
 from test_config_errors import run_bad
+from test_resume_kill import start, wait_for_first_record
 
 from conftest import TINY, write_benchmark
 from kdbench.core.data import Split
@@ -211,6 +214,8 @@ def test_trials_are_cells_scored_on_validation_only(tuned_run: Path):
         assert lr == tune["params"]["recipe.optimizer.lr"] and 0.01 <= lr <= 0.1
         assert record["dataset"]["validation"] + record["dataset"]["train"] == 1347
         assert "test" not in record["dataset"]
+    kd = [r for r in trials if r["config"]["loss"]["label"] == "kd"]
+    assert {r["protocol"]["lockstep_group"] for r in kd} >= {2}  # a round's trials, one group
     for study in studies:  # the published setting is trial 0 of every study
         first = next(r for r in trials if r["config"]["tune"]["study"] == study
                      and r["config"]["tune"]["trial"] == 0)  # fmt: skip
@@ -353,3 +358,37 @@ def test_trials_far_below_the_median_are_pruned_and_never_selected(tmp_path: Pat
     assert final["config"]["tune"]["selected"] == {"recipe.optimizer.lr": 0.05}
     status = run_cli("status", "out", cwd=tmp_path)
     assert f"({4 - len(pruned)} ok, {len(pruned)} pruned)" in status.stdout
+
+
+def test_pruning_reaches_the_study_from_pool_workers(tmp_path: Path):
+    """Out of process, trials report each epoch to the journal and are pruned as in it."""
+    pooled = PRUNED + '\n[executor]\nname = "pool"\nparams = { workers = 1, threads = 1 }\n'
+    bench = write_benchmark(tmp_path, text=pooled)
+    result = run_cli("run", str(bench), "--out", "out", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    trials = by_phase(tmp_path / "out", "trial")
+    assert {r["executor"] for r in trials} == {"pool"}
+    assert "pruned" in {r["status"] for r in trials}, [r["metrics"] for r in trials]
+
+
+def test_a_killed_search_resumes_without_rerunning_finished_trials(tmp_path: Path):
+    bench = write_benchmark(tmp_path, text=TUNED.replace("batch = 2", "batch = 1"))
+    out = tmp_path / "out"
+    process = start(bench, out)
+    wait_for_first_record(process, out)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    before = record_mtimes(out)
+    assert 0 < len(before) < 8
+    result = run_cli("run", str(bench), "--out", "out", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    after = record_mtimes(out)
+    assert all(after[name] == mtime for name, mtime in before.items())  # none trained again
+    assert len(by_phase(out, "trial")) == 6 and len(by_phase(out, "final")) == 2
+    states = study_trials(out)
+    assert [len(trials) for trials in states.values()] == [3, 3]
+    assert all(state == "COMPLETE" for trials in states.values() for _, state, _ in trials)
+    told = {(study, n): value for study, trials in states.items() for n, _, value in trials}
+    for record in by_phase(out, "trial"):  # every study knows what its trials' records say
+        tune = record["config"]["tune"]
+        assert told[tune["study"], tune["trial"]] == record["metrics"]["val_top1"]
