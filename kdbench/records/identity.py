@@ -29,8 +29,9 @@ EXECUTION_SWITCHES = frozenset(
 # Recipe keys of multi-device cells: left out of the id of a one-device cell.
 SINGLE_DEVICE = frozenset({"devices", "sync_bn"})
 # Dataset parameters that say where the data lives, not what it is: machines differ.
-# ``workers`` (a streaming dataset's reader processes) changes only how fast it is read.
-LOCATION = frozenset({"root", "download", "workers"})
+# ``workers`` (a streaming dataset's reader processes) changes only how fast it is read;
+# ``max_pixels`` only which oversized files are refused before training, never the data.
+LOCATION = frozenset({"root", "download", "workers", "max_pixels"})
 # A tuned cell's bookkeeping: which study and trial asked for it, what it scored. The
 # experiment is its phase, its parameters (already in its loss and recipe), the
 # validation split and, for a final cell, the budget that selected it.
