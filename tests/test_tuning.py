@@ -13,11 +13,13 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from click.testing import CliRunner
 from test_cli_run import record_mtimes, run_cli
 from test_config_errors import run_bad
 from test_resume_kill import start, wait_for_first_record
 
 from conftest import TINY, write_benchmark
+from kdbench.cli import cli
 from kdbench.core.data import Split
 from kdbench.core.search_space import Dimension
 from kdbench.engine import studies
@@ -126,6 +128,15 @@ def test_a_mistake_in_tuning_is_one_line_naming_file_and_key(tmp_path, text, exp
     for part in expected:
         assert part in line
     assert not out.exists()
+
+
+def test_validate_says_the_methods_are_tuned_first(tmp_path: Path):
+    bench = write_benchmark(tmp_path, text=TUNED)
+    result = CliRunner().invoke(cli, ["validate", str(bench)])
+    assert result.exit_code == 0, result.output
+    assert "ok (2 cells; each method tuned first: up to 3 trials on 10% of the training split)" in (
+        result.output
+    )
 
 
 def test_grid_points_start_with_the_published_setting():

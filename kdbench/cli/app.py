@@ -368,7 +368,14 @@ def validate(file: Path, set_values: tuple[str, ...], yes: bool) -> None:
     overrides = _overrides(set_values)
     the_plan = plan(file, _context(), validate=True, confirmed=yes, overrides=overrides)
     with_set = f" with {len(set_values)} --set" if set_values else ""
-    click.echo(f"{file}{with_set}: ok ({len(the_plan.cells)} cells)")
+    tune = the_plan.config.tune
+    tuned = (
+        f"; each method tuned first: up to {tune.trials} trials on "
+        f"{tune.validation:.0%} of the training split"
+        if tune
+        else ""
+    )
+    click.echo(f"{file}{with_set}: ok ({len(the_plan.cells)} cells{tuned})")
 
 
 WIDTH = 100  # listings fit a terminal of this many columns

@@ -27,6 +27,7 @@ from kdbench.engine.teachers import provision
 from kdbench.engine.trackers import Trackers, TrackingProgress, build_trackers, check_trackers
 from kdbench.engine.validation import validate_benchmark
 from kdbench.records.executor_note import ExecutorNote, write_executor_note
+from kdbench.records.identity import configuration_id
 from kdbench.records.lock import results_lock
 from kdbench.records.plan_note import write_plan_note
 from kdbench.records.store import RecordStore, write_text_atomic
@@ -200,8 +201,8 @@ def run_benchmark(
         shown = None
         if display and not quiet:
             shown = display(
-                len(the_plan.cells), console, cells=pending, skipped=result.skipped,
-                log_every=log_every,
+                len(the_plan.cells) + trial_budget(the_plan), console, cells=pending,
+                skipped=result.skipped, log_every=log_every,
             )  # fmt: skip
         trackers = Trackers(
             build_trackers(the_plan.config.trackers, context.plugins.registry, out_dir,
@@ -284,6 +285,13 @@ def run_benchmark(
         trackers.run_finished(result.ran, len(result.failed), result.skipped)
         trackers.close()
     return result
+
+
+def trial_budget(the_plan: Plan) -> int:
+    """The most trials a tuned plan runs: ``[tune] trials`` per method (0 untuned)."""
+    tune = the_plan.config.tune
+    methods = {configuration_id(cell.config()) for cell in the_plan.cells}
+    return tune.trials * len(methods) if tune else 0
 
 
 def run_threads(config: BenchmarkConfig, threads: int | None = None) -> int:
