@@ -20,6 +20,7 @@ from test_resume_kill import start, wait_for_first_record
 
 from conftest import TINY, write_benchmark
 from kdbench.cli import cli
+from kdbench.core.config import load_config
 from kdbench.core.data import Split
 from kdbench.core.search_space import Dimension
 from kdbench.engine import studies
@@ -137,6 +138,22 @@ def test_validate_says_the_methods_are_tuned_first(tmp_path: Path):
     assert "ok (2 cells; each method tuned first: up to 3 trials on 10% of the training split)" in (
         result.output
     )
+
+
+def test_a_pairs_search_overrides_the_losss_key_by_key(tmp_path: Path):
+    text = TUNED.replace(
+        "student_params = { hidden = 16 }",
+        "student_params = { hidden = 16 }\nsearch.kd = { temperature = { grid = [2.0, 4.0] } }",
+    )
+    config = load_config(write_benchmark(tmp_path, text=text), RunContext().plugins.registry)
+    pair = config.pairs[0]
+    assert config.search_table("kd", pair) == {
+        "recipe.optimizer.lr": {"log_uniform": [0.01, 0.1]},
+        "temperature": {"grid": [2.0, 4.0]},
+    }
+    assert config.search_table("kd")["temperature"] == {"choice": [1.0, 4.0, 8.0]}
+    assert config.search_table("ce", pair) == {"recipe.optimizer.lr": {"log_uniform": [0.01, 0.1]}}
+    assert "search" not in config.loss_params("kd", pair)  # a space, not a parameter
 
 
 def test_grid_points_start_with_the_published_setting():
