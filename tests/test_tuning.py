@@ -386,6 +386,17 @@ def test_trials_far_below_the_median_are_pruned_and_never_selected(tmp_path: Pat
     assert final["config"]["tune"]["selected"] == {"recipe.optimizer.lr": 0.05}
     status = run_cli("status", "out", cwd=tmp_path)
     assert f"({4 - len(pruned)} ok, {len(pruned)} pruned)" in status.stdout
+    # records deleted: a pruned trial runs again to the same stop, a finished one to its end
+    trials_before = study_trials(out)
+    for record in (pruned[0], trials[1]):
+        (out / "records" / f"{record['cell_id']}.json").unlink()
+    result = run_cli("run", str(bench), "--out", "out", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for record in (pruned[0], trials[1]):
+        again = json.loads((out / "records" / f"{record['cell_id']}.json").read_text())
+        assert again["status"] == record["status"]
+        assert again["history"] == record["history"]
+    assert study_trials(out) == trials_before
 
 
 def test_pruning_reaches_the_study_from_pool_workers(tmp_path: Path):

@@ -22,24 +22,40 @@ class Judge:
     """Reports every trial run's validation top-1 after each epoch and prunes as told."""
 
     def __init__(self, runs: list[tuple[dict[str, Any] | None, StudentRun]]) -> None:
-        self.trials = []
-        if any(info for info, _ in runs):  # Optuna is imported by tuned runs alone
+        self.trials: list[tuple[Any, StudentRun]] = []
+        # a trial the study pruned before, run again (its record was deleted): same stop
+        self.replays = [(info["stop_after"], run) for info, run in runs
+                        if info and "stop_after" in info]  # fmt: skip
+        studied = [(info, run) for info, run in runs if info and "stop_after" not in info]
+        if studied:  # Optuna is imported by tuned runs alone
             from kdbench.engine.studies import trial_handle
 
-            self.trials = [(trial_handle(info), run) for info, run in runs if info]
+            self.trials = [(trial_handle(info), run) for info, run in studied]
 
     def __bool__(self) -> bool:
-        return bool(self.trials)
+        return bool(self.trials or self.replays)
 
     def __call__(self, epoch: int) -> None:
         for trial, run in self.trials:
-            if run.error is not None or not run.history:
+            value = _scored(run, epoch)
+            if value is None:
                 continue
-            entry = run.history[-1]
-            if entry["epoch"] != epoch + 1 or entry["test_top1"] is None:
-                continue
-            trial.report(entry["test_top1"], epoch + 1)
+            trial.report(value, epoch + 1)
             if trial.should_prune():
-                run.error = TrialPruned(
-                    f"pruned after epoch {epoch + 1}: validation top-1 {entry['test_top1']:.2f}"
-                )
+                _prune(run, epoch, value)
+        for stop_after, run in self.replays:
+            value = _scored(run, epoch)
+            if value is not None and epoch + 1 >= stop_after:
+                _prune(run, epoch, value)
+
+
+def _prune(run: StudentRun, epoch: int, value: float) -> None:
+    """Stop a run: it leaves its group, and its record will say ``pruned``."""
+    run.error = TrialPruned(f"pruned after epoch {epoch + 1}: validation top-1 {value:.2f}")
+
+
+def _scored(run: StudentRun, epoch: int) -> float | None:
+    """A live run's validation top-1 of this epoch (None: failed, or not evaluated)."""
+    if run.error is not None or not run.history or run.history[-1]["epoch"] != epoch + 1:
+        return None
+    return run.history[-1]["test_top1"]

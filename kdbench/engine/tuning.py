@@ -227,15 +227,29 @@ def tune_methods(
         pruning = {}
         if tune.pruner != "none":
             pruning = {
-                cell.id: {"storage": str(journal), "study": method.name,
-                          "trial_id": trial._trial_id, "pruner": tune.pruner}
+                cell.id: info
                 for method, trial, cell in batch
-            }  # fmt: skip
+                if (info := _pruning(method, trial, journal, tune.pruner)) is not None
+            }
         todo = {cell.id: cell for _, _, cell in batch if not finished(_record(store, cell.id))}
         execute(list(todo.values()), pruning)
         for method, trial, cell in batch:
             if _state(method, trial.number) == TrialState.RUNNING:
                 _tell(method, trial.number, _record(store, cell.id))
+
+
+def _pruning(
+    method: Method, trial: optuna.trial.FrozenTrial | optuna.Trial, journal: Path, name: str
+) -> dict[str, Any] | None:
+    """What a trial's worker needs to be pruned: its study, while it runs; a trial the
+    study pruned before (its record since deleted) stops again after the same epoch."""
+    frozen = method.study.get_trials(deepcopy=False)[trial.number]
+    if frozen.state == TrialState.RUNNING:
+        return {"storage": str(journal), "study": method.name,
+                "trial_id": frozen._trial_id, "pruner": name}  # fmt: skip
+    if frozen.state == TrialState.PRUNED and frozen.intermediate_values:
+        return {"stop_after": max(frozen.intermediate_values)}
+    return None
 
 
 def _state(method: Method, number: int) -> TrialState:
