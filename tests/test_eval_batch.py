@@ -25,8 +25,8 @@ student_params = { width = 4 }
 """
 
 
-def test_auto_is_128_on_a_cpu_and_512_on_a_gpu_and_a_number_is_kept():
-    assert eval_batch_size("auto", torch.device("cpu")) == 128
+def test_auto_is_64_on_a_cpu_and_512_on_a_gpu_and_a_number_is_kept():
+    assert eval_batch_size("auto", torch.device("cpu")) == 64
     assert eval_batch_size("auto", torch.device("cuda")) == 512
     assert eval_batch_size(64, torch.device("cuda")) == 64
 
@@ -54,9 +54,9 @@ def test_every_eval_batch_size_gives_the_same_record_and_the_record_names_it(tmp
         for size in ("auto", 7, 512)  # 512: the whole test split in one batch
     }
     assert {size: r["status"] for size, r in records.items()} == dict.fromkeys(records, "ok")
-    assert [r["protocol"]["eval_batch_size"] for r in records.values()] == [128, 7, 512]
+    assert [r["protocol"]["eval_batch_size"] for r in records.values()] == [64, 7, 512]
     auto = records["auto"]
-    assert auto["dataset"]["test"] > 128  # more than one batch at the automatic size
+    assert auto["dataset"]["test"] > 64  # more than one batch at the automatic size
     for size in (7, 512):
         assert records[size]["metrics"] == auto["metrics"], size
         assert records[size]["history"] == auto["history"], size

@@ -57,7 +57,7 @@ class Recipe(_Strict):
 
     epochs: Annotated[int, Field(gt=0)] = 240
     batch_size: Annotated[int, Field(gt=0)] = 64
-    # "auto": 128 on a CPU (faster there), 512 on a GPU; the record says which ran
+    # "auto": 64 on a CPU (faster there), 512 on a GPU; the record says which ran
     eval_batch_size: Annotated[int, Field(gt=0)] | Literal["auto"] = "auto"
     # test accuracy every this many epochs (and always after the last one)
     eval_every: Annotated[int, Field(ge=1)] = 1
