@@ -255,8 +255,13 @@ def summarize(args: argparse.Namespace, results: dict, cells: int) -> dict:
         else:
             uses, baseline, per_cell = {}, 0, seconds / cells
             forwards = cells * args.epochs * images if name == "plain" else 0
+        trained = [r["cost"]["train_seconds"] for r in kd_cells(records)] or [
+            r["cost"]["train_seconds"] for r in records
+        ]
         rows[name] = {
             "process_seconds": seconds, "seconds_per_kd_cell": per_cell,
+            # training and evaluation alone, from the records (a lockstep cell's share)
+            "train_seconds_per_kd_cell": sum(trained) / len(trained),
             "teacher_image_forwards": forwards, "teacher_forwards_per_cell": forwards / cells,
             "ce_cells_charged": baseline, "store": uses,
         }  # fmt: skip
@@ -280,12 +285,14 @@ def report(s: dict) -> str:
         f"{s['pair']}, {len(s['losses'])} logit losses x {len(s['seeds'])} seeds = "
         f"{s['kd_cells']} KD cells x {s['epochs']} epochs, {s['views']} view(s) per image, "
         f"{s['device']}, {s['threads']} threads",
-        f"{'variant':<9} {'process s':>10} {'s / KD cell':>12} {'teacher fwd / cell':>19}  store",
+        f"{'variant':<9} {'process s':>10} {'s / KD cell':>12} {'trained s':>10} "
+        f"{'teacher fwd / cell':>19}  store",
     ]
     for name, row in s["rows"].items():
         store = ", ".join(f"{k} {v}" for k, v in sorted(row["store"].items())) or "-"
         lines.append(f"{name:<9} {row['process_seconds']:>10.1f} "
                      f"{row['seconds_per_kd_cell']:>12.2f} "
+                     f"{row['train_seconds_per_kd_cell']:>10.2f} "
                      f"{row['teacher_forwards_per_cell']:>19,.0f}  {store}")  # fmt: skip
     lines += [
         f"per KD cell: plain / kdbench = {s['plain_over_kdbench']:.2f}x (target >= 3), "
