@@ -99,7 +99,11 @@ def plan(
         pair_of = {c.id: i for c, i in cells_and_pairs(config, context.plugins.registry, path)}
     if devices is not None:
         replaced = [replace(cell, recipe={**cell.recipe, "devices": devices}) for cell in cells]
-        pair_of = {new.id: pair_of[old.id] for old, new in zip(cells, replaced, strict=True)}
+        pair_of = {
+            new.id: pair_of[old.id]
+            for old, new in zip(cells, replaced, strict=True)
+            if old.id in pair_of  # tuned runs only
+        }
         cells = replaced
     # The cell limit steers this run only; it is not part of the experiment.
     # Nor are the trackers watching it (nor an absent [tune]: older hashes stay).
