@@ -37,7 +37,7 @@ from kdbench.engine.context import RunContext
 from kdbench.engine.matrix import Cell
 from kdbench.engine.studies import JOURNAL, pruner, sampler, storage, suggest
 from kdbench.engine.validation_split import held_out, index_hash
-from kdbench.records.identity import configuration_id
+from kdbench.records.identity import configuration_id, stable_hash
 from kdbench.records.schema import Record
 from kdbench.records.store import RecordStore, read_record
 
@@ -104,11 +104,25 @@ def methods(
             direction="maximize",
             load_if_exists=True,
         )
-        if not study.get_trials(deepcopy=False):
+        held = len(study.get_trials(deepcopy=False))
+        if not held:
             for params in (points or [published])[:budget]:
                 study.enqueue_trial(params)
+        else:  # a resumed search draws afresh: the first run's seed would repeat its settings
+            study.sampler = sampler(tune.sampler, resumed_seed(tune.seed, held), grid)
         found.append(Method(name, seeds, space, published, budget, validation(first), study))
     return found
+
+
+def resumed_seed(seed: int, held: int) -> int:
+    """The sampler's seed for a search resumed with ``held`` trials in its study.
+
+    Seeded by ``[tune] seed`` alone, a restarted random or TPE sampler would draw the
+    settings it drew before the kill, and those trials would be the cells already run:
+    the budget would buy fewer distinct settings. The seed is still fixed by the file
+    and the point of resumption, so a rerun from the same state draws the same trials.
+    """
+    return int(stable_hash([seed, held]), 16) % 2**31
 
 
 def published_value(cell: Cell, name: str, registry: Registry) -> Any:
