@@ -45,12 +45,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matrix_cost import KD_LOSSES, ce_twins
 
 from kdbench.engine.batches import Augment
 from kdbench.engine.cell import run_cell
 from kdbench.engine.context import RunContext
 from kdbench.engine.job import CellJob
-from kdbench.engine.matrix import LossSpec
 from kdbench.engine.measure import device_name
 from kdbench.engine.runner import plan, provision_teachers
 
@@ -90,16 +90,6 @@ teacher = "{teacher}"
 teacher_params = {teacher_params}
 student = "{student}"
 student_params = {student_params}
-
-[losses.kd]
-[losses.dkd]
-warmup = 1
-[losses.dist]
-[losses.kd_ls]
-
-[measure]
-latency = false
-flops = false
 """
 
 
@@ -124,7 +114,7 @@ def write_cifar100(root: Path, train: int, test: int) -> None:
 def bench_text(args: argparse.Namespace, data_root: Path) -> str:
     pair = PAIRS[args.pair]
     extra = f'root = "{data_root}"\ntest_subset = {args.test_subset}\n'
-    return BENCH.format(
+    return (BENCH + KD_LOSSES).format(
         seeds=SEEDS, subset=args.train_subset, epochs=args.epochs, padding=args.crop_padding,
         flip=str(args.flip).lower(), dataset_extra=extra, **pair,
     )  # fmt: skip
@@ -199,10 +189,7 @@ def main() -> None:
                     teacher_weights=teachers[c.teacher.id]["weights"])
             for c in cells
         ]  # fmt: skip
-        ce_jobs = [
-            replace(job, cell=replace(job.cell, loss=LossSpec("ce", "ce", {}), teacher=None))
-            for job in plain_jobs
-        ]
+        ce_jobs = ce_twins(plain_jobs)
         results, loads = {}, {}
         results["ce-only"], loads["ce-only"] = timed(ce_jobs, context), os.getloadavg()
         results["plain"], loads["plain"] = timed(plain_jobs, context), os.getloadavg()

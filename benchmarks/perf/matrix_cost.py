@@ -36,6 +36,19 @@ from kdbench.engine.matrix import LossSpec
 from kdbench.engine.measure import device_name
 from kdbench.engine.runner import plan, provision_teachers
 
+# The end of BENCH (the losses, the measurements), shared with logit_store.py; no format fields.
+KD_LOSSES = """
+[losses.kd]
+[losses.dkd]
+warmup = 1
+[losses.dist]
+[losses.kd_ls]
+
+[measure]
+latency = false
+flops = false
+"""
+
 BENCH = """
 [benchmark]
 name = "matrix-cost"
@@ -62,28 +75,26 @@ teacher = "cnn"
 teacher_params = {{ width = 64 }}
 student = "cnn"
 student_params = {{ width = 16 }}
-
-[losses.kd]
-[losses.dkd]
-warmup = 1
-[losses.dist]
-[losses.kd_ls]
-
-[measure]
-latency = false
-flops = false
 """
 
 
 def jobs_for(folder: Path, context: RunContext, *, epochs: int, subset: int, cache: str):
     path = folder / f"bench-{cache}.toml"
-    path.write_text(BENCH.format(epochs=epochs, subset=subset, cache=cache))
+    path.write_text((BENCH + KD_LOSSES).format(epochs=epochs, subset=subset, cache=cache))
     the_plan = plan(path, context)
     teachers = provision_teachers(the_plan.cells, context, folder, torch.device("cpu"))
     return [
         CellJob(cell=cell, device="cpu", teacher_weights=teachers[cell.teacher.id]["weights"])
         for cell in the_plan.cells
         if cell.teacher is not None
+    ]
+
+
+def ce_twins(jobs: list[CellJob]) -> list[CellJob]:
+    """The jobs' students trained alone with cross-entropy (no teacher): the floor."""
+    return [
+        replace(job, cell=replace(job.cell, loss=LossSpec("ce", "ce", {}), teacher=None))
+        for job in jobs
     ]
 
 
@@ -105,10 +116,7 @@ def main() -> None:
         kw = dict(epochs=args.epochs, subset=args.train_subset)
         plain_jobs = jobs_for(folder, context, cache="off", **kw)
         fast_jobs = jobs_for(folder, context, cache="on", **kw)
-        ce_jobs = [
-            replace(job, cell=replace(job.cell, loss=LossSpec("ce", "ce", {}), teacher=None))
-            for job in plain_jobs
-        ]
+        ce_jobs = ce_twins(plain_jobs)
         results = {
             "ce-only": timed(lambda: [run_cell(job, context) for job in ce_jobs]),
             "plain": timed(lambda: [run_cell(job, context) for job in plain_jobs]),

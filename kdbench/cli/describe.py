@@ -130,15 +130,6 @@ def matching(names: Iterable[str], pattern: str | None) -> list[str]:
     return [n for n in names if pattern in n]
 
 
-# The formats ``kdbench report`` writes itself (kdbench.reporting.report.FORMATS).
-BUILTIN_FORMATS = {
-    "md": "Markdown tables: the leaderboard, the methods x pairs matrix and provenance",
-    "csv": "the leaderboard, cross-pair and provenance tables as CSV files",
-    "latex": "the leaderboard as LaTeX tables (booktabs)",
-    "html": "one page with the tables and the plots",
-}
-
-
 @dataclass(frozen=True)
 class Provided:
     """A report format or command: what ``kdbench list``/``show`` tell about it."""
@@ -154,10 +145,10 @@ def formats() -> dict[str, Provided]:
     """Every report format by name: the built-in ones and those plugins registered
     (``kdbench``-group plugins not loaded yet are loaded)."""
     from kdbench.core.plugins import load_deferred, report_formats
-    from kdbench.reporting.report import FORMATS
+    from kdbench.reporting.report import BUILTIN_FORMATS
 
     load_deferred()
-    found = {name: Provided(name, "kdbench", BUILTIN_FORMATS.get(name, "")) for name in FORMATS}
+    found = {name: Provided(name, "kdbench", text) for name, text in BUILTIN_FORMATS.items()}
     for fmt in report_formats().values():
         doc = inspect.getdoc(fmt.render) or ""
         description = fmt.description or _first(doc)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kdbench.core.config import Tune, read_benchmark
+from kdbench.core.config import BenchmarkInfo, Tune, read_benchmark
 from kdbench.core.errors import ConfigError, KdbenchError
 from kdbench.records.executor_note import ExecutorNote, read_executor_note
 from kdbench.records.logit_folder import store_size
@@ -138,7 +138,7 @@ def trial_budget(benchmark: Path, cells: int) -> int | None:
     tune, info = raw.get("tune"), raw.get("benchmark")
     if not isinstance(tune, dict) or not isinstance(info, dict):
         return None
-    seeds = info.get("seeds", [0])
+    seeds = info.get("seeds", BenchmarkInfo.model_fields["seeds"].default)
     trials = tune.get("trials", Tune.model_fields["trials"].default)
     if not isinstance(seeds, list) or not seeds or not isinstance(trials, int):
         return None

@@ -22,7 +22,15 @@ from kdbench.core.errors import ConfigError, KdbenchError, did_you_mean
 from kdbench.core.limits import MAX_FILE_BYTES
 from kdbench.core.param_types import shorten, shown
 from kdbench.core.registry import Registry
-from kdbench.core.search_space import Dimension, is_recipe_key, nested, parse_space, recipe_path
+from kdbench.core.search_space import (
+    Dimension,
+    is_recipe_key,
+    nested,
+    parse_space,
+    quoted,
+    recipe_path,
+    recipe_value,
+)
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 BASELINE_LOSS = "ce"
@@ -345,13 +353,13 @@ def search_errors(config: BenchmarkConfig, registry: Registry, file: str) -> lis
         if "search" in table:
             places.append((f"losses.{label}.search", table["search"], label, None))
     errors: list[ConfigError] = []
+    labels = config.loss_labels()
     for i, pair in enumerate(config.pairs):
         for label, table in pair.search.items():
             key = f"pairs[{i}].search.{label}"
-            if label in config.loss_labels():
+            if label in labels:
                 places.append((key, table, label, pair))
             else:
-                labels = config.loss_labels()
                 errors.append(ConfigError(
                     f"no loss '{label}' in [losses]{did_you_mean(label, labels)}",
                     file=file, key=key,
@@ -369,10 +377,9 @@ def search_errors(config: BenchmarkConfig, registry: Registry, file: str) -> lis
         space, found = parse_space(table, file=file, key=key)
         errors += found
         for name, dim in space.items():
-            where = f'{key}."{name}"' if "." in name else f"{key}.{name}"
             error = _dimension_error(config, registry, name, dim, label, pair)
             if error:
-                errors.append(ConfigError(error, file=file, key=where))
+                errors.append(ConfigError(error, file=file, key=f"{key}.{quoted(name)}"))
     return errors
 
 
@@ -398,9 +405,7 @@ def _dimension_error(
                 _merge_recipe(recipe, nested(name, value))
             except ValidationError as exc:
                 return f"{shown(value)} is not a value of {name}: {exc.errors()[0]['msg']}"
-        published: Any = recipe.model_dump()
-        for part in recipe_path(name):
-            published = published[part]
+        published = recipe_value(recipe.model_dump(), name)
     elif label is None:
         return (
             f"unknown key '{name}': [tune.search] searches recipe keys (\"recipe.optimizer.lr\"); "

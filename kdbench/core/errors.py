@@ -42,7 +42,12 @@ class StorageError(KdbenchError):
         super().__init__(f"cannot {action} {path}: {exc.strerror or exc}")
 
 
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """A ' (did you mean 'x'?)' suffix when a close match exists, else ''."""
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+def did_you_mean(name: str, choices: Iterable[str], most: int = 1) -> str:
+    """A ' (did you mean 'x'?)' suffix naming up to ``most`` close matches
+    (``'a', 'b' or 'c'``), or '' when none is close."""
+    close = difflib.get_close_matches(name, list(choices), n=most, cutoff=0.6)
+    if not close:
+        return ""
+    quoted = [f"'{n}'" for n in close]
+    either = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+    return f" (did you mean {either}?)"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 __all__ = ["FolderWalk"]
@@ -44,8 +45,13 @@ class FolderWalk:
     def __post_init__(self) -> None:
         self.inside = self.inside.resolve()
         self._top = self.top.resolve()
-        self._own = _real_folders(self._top)  # entered by their real paths only
         self._visited: set[Path] = set()
+
+    @cached_property
+    def _own(self) -> set[Path]:
+        """The split's own folders, entered by their real paths only; listed at the first
+        link to a folder, so a tree without such links is walked once."""
+        return _real_folders(self._top)
 
     def classes(self) -> list[str]:
         """The class folders' names, sorted (links followed under the rules above)."""

@@ -6,7 +6,6 @@ rest of kdbench looks names up, so "did you mean" and parameter checks live here
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -199,8 +198,7 @@ class Registry:
         """One line: the name, a few close ones, what is registered (or where to list it)
         and which plugins failed to load, since one of them may provide it."""
         known = sorted(self._entries[kind])
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-        suggestion = f" (did you mean {_either(close)}?)" if close else ""
+        suggestion = did_you_mean(name, known, most=3)
         if len(known) <= _LISTED:
             registered = f"registered {kind}: {', '.join(known) or 'none'}"
         else:
@@ -220,12 +218,6 @@ class Registry:
         """What one plugin registered, by kind (kinds with nothing left out)."""
         found = {kind: [e.name for e in self.entries(kind) if e.plugin == plugin] for kind in KINDS}
         return {kind: names for kind, names in found.items() if names}
-
-
-def _either(names: list[str]) -> str:
-    """``'a'``, ``'a' or 'b'``, ``'a', 'b' or 'c'``."""
-    quoted = [f"'{n}'" for n in names]
-    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def _first_line(obj: object) -> str:

@@ -6,6 +6,7 @@ tracker authors import it as ``kdbench.RunEvent`` or ``kdbench.trackers.RunEvent
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,3 +33,24 @@ class RunEvent:
     metrics: dict[str, float] = field(default_factory=dict)
     status: str | None = None
     record: dict[str, Any] | None = None
+
+
+def epoch_metrics(entry: Mapping[str, Any]) -> dict[str, float]:
+    """A history entry as flat metrics: lr, test_top1 (when evaluated), train/<term>,
+    diag/<name> (each finite diagnostic the loss reported)."""
+    metrics = {"lr": float(entry["lr"])}
+    if entry.get("test_top1") is not None:
+        metrics["test_top1"] = float(entry["test_top1"])
+    metrics.update({f"train/{name}": float(v) for name, v in entry.get("train", {}).items()})
+    diagnostics = entry.get("diagnostics", {})
+    metrics.update({f"diag/{name}": float(v) for name, v in diagnostics.items() if v is not None})
+    return metrics
+
+
+def final_metrics(record: Mapping[str, Any]) -> dict[str, float]:
+    """A finished cell's metrics as flat numbers (``top1``, ``top5``, ...)."""
+    return {
+        k: float(v)
+        for k, v in (record.get("metrics") or {}).items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }

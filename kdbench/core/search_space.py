@@ -109,13 +109,13 @@ def parse_space(
     space, errors = {}, []
     for name, spec in table.items():
         try:
-            space[name] = parse_dimension(spec, file=file, key=f"{key}.{_quoted(name)}")
+            space[name] = parse_dimension(spec, file=file, key=f"{key}.{quoted(name)}")
         except ConfigError as exc:
             errors.append(exc)
     return space, errors
 
 
-def _quoted(name: str) -> str:
+def quoted(name: str) -> str:
     """A dotted key as the file writes it: ``"recipe.optimizer.lr"`` keeps its quotes."""
     return f'"{name}"' if "." in name else name
 
@@ -129,19 +129,17 @@ def recipe_path(name: str) -> list[str]:
     return name.removeprefix(RECIPE_PREFIX).split(".")
 
 
+def recipe_value(recipe: dict[str, Any], name: str) -> Any:
+    """``recipe.optimizer.lr`` in a recipe (a dict): ``recipe["optimizer"]["lr"]``."""
+    value: Any = recipe
+    for part in recipe_path(name):
+        value = value[part]
+    return value
+
+
 def nested(name: str, value: Any) -> dict[str, Any]:
     """A recipe key and value as a recipe override: ``{"optimizer": {"lr": value}}``."""
     out: Any = value
     for part in reversed(recipe_path(name)):
         out = {part: out}
     return out
-
-
-def grid_size(space: dict[str, Dimension]) -> int | None:
-    """How many points a space of grids has; None when any dimension is a range."""
-    size = 1
-    for dim in space.values():
-        if dim.points is None:
-            return None
-        size *= len(dim.points)
-    return size

@@ -65,10 +65,12 @@ def logit_demand(cells: list[Cell], registry: Registry) -> dict[str, int]:
         return stable_hash([cell.teacher.id, asdict(cell.dataset), recipe["augment"],
                             recipe["amp"], recipe.get("devices", 1)])  # fmt: skip
 
+    keys = {cell.id: key(cell) for cell in cells if shares(cell)}
     demand: dict[str, int] = {}
-    for cell in filter(shares, cells):
-        demand[key(cell)] = demand.get(key(cell), 0) + cell.recipe["epochs"]
-    return {cell.id: demand[key(cell)] for cell in cells if shares(cell)}
+    for cell in cells:
+        if cell.id in keys:
+            demand[keys[cell.id]] = demand.get(keys[cell.id], 0) + cell.recipe["epochs"]
+    return {cell_id: demand[shared] for cell_id, shared in keys.items()}
 
 
 def no_cache_reason(stream: SeededBatches) -> str | None:

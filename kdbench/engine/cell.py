@@ -58,7 +58,7 @@ def run_group(
     records equal those of running the cells one by one. A student that fails does not
     stop the others.
     """
-    if len({(lockstep_key(job.cell), _split_of(job.cell)) for job in jobs}) != 1:
+    if len({lockstep_key(job.cell) for job in jobs}) != 1:  # its data split included
         raise ValueError("run_group needs cells with one lockstep key and one data split")
     context = context or RunContext()
     device = resolve_device(jobs[0].device)
@@ -242,11 +242,6 @@ def _result(
         return run.error
     body = finish_record(student.job, run, student.features, data, sample, shared)
     return as_trial(body) if student.job.cell.phase == "trial" else body
-
-
-def _split_of(cell: Cell) -> str | None:
-    """Which training data a cell sees: all of it, or a trial's validation split's rest."""
-    return stable_hash(cell.tune["validation"]) if cell.phase == "trial" and cell.tune else None
 
 
 def _validation_data(

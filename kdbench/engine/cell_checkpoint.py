@@ -121,10 +121,12 @@ class GroupCheckpoint:
             return Resume()
         import torch
 
+        from kdbench.engine.checkpoints import first_line  # it imports torch: here, as torch is
+
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - torch raises many types for unreadable files
-            return self._set_aside(f"it is unreadable ({_first_line(exc)})")
+            return self._set_aside(f"it is unreadable ({first_line(exc)})")
         problem = self._problem(state, fresh)
         return self._set_aside(problem) if problem else Resume(state)
 
@@ -138,9 +140,11 @@ class GroupCheckpoint:
                 run.load_state_dict(state)
             stream.load_state_dict(found.state["stream"])
         except Exception as exc:  # noqa: BLE001 - half-loaded runs cannot train on
+            from kdbench.engine.checkpoints import first_line
+
             self.path.unlink(missing_ok=True)
             raise KdbenchError(
-                f"checkpoint '{self.path}' does not load ({_first_line(exc)}); it is removed, "
+                f"checkpoint '{self.path}' does not load ({first_line(exc)}); it is removed, "
                 "so the cells train from epoch 0 when run again"
             ) from exc
         return found
@@ -211,10 +215,6 @@ def _shape_mismatch(saved: Any, fresh: Any, where: str) -> str | None:
 
 def _first(problems: Iterable[str | None]) -> str | None:
     return next(filter(None, problems), None)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
 
 
 @dataclass

@@ -25,7 +25,7 @@ from torch import nn
 
 from kdbench.core.errors import KdbenchError
 
-__all__ = ["SAFE_GLOBALS", "WRAPPER_KEYS", "load_weights", "read_state_dict"]
+__all__ = ["SAFE_GLOBALS", "WRAPPER_KEYS", "first_line", "load_weights", "read_state_dict"]
 
 
 def _numpy_scalars() -> tuple[Any, ...]:
@@ -94,7 +94,7 @@ def _load(path: Path) -> Any:
     except Exception as exc:  # noqa: BLE001 - torch raises many types for unreadable files
         raise KdbenchError(
             f"cannot read checkpoint '{path}': not a complete PyTorch weights file "
-            f"({_first_line(exc)})"
+            f"({first_line(exc)})"
         ) from exc
 
 
@@ -118,7 +118,7 @@ def _state_dict_of(checkpoint: Any, path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, or its type when it has none."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__

@@ -1,7 +1,8 @@
 """Lockstep grouping: cells that see identical batches train together.
 
-Cells sharing dataset, teacher, seed and the stream-shaping recipe numbers share one
-batch stream and one teacher forward; each keeps its own student, loss and random state.
+Cells sharing dataset, teacher, seed, the stream-shaping recipe numbers and (a tuning
+trial's) validation split share one batch stream and one teacher forward; each keeps
+its own student, loss and random state.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def lockstep_key(cell: Cell) -> str:
             # one set of processes trains the group
             recipe.get("devices", 1),
             recipe.get("sync_bn", True),
+            # a trial trains on the training split less its validation split
+            cell.tune["validation"] if cell.phase == "trial" and cell.tune else None,
         ]
     )
 

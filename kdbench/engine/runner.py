@@ -24,7 +24,7 @@ from kdbench.engine.job import CellJob
 from kdbench.engine.lockstep import lockstep_groups
 from kdbench.engine.matrix import Cell, cells_and_pairs, stable_hash, teachers_of
 from kdbench.engine.teachers import provision
-from kdbench.engine.trackers import Trackers, TrackingProgress, build_trackers, check_trackers
+from kdbench.engine.trackers import Trackers, TrackingProgress, build_trackers
 from kdbench.engine.validation import validate_benchmark
 from kdbench.records.executor_note import ExecutorNote, write_executor_note
 from kdbench.records.identity import configuration_id
@@ -93,18 +93,13 @@ def plan(
         path, context, build=validate, confirmed=confirmed or not validate, devices=devices,
         overrides=overrides,
     )  # fmt: skip
-    check_trackers(config.trackers, context.plugins.registry, file=str(path))
-    pair_of = {}
-    if config.tune is not None:
-        pair_of = {c.id: i for c, i in cells_and_pairs(config, context.plugins.registry, path)}
+    # validate_benchmark checked the trackers' names and parameters too
     if devices is not None:
-        replaced = [replace(cell, recipe={**cell.recipe, "devices": devices}) for cell in cells]
-        pair_of = {
-            new.id: pair_of[old.id]
-            for old, new in zip(cells, replaced, strict=True)
-            if old.id in pair_of  # tuned runs only
-        }
-        cells = replaced
+        cells = [replace(cell, recipe={**cell.recipe, "devices": devices}) for cell in cells]
+    pair_of: dict[str, int] = {}
+    if config.tune is not None:  # each cell's [[pairs]] entry: cells keep the matrix order
+        pairs = [i for _, i in cells_and_pairs(config, context.plugins.registry, path)]
+        pair_of = {cell.id: i for cell, i in zip(cells, pairs, strict=True)}
     # The cell limit steers this run only; it is not part of the experiment.
     # Nor are the trackers watching it (nor an absent [tune]: older hashes stay).
     identity = config.model_dump(exclude={"benchmark": {"max_cells"}, "trackers": True})
@@ -184,10 +179,12 @@ def run_benchmark(
         outputs = Outputs(str(out_dir.resolve()), **the_plan.config.run.model_dump())
         checkpoints = CheckpointKeeper(outputs, store.is_done, say)
         checkpoints.sweep()  # a group's records written, its checkpoint not yet deleted
-        pending = [cell for cell in the_plan.cells if not store.is_done(cell.id)]
-        if the_plan.config.tune is not None:  # its cells are the finals of its methods
+        tuned = the_plan.config.tune is not None
+        if tuned:  # its cells are the finals of its methods
             slots = final_slots(store.scan()[0].values())
             pending = [cell for cell in the_plan.cells if cell.id not in slots]
+        else:
+            pending = [cell for cell in the_plan.cells if not store.is_done(cell.id)]
         result = RunResult(out_dir, skipped=len(the_plan.cells) - len(pending))
         benchmark_text = the_plan.benchmark_text()
         write_text_atomic(out_dir / "benchmark.toml", benchmark_text)
@@ -195,7 +192,7 @@ def run_benchmark(
         write_executor_note(out_dir, ExecutorNote.of(executor_name, params, type(runner)))
         console.print(
             f"{the_plan.config.benchmark.name}: {len(the_plan.cells)} "
-            f"{'tuned cells' if the_plan.config.tune else 'cells'}, "
+            f"{'tuned cells' if tuned else 'cells'}, "
             f"{result.skipped} already done, {len(pending)} to run on {cell_device} "
             f"({executor_name} executor) -> {out_dir}"
         )
@@ -215,7 +212,6 @@ def run_benchmark(
         )  # fmt: skip
         progress = TrackingProgress(trackers, shown)
         try:
-            tuned = the_plan.config.tune is not None
             if pending or tuned:  # before teachers: a broken executor setup fails fast
                 _call(runner, "start", out_dir)
             with shown or nullcontext():
@@ -294,8 +290,9 @@ def run_benchmark(
 def trial_budget(the_plan: Plan) -> int:
     """The most trials a tuned plan runs: ``[tune] trials`` per method (0 untuned)."""
     tune = the_plan.config.tune
-    methods = {configuration_id(cell.config()) for cell in the_plan.cells}
-    return tune.trials * len(methods) if tune else 0
+    if tune is None:
+        return 0
+    return tune.trials * len({configuration_id(cell.config()) for cell in the_plan.cells})
 
 
 def run_threads(config: BenchmarkConfig, threads: int | None = None) -> int:

@@ -134,15 +134,15 @@ class _Files(Dataset):
 def _read(path, max_pixels: int) -> torch.Tensor:
     """The file's bytes, once its header names an image of at most ``max_pixels`` pixels."""
     try:
-        data = bytearray(path.read_bytes())
-        header = read_header(data)
+        data = path.read_bytes()
+        header = read_header(data)  # over bytes, not a bytearray: BytesIO shares, no copy
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise ImageFileError(f"{path}: {reason}; remove or replace the file") from None
     too_big = pixel_problem(header, max_pixels)
     if too_big:
         raise ImageFileError(f"{path}: {too_big}; not decoded")
-    return torch.frombuffer(data, dtype=torch.uint8)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)  # writable: no warning
 
 
 def _checked(batches: Iterator) -> Iterator:

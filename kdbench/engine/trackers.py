@@ -17,7 +17,7 @@ from kdbench.core.errors import ConfigError
 from kdbench.core.plugins import EventHooks
 from kdbench.core.registry import Registry
 from kdbench.core.run_events import KINDS as KINDS  # the event kinds, kept importable here
-from kdbench.core.run_events import RunEvent
+from kdbench.core.run_events import RunEvent, epoch_metrics, final_metrics
 from kdbench.engine.events import Progress
 from kdbench.engine.matrix import Cell
 
@@ -35,18 +35,6 @@ def cell_params(cell: Cell) -> dict[str, Any]:
         "epochs": cell.recipe["epochs"],
         "batch_size": cell.recipe["batch_size"],
     }
-
-
-def epoch_metrics(entry: Mapping[str, Any]) -> dict[str, float]:
-    """A history entry as flat metrics: lr, test_top1 (when evaluated), train/<term>,
-    diag/<name> (each finite diagnostic the loss reported)."""
-    metrics = {"lr": float(entry["lr"])}
-    if entry.get("test_top1") is not None:
-        metrics["test_top1"] = float(entry["test_top1"])
-    metrics.update({f"train/{name}": float(v) for name, v in entry.get("train", {}).items()})
-    diagnostics = entry.get("diagnostics", {})
-    metrics.update({f"diag/{name}": float(v) for name, v in diagnostics.items() if v is not None})
-    return metrics
 
 
 def wanted_trackers(tables: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -141,14 +129,9 @@ class Trackers:
             for entry in record.get("history") or []:
                 self.epoch_ended(cell_id, entry)
         self.live.discard(cell_id)
-        metrics = {
-            k: float(v)
-            for k, v in (record.get("metrics") or {}).items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        }
         self.emit(
             "cell_finished", cell_id=cell_id, label=self.cells[cell_id].label(),
-            metrics=metrics, status=record["status"], record=record,
+            metrics=final_metrics(record), status=record["status"], record=record,
         )  # fmt: skip
 
     def run_finished(self, ran: int, failed: int, skipped: int) -> None:

@@ -28,10 +28,10 @@ from kdbench.core.config import BenchmarkConfig, Tune
 from kdbench.core.registry import Registry
 from kdbench.core.search_space import (
     Dimension,
-    grid_size,
     is_recipe_key,
     parse_space,
     recipe_path,
+    recipe_value,
 )
 from kdbench.engine.context import RunContext
 from kdbench.engine.matrix import Cell
@@ -39,7 +39,7 @@ from kdbench.engine.studies import JOURNAL, pruner, sampler, storage, suggest
 from kdbench.engine.validation_split import held_out, index_hash
 from kdbench.records.identity import configuration_id, stable_hash
 from kdbench.records.schema import Record
-from kdbench.records.store import RecordStore, read_record
+from kdbench.records.store import RecordStore
 
 if TYPE_CHECKING:
     from kdbench.engine.runner import Plan
@@ -85,6 +85,7 @@ def methods(
     for cell in cells:
         groups.setdefault(configuration_id(cell.config()), []).append(cell)
     found = []
+    studies = storage(journal)  # one replay of the journal for every study
     for key, seeds in groups.items():
         first = seeds[0]
         pair = config.pairs[pair_of.get(first.id, 0)]
@@ -98,7 +99,7 @@ def methods(
         grid = {k: list(d.points or ()) for k, d in space.items()}
         study = optuna.create_study(
             study_name=name,
-            storage=storage(journal),
+            storage=studies,
             sampler=sampler(tune.sampler, tune.seed, grid),
             pruner=pruner(tune.pruner),
             direction="maximize",
@@ -128,10 +129,7 @@ def resumed_seed(seed: int, held: int) -> int:
 def published_value(cell: Cell, name: str, registry: Registry) -> Any:
     """A searched key's published value: the benchmark file's, else the loss's default."""
     if is_recipe_key(name):
-        value: Any = cell.recipe
-        for part in recipe_path(name):
-            value = value[part]
-        return value
+        return recipe_value(cell.recipe, name)
     if name in cell.loss.params:
         return cell.loss.params[name]
     return registry.get("losses", cell.loss.name).params[name]
@@ -146,7 +144,6 @@ def grid_points(
         points = [{**p, name: v} for p in points for v in dim.points or ()]
     rest = [p for p in points if p != published]
     random.Random(seed).shuffle(rest)
-    assert grid_size(space) == len(points)
     return [published, *rest]
 
 
@@ -222,15 +219,15 @@ def tune_methods(
     while True:
         batch: list[tuple[Method, optuna.trial.FrozenTrial | optuna.Trial, Cell]] = []
         for method in found:
-            for trial in method.study.get_trials(deepcopy=False):
+            trials = method.study.get_trials(deepcopy=False)
+            for trial in trials:
                 if trial.number in method.seen or trial.state == TrialState.WAITING:
                     continue
                 method.seen.add(trial.number)
                 cell = trial_cell(method, tune, trial.number, trial.params)
-                if trial.state == TrialState.RUNNING or not finished(_record(store, cell.id)):
+                if trial.state == TrialState.RUNNING or not finished(store.record(cell.id)):
                     batch.append((method, trial, cell))
-            used = sum(1 for t in method.study.get_trials(deepcopy=False)
-                       if t.state != TrialState.WAITING)  # fmt: skip
+            used = sum(1 for t in trials if t.state != TrialState.WAITING)
             for _ in range(max(0, min(method.budget - used, tune.batch))):
                 asked = method.study.ask()
                 params = {name: suggest(asked, name, dim) for name, dim in method.space.items()}
@@ -245,11 +242,11 @@ def tune_methods(
                 for method, trial, cell in batch
                 if (info := _pruning(method, trial, journal, tune.pruner)) is not None
             }
-        todo = {cell.id: cell for _, _, cell in batch if not finished(_record(store, cell.id))}
+        todo = {cell.id: cell for _, _, cell in batch if not finished(store.record(cell.id))}
         execute(list(todo.values()), pruning)
         for method, trial, cell in batch:
             if _state(method, trial.number) == TrialState.RUNNING:
-                _tell(method, trial.number, _record(store, cell.id))
+                _tell(method, trial.number, store.record(cell.id))
 
 
 def _pruning(
@@ -278,12 +275,6 @@ def _tell(method: Method, number: int, record: Record | None) -> None:
         method.study.tell(number, state=TrialState.PRUNED)
     else:
         method.study.tell(number, state=TrialState.FAIL)
-
-
-def _record(store: RecordStore, cell_id: str) -> Record | None:
-    path = store.path(cell_id)
-    record = read_record(path) if path.is_file() else None
-    return record if isinstance(record, Record) else None
 
 
 def final_cells(found: list[Method], tune: Tune, say: Callable[[str], None]) -> list[Cell]:

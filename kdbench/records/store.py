@@ -136,15 +136,20 @@ class RecordStore:
     def path(self, cell_id: str) -> Path:
         return self.folder / f"{cell_id}.json"
 
-    def is_done(self, cell_id: str) -> bool:
-        """True when the cell has a valid, successful record (others are run again)."""
+    def record(self, cell_id: str) -> Record | None:
+        """The cell's valid record, whatever its status; None if it has none."""
         path = self.path(cell_id)
         if not path.is_file():
             path = self._migrated().get(cell_id)
             if path is None:
-                return False
+                return None
         record = read_record(path)
-        return isinstance(record, Record) and record.status == "ok"
+        return record if isinstance(record, Record) else None
+
+    def is_done(self, cell_id: str) -> bool:
+        """True when the cell has a valid, successful record (others are run again)."""
+        record = self.record(cell_id)
+        return record is not None and record.status == "ok"
 
     def _migrated(self) -> dict[str, Path]:
         """Files of older schemas by the id migration gave them (their names keep the old id)."""

@@ -23,10 +23,17 @@ from kdbench.reporting.render_csv import cross_pair_csv, leaderboard_csv, proven
 from kdbench.reporting.render_latex import latex
 from kdbench.reporting.render_md import markdown
 
-# Formats this module writes itself; plugins add more (kdbench.core.plugins.report_formats).
-FORMATS = ("md", "csv", "latex", "html")
+# Formats this module writes itself, with what each holds (``kdbench list formats``);
+# plugins add more (kdbench.core.plugins.report_formats).
+BUILTIN_FORMATS = {
+    "md": "Markdown tables: the leaderboard, the methods x pairs matrix and provenance",
+    "csv": "the leaderboard, cross-pair and provenance tables as CSV files",
+    "latex": "the leaderboard as LaTeX tables (booktabs)",
+    "html": "one page with the tables and the plots",
+}
+FORMATS = tuple(BUILTIN_FORMATS)
 
-# The name the command line and older callers use for :func:`load_leaderboard`.
+# The name older callers use for :func:`load_leaderboard`.
 build_leaderboard = load_leaderboard
 
 

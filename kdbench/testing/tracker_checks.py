@@ -9,16 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from kdbench.core.plugins import EventHooks
-from kdbench.core.run_events import RunEvent
+from kdbench.core.run_events import RunEvent, epoch_metrics, final_metrics
 from kdbench.testing.samples import sample_record
-
-
-def _numbers(values: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    return {
-        f"{prefix}{k}": float(v)
-        for k, v in values.items()
-        if isinstance(v, int | float) and not isinstance(v, bool)
-    }
 
 
 def sample_events(benchmark: str = "digits") -> list[RunEvent]:
@@ -45,12 +37,11 @@ def sample_events(benchmark: str = "digits") -> list[RunEvent]:
     cell = {"benchmark": benchmark, "cell_id": cell_id, "label": label}
     events = [RunEvent("cell_started", **cell, params=params, epochs=epochs)]
     for entry in record["history"]:
-        metrics = _numbers(entry, "") | _numbers(entry.get("train") or {}, "train/")
-        metrics.pop("epoch", None)
+        metrics = epoch_metrics(entry)
         events.append(
             RunEvent("epoch_ended", **cell, epoch=entry["epoch"], epochs=epochs, metrics=metrics)
         )
-    finished = _numbers(record["metrics"])
+    finished = final_metrics(record)
     events.append(
         RunEvent("cell_finished", **cell, metrics=finished, status=record["status"], record=record)
     )
