@@ -127,3 +127,34 @@ def test_logit_store_script_builds_once_and_a_second_process_reads(tmp_path: Pat
     )
     assert result["records_equal_plain"] is True
     assert "plain / kdbench" in stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="dataset-fashion-mnist not installed")
+def test_tuning_cost_script_runs_the_same_trials_alone_with_a_teacher_forward_each(
+    tmp_path: Path,
+):
+    stdout = run_script(
+        "tuning_cost.py", "--trials", "2", "--train-subset", "60", "--test-subset", "20",
+        "--out", str(tmp_path), "--tag", "_smoke", env={"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    result = json.loads((tmp_path / "tuning_cost_cpu_smoke.json").read_text())
+    rows = result["rows"]
+    assert set(rows) == {"kdbench", "kdbench_whole_run", "independent"}
+    trial_images = result["trial_train_images"]
+    assert trial_images + result["validation_images"] == 60 and result["validation_images"] > 0
+    # 4 logit losses and the ce baseline, 2 trials each, one round
+    assert result["trials"] == 10 and result["kd_trials"] == 8
+    # the KD trials train in one lockstep group, the ce trials (no teacher) in another
+    assert result["lockstep_groups"] == [[2, 1], [8, 1]]
+    assert rows["kdbench"]["store"] == {"built": 8}  # one build serves every KD trial
+    assert rows["kdbench"]["teacher_image_forwards"] == trial_images
+    assert rows["independent"]["teacher_image_forwards"] == 8 * trial_images
+    assert result["independent_over_kdbench_teacher_forwards"] == 8
+    assert result["independent_over_kdbench_seconds"] == (
+        rows["independent"]["seconds"] / rows["kdbench"]["seconds"]
+    )
+    assert result["val_top1_equal"] == 10 and result["val_top1_differ"] == 0
+    assert rows["kdbench_whole_run"]["final_cells"] == 5
+    assert (tmp_path / "tuning_cost_cpu_smoke.txt").read_text() in stdout
+    assert "independent / kdbench" in stdout
