@@ -142,7 +142,7 @@ class Meter:
         engine_tuning.run_tuning = timed_run_tuning
 
 
-def kdbench_run(bench: Path, out: Path, context: RunContext, meter: Meter) -> float:
+def kdbench_run(bench: Path, out: Path, context: RunContext) -> float:
     """``kdbench run``'s engine in this process: its wall time (teacher training included)."""
     the_plan = plan(bench, context, validate=True)
     started = time.perf_counter()
@@ -189,7 +189,7 @@ def main() -> None:
         text = BENCH.format(root=args.data_root, subset=args.train_subset, trials=args.trials,
                             test_subset=args.test_subset, epochs=args.trial_epochs)  # fmt: skip
         bench.write_text(text + KD_LOSSES + "".join(TEMPERATURE.format(x) for x in LOSSES))
-        run_seconds = kdbench_run(bench, out, context, meter)
+        run_seconds = kdbench_run(bench, out, context)
         kdbench_forwards = dict(meter.forwards)
         records = [json.loads(p.read_text()) for p in sorted((out / "records").glob("*.json"))]
         trials = [r for r in records if r["config"]["phase"] == "trial"]
