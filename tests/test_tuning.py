@@ -283,6 +283,75 @@ def test_a_report_of_a_tuned_folder_is_made_of_its_finals(tuned_run: Path):
     assert "2 records (0 failed)" in result.stdout  # the finals; trials have no test figure
 
 
+# --- tuned beside published: the leaderboard ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def beside_run(tmp_path_factory) -> Path:
+    """The tuned file with ``[tune] published = true``: each method's published setting
+    runs with the benchmark's seeds too, and the report shows both."""
+    folder = tmp_path_factory.mktemp("beside")
+    bench = write_benchmark(folder, text=TUNED.replace("[tune]\n", "[tune]\npublished = true\n"))
+    result = run_cli("run", str(bench), "--out", "out", "--quiet", "--threads", "1", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    report = run_cli("report", "out", "--out", "report", "--no-reference", cwd=folder)
+    assert report.returncode == 0, report.stderr
+    return folder
+
+
+def test_published_settings_run_beside_the_finals(beside_run: Path):
+    out = beside_run / "out"
+    finals, untuned = by_phase(out, "final"), by_phase(out, None)
+    assert len(finals) == 2 and len(untuned) == 2
+    assert {f["config"]["tune"]["published_cell"] for f in finals} == {
+        r["cell_id"] for r in untuned
+    }
+    kd = [r for r in untuned if r["config"]["loss"]["label"] == "kd"]
+    assert kd[0]["config"]["recipe"]["optimizer"]["lr"] == 0.05
+    assert "tune" not in kd[0]["config"]  # the very cell an untuned run of the file has
+    kd_final = next(r for r in finals if r["config"]["loss"]["label"] == "kd")
+    assert kd_final["protocol"]["lockstep_group"] == 2  # beside its published cell
+    status = run_cli("status", "out", cwd=beside_run)
+    assert "out: 4 cells" in status.stdout, status.stdout
+    assert "done     4" in status.stdout and "pending  0" in status.stdout
+
+
+def test_the_leaderboard_shows_tuned_rows_their_selection_and_trials(beside_run: Path):
+    out, report = beside_run / "out", beside_run / "report"
+    board = json.loads((report / "leaderboard.json").read_text())
+    (pair,) = board["pairs"]
+    rows = {r["method"]: r for r in pair["rows"]}
+    assert set(rows) == {"ce", "kd", "ce (tuned)", "kd (tuned)"}
+    top1 = {(r["config"]["loss"]["label"], r["config"].get("phase")): r["metrics"]["top1"]
+            for r in records(out) if r["config"].get("phase") != "trial"}  # fmt: skip
+    # paired against the baseline of the same protocol: tuned with tuned, published with published
+    assert rows["kd (tuned)"]["delta_vs_baseline"] == pytest.approx(
+        top1[("kd", "final")] - top1[("ce", "final")]
+    )
+    assert rows["kd"]["delta_vs_baseline"] == pytest.approx(top1[("kd", None)] - top1[("ce", None)])
+    assert pair["baseline_top1"] == pytest.approx(top1[("ce", None)])
+    kd_final = next(r for r in by_phase(out, "final") if r["config"]["loss"]["label"] == "kd")
+    tuned = rows["kd (tuned)"]
+    assert tuned["tuned"] == "3 trials of 1 epoch, 10 % validation, random sampler"
+    assert tuned["selected"] == kd_final["config"]["tune"]["selected"]
+    assert rows["kd"]["tuned"] is None and rows["kd"]["trials"] is None
+    trials = {r["config"]["tune"]["trial"]: r for r in by_phase(out, "trial")
+              if r["config"]["tune"]["study"] == kd_final["config"]["tune"]["study"]}  # fmt: skip
+    assert [t["trial"] for t in tuned["trials"]] == [0, 1, 2]
+    for entry in tuned["trials"]:
+        assert entry["val_top1"] == trials[entry["trial"]]["metrics"]["val_top1"]
+        assert entry["params"] == trials[entry["trial"]]["config"]["tune"]["params"]
+    markdown = (report / "leaderboard.md").read_text()
+    assert "| kd (tuned) " in markdown and "Tuned:" in markdown
+    assert "- kd (tuned): 3 trials of 1 epoch, 10 % validation, random sampler (3 ran); selected" \
+        in markdown  # fmt: skip
+    assert "ce baseline: " in markdown and "(tuned: " in markdown
+    header = (report / "leaderboard.csv").read_text().splitlines()[0]
+    assert header.endswith(",tuned,selected,selected_val_top1")
+    assert len(list((report / "plots").glob("sensitivity_*.png"))) == 1  # one tuned pair
+    assert "tuning sensitivity" in (report / "leaderboard.html").read_text()
+
+
 def test_a_deleted_trial_record_reruns_alone(tuned_run: Path):
     out = tuned_run / "out"
     victim = next(r for r in by_phase(out, "trial") if r["config"]["tune"]["trial"] == 1)

@@ -372,6 +372,7 @@ def validate(file: Path, set_values: tuple[str, ...], yes: bool) -> None:
     tuned = (
         f"; each method tuned first: up to {tune.trials} trials on "
         f"{tune.validation:.0%} of the training split"
+        + (", then run tuned and as published" if tune.published else "")
         if tune
         else ""
     )

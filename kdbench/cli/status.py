@@ -101,17 +101,24 @@ def status(
         jobs = _noted_jobs(note, out_dir, lambda: run_context or _make_context(context))
     done = {cell_id for cell_id, record in records.items() if record.get("status") == "ok"}
     result.jobs = [job for job in jobs if not done.issuperset(job["cell_ids"])]
-    # a tuned benchmark: trials count apart; a final record fills its published cell's slot
+    # a tuned benchmark: trials count apart; a final record fills its published cell's
+    # slot, or, where the published settings run too ([tune] published), a slot beside it
     result.trials = trial_counts(valid.values())
     slots: set[str] = set()  # published cells with a final record, ok or failed
-    if benchmark is not None and cells is not None:
+    tune = _tune_table(benchmark) if benchmark is not None else None
+    beside = tune is not None and tune.get("published") is True
+    if tune is not None and cells is not None:
         result.trial_budget = trial_budget(benchmark, len(cells))
+        if beside:
+            cells = cells | {_final_slot(i): f"{label} (tuned)" for i, label in cells.items()}
+            result.cells = len(cells)
     for cell_id, record in records.items():
         phase = record["config"].get("phase")
         if phase == "trial":
             continue
         if phase == "final":
             cell_id = record["config"]["tune"].get("published_cell", cell_id)
+            cell_id = _final_slot(cell_id) if beside else cell_id
             slots.add(cell_id)
         if cells is not None and cell_id not in cells:
             result.other_records += 1
@@ -126,6 +133,19 @@ def status(
             if cell_id not in records and cell_id not in slots
         ]
     return result
+
+
+def _final_slot(cell_id: str) -> str:
+    return f"final:{cell_id}"
+
+
+def _tune_table(benchmark: Path) -> dict[str, Any] | None:
+    """The benchmark's ``[tune]`` table as written (None: untuned, or unreadable)."""
+    try:
+        tune = read_benchmark(benchmark).get("tune")
+    except ConfigError:
+        return None
+    return tune if isinstance(tune, dict) else None
 
 
 def trial_budget(benchmark: Path, cells: int) -> int | None:

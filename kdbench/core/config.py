@@ -148,6 +148,9 @@ class Tune(_Strict):
     pruner: Literal["none", "median", "halving"] = "none"
     seed: int = 0  # the sampler's, the validation split's and the trials' training seed
     batch: Annotated[int, Field(gt=0)] = 4  # trials asked of each study per round
+    # also run every method's published setting with the benchmark's seeds (the cells an
+    # untuned run of the file has), so the leaderboard shows tuned beside published
+    published: bool = False
     # keys every method searches (recipe keys only); a loss's own search adds to it
     search: dict[str, Any] = {}
 

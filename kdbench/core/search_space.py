@@ -10,6 +10,7 @@ Optuna's suggestion (:mod:`kdbench.engine.tuning`).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,6 +136,19 @@ def recipe_value(recipe: dict[str, Any], name: str) -> Any:
     for part in recipe_path(name):
         value = value[part]
     return value
+
+
+def with_recipe_values(recipe: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``recipe`` with the recipe keys of ``values`` set (other keys ignored)."""
+    out = copy.deepcopy(recipe)
+    for name, value in values.items():
+        if is_recipe_key(name):
+            *parents, last = recipe_path(name)
+            section = out
+            for part in parents:
+                section = section[part]
+            section[last] = value
+    return out
 
 
 def nested(name: str, value: Any) -> dict[str, Any]:

@@ -180,19 +180,21 @@ def run_benchmark(
         checkpoints = CheckpointKeeper(outputs, store.is_done, say)
         checkpoints.sweep()  # a group's records written, its checkpoint not yet deleted
         tuned = the_plan.config.tune is not None
-        if tuned:  # its cells are the finals of its methods
+        untuned = not tuned or the_plan.config.tune.published
+        pending = [cell for cell in the_plan.cells if untuned and not store.is_done(cell.id)]
+        total = len(the_plan.cells) if untuned else 0
+        if tuned:  # each cell's slot is filled by its method's final run
             slots = final_slots(store.scan()[0].values())
-            pending = [cell for cell in the_plan.cells if cell.id not in slots]
-        else:
-            pending = [cell for cell in the_plan.cells if not store.is_done(cell.id)]
-        result = RunResult(out_dir, skipped=len(the_plan.cells) - len(pending))
+            pending += [cell for cell in the_plan.cells if cell.id not in slots]
+            total += len(the_plan.cells)
+        result = RunResult(out_dir, skipped=total - len(pending))
         benchmark_text = the_plan.benchmark_text()
         write_text_atomic(out_dir / "benchmark.toml", benchmark_text)
         write_plan_note(out_dir, benchmark_text, {c.id: c.label() for c in the_plan.cells})
         write_executor_note(out_dir, ExecutorNote.of(executor_name, params, type(runner)))
         console.print(
-            f"{the_plan.config.benchmark.name}: {len(the_plan.cells)} "
-            f"{'tuned cells' if tuned else 'cells'}, "
+            f"{the_plan.config.benchmark.name}: {total} "
+            f"{'tuned cells' if tuned and not untuned else 'cells'}, "
             f"{result.skipped} already done, {len(pending)} to run on {cell_device} "
             f"({executor_name} executor) -> {out_dir}"
         )
@@ -202,7 +204,7 @@ def run_benchmark(
         shown = None
         if display and not quiet:
             shown = display(
-                len(the_plan.cells) + trial_budget(the_plan), console, cells=pending,
+                total + trial_budget(the_plan), console, cells=pending,
                 skipped=result.skipped, log_every=log_every,
             )  # fmt: skip
         trackers = Trackers(

@@ -14,7 +14,6 @@ records make a killed search resume where it stopped.
 
 from __future__ import annotations
 
-import copy
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -30,8 +29,8 @@ from kdbench.core.search_space import (
     Dimension,
     is_recipe_key,
     parse_space,
-    recipe_path,
     recipe_value,
+    with_recipe_values,
 )
 from kdbench.engine.context import RunContext
 from kdbench.engine.matrix import Cell
@@ -159,17 +158,8 @@ def validation_of(tune: Tune, data_labels: Callable[[Cell], Any]) -> Callable[[C
 
 def with_params(cell: Cell, params: dict[str, Any]) -> Cell:
     """A cell with searched values in its loss parameters and recipe."""
-    recipe = copy.deepcopy(cell.recipe)
-    loss = {**cell.loss.params}
-    for name, value in params.items():
-        if is_recipe_key(name):
-            *parents, last = recipe_path(name)
-            section = recipe
-            for part in parents:
-                section = section[part]
-            section[last] = value
-        else:
-            loss[name] = value
+    recipe = with_recipe_values(cell.recipe, params)
+    loss = {**cell.loss.params, **{k: v for k, v in params.items() if not is_recipe_key(k)}}
     return replace(cell, recipe=recipe, loss=replace(cell.loss, params=loss))
 
 
@@ -297,6 +287,7 @@ def final_cells(found: list[Method], tune: Tune, say: Callable[[str], None]) -> 
                 "validation": method.validation,
                 "sampler": tune.sampler,
                 "selected": selected,
+                "published": method.published,
                 "selected_val_top1": best.value,
                 "published_cell": cell.id,
             }
@@ -312,7 +303,8 @@ def run_tuning(
     out_dir: Path,
     say: Callable[[str], None],
 ) -> list[Cell]:
-    """The whole protocol for a planned, tuned benchmark; returns its final cells."""
+    """The whole protocol for a planned, tuned benchmark; returns its final cells (and,
+    with ``[tune] published``, the published settings' cells run beside them)."""
     tune = _tune(the_plan.config)
     journal = journal_path(out_dir)
 
@@ -325,6 +317,8 @@ def run_tuning(
     )  # fmt: skip
     tune_methods(found, tune, store, execute, journal)
     finals = final_cells(found, tune, say)
+    if tune.published:  # in the same lockstep groups as the finals: one teacher forward
+        finals += the_plan.cells
     execute([cell for cell in finals if not store.is_done(cell.id)], {})
     return finals
 

@@ -32,10 +32,11 @@ SINGLE_DEVICE = frozenset({"devices", "sync_bn"})
 # ``workers`` (a streaming dataset's reader processes) changes only how fast it is read;
 # ``max_pixels`` only which oversized files are refused before training, never the data.
 LOCATION = frozenset({"root", "download", "workers", "max_pixels"})
-# A tuned cell's bookkeeping: which study and trial asked for it, what it scored. The
+# A tuned cell's bookkeeping: which study and trial asked for it, what it scored, the
+# published setting it was tuned from. The
 # experiment is its phase, its parameters (already in its loss and recipe), the
 # validation split and, for a final cell, the budget that selected it.
-TUNE_BOOKKEEPING = frozenset({"study", "trial", "selected_val_top1", "published_cell"})
+TUNE_BOOKKEEPING = frozenset({"study", "trial", "selected_val_top1", "published_cell", "published"})
 # A trial is the same experiment whatever budget or sampler its study had.
 TRIAL_BOOKKEEPING = TUNE_BOOKKEEPING | {"sampler", "trials"}
 

@@ -28,6 +28,48 @@ PUBLISHED = "published"
 
 
 @dataclass
+class TrialPoint:
+    """One tuning trial of a tuned row's study: its values and validation top-1."""
+
+    number: int
+    params: dict[str, Any]
+    val_top1: float  # the last evaluated epoch's (a pruned trial's: where it stopped)
+    status: str  # ok, pruned or failed
+
+
+@dataclass
+class Tuning:
+    """How a tuned row's setting was chosen (its final records' ``config.tune``)."""
+
+    study: str
+    trials: int  # the budget per method
+    trial_epochs: int
+    validation: float  # the held-out fraction of the training split
+    sampler: str
+    selected: dict[str, Any]
+    selected_val_top1: float
+    ran: list[TrialPoint] = field(default_factory=list)  # the study's trial records
+
+    @property
+    def summary(self) -> str:
+        """What was done, in a few words: ``8 trials of 5 epochs, 10 % validation``."""
+        epochs = "epoch" if self.trial_epochs == 1 else "epochs"
+        return (
+            f"{self.trials} trials of {self.trial_epochs} {epochs}, "
+            f"{self.validation * 100:g} % validation, {self.sampler} sampler"
+        )
+
+    @property
+    def published_val_top1(self) -> float:
+        """The published setting's validation top-1: every study's trial 0."""
+        first = next((t for t in self.ran if t.number == 0 and t.status == "ok"), None)
+        return first.val_top1 if first else NAN
+
+
+TUNED = "tuned"
+
+
+@dataclass
 class Row:
     """One method of one pair: measured over seeds, or one published figure."""
 
@@ -64,14 +106,16 @@ class Row:
     errors: list[str] = field(default_factory=list)
     cells: list[str] = field(default_factory=list)
     config: str = ""  # the configuration hash, set where a method has several on a board
+    tuning: Tuning | None = None  # a tuned method's final runs: how the setting was chosen
     per_seed: dict[int, float] = field(default_factory=dict)
     # series ("test_top1", "train/<term>") -> (epoch, mean, std, n) over seeds
     curves: dict[str, list[tuple[int, float, float, int]]] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
-        """The method, with its configuration where the board has several of it."""
-        return f"{self.method} [{self.config}]" if self.config else self.method
+        """The method (tuned or not), with its configuration where the board has several."""
+        name = f"{self.method} ({TUNED})" if self.tuning else self.method
+        return f"{name} [{self.config}]" if self.config else name
 
     @property
     def failed(self) -> bool:
@@ -92,7 +136,8 @@ class Board:
     student_name: str
     teacher_top1: float = NAN
     teacher_published: Published | None = None
-    baseline: float = NAN
+    baseline: float = NAN  # the baseline's top-1 in its published setting (else tuned)
+    tuned_baseline: float = NAN  # the tuned baseline's, where both ran
     seeds: list[int] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
     variant: str = ""
@@ -116,6 +161,10 @@ class Board:
     @property
     def measured(self) -> list[Row]:
         return [r for r in self.rows if r.kind == MEASURED]
+
+    @property
+    def tuned(self) -> list[Row]:
+        return [r for r in self.rows if r.tuning is not None]
 
     @property
     def has_published(self) -> bool:

@@ -10,7 +10,7 @@ is undefined (fewer than two seeds, no teacher, no measurement) is ``null``, nev
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,6 +45,15 @@ class CostJSON(_Closed):
 class PublishedJSON(_Closed):
     top1: float = Field(description="the published top-1 %")
     source: str = Field(description="the citation")
+
+
+class TrialJSON(_Closed):
+    """One tuning trial of a tuned row's study (the data of its sensitivity figure)."""
+
+    trial: int = Field(description="its number in the study; 0 is the published setting")
+    params: dict[str, Any] = Field(description="the searched values it trained with")
+    status: str = Field(description="ok, pruned (stopped early) or failed")
+    val_top1: Number = Field(description="validation top-1 % at its last evaluated epoch")
 
 
 class RowJSON(_Closed):
@@ -97,6 +106,18 @@ class RowJSON(_Closed):
     vs_published: Number
     vs_published_statistic: str | None
     source: str = Field(description="a published row's citation")
+    tuned: str | None = Field(
+        default=None, description="a tuned row's budget in words; null: its published setting"
+    )
+    selected: dict[str, Any] | None = Field(
+        default=None, description="a tuned row's selected values (loss parameters, recipe keys)"
+    )
+    selected_val_top1: Number = Field(
+        default=None, description="the selected trial's validation top-1 %"
+    )
+    trials: list[TrialJSON] | None = Field(
+        default=None, description="a tuned row's trials, in study order"
+    )
     errors: list[str] = Field(description="first lines of failed cells' errors")
     cells: list[str] = Field(description="the cell ids pooled in this row")
 

@@ -34,6 +34,8 @@ class Collected:
     warnings: list[str] = field(default_factory=list)
     bad: list[BadRecord] = field(default_factory=list)
     experiments: dict[str, int] = field(default_factory=dict)  # experiment id -> index
+    # tuning trials (scored on validation, never tested): only their studies' rows show them
+    trials: list[dict[str, Any]] = field(default_factory=list)
 
 
 def record_files(location: Path) -> list[Path]:
@@ -64,7 +66,7 @@ def collect(locations: Iterable[Path], cells: set[str] | None = None) -> Collect
                 found.bad.append(record)
                 found.warnings.append(f"{record}, skipped")
             elif record.config.phase == "trial":
-                continue  # a tuning trial: scored on validation, no test figure to show
+                found.trials.append(dump(record))
             elif cells is None or record.cell_id in cells:
                 _add(found, dump(record), path)
     return found

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from kdbench.core.config import BASELINE_LOSS
+from kdbench.core.search_space import with_recipe_values
 from kdbench.records.costs import architecture_costs
 from kdbench.records.identity import LOCATION, configuration_id, stable_hash
 from kdbench.reporting.board_model import (
@@ -37,6 +38,8 @@ from kdbench.reporting.board_model import (
     Board,
     Leaderboard,
     Row,
+    TrialPoint,
+    Tuning,
     model_label,
 )
 from kdbench.reporting.collect import Collected
@@ -71,6 +74,7 @@ class Item:
     seed: int
     ok: bool
     configuration: str
+    tuned: bool  # a tuned method's final run (``phase = "final"``)
 
 
 def _item(record: dict[str, Any], path: Path | None) -> Item:
@@ -82,7 +86,7 @@ def _item(record: dict[str, Any], path: Path | None) -> Item:
         {
             "dataset": [dataset["name"], data_params],
             "student": config["student"],
-            "recipe": config.get("recipe"),
+            "recipe": published_recipe(config),
         }
     )
     return Item(
@@ -99,7 +103,18 @@ def _item(record: dict[str, Any], path: Path | None) -> Item:
         seed=int(config["seed"]),
         ok=record.get("status") == "ok",
         configuration=configuration_id(config),
+        tuned=config.get("phase") == "final",
     )
+
+
+def published_recipe(config: dict[str, Any]) -> Any:
+    """The recipe a cell's pair was set up with: a tuned final run's searched recipe keys
+    (its learning rate) back at their published values, so it sits on its pair's board."""
+    recipe = config.get("recipe")
+    published = (config.get("tune") or {}).get("published")
+    if config.get("phase") != "final" or not isinstance(published, dict) or recipe is None:
+        return recipe
+    return with_recipe_values(recipe, published)
 
 
 def build(
@@ -117,7 +132,8 @@ def build(
         for r in collected.records
         for problem in (r.get("provenance") or {}).get("plugin_problems") or ()
     ]
-    boards = _boards(items, reference, warnings, pool)
+    studies = trials_by_study(collected.trials)
+    boards = _boards(items, reference, warnings, pool, studies)
     return Leaderboard(
         boards=boards,
         cross=cross_pair(boards),
@@ -127,8 +143,28 @@ def build(
     )
 
 
+def trials_by_study(trials: list[dict[str, Any]]) -> dict[str, list[TrialPoint]]:
+    """Each study's trials, once each (a trial found in two folders is one), in order."""
+    found: dict[str, dict[str, TrialPoint]] = defaultdict(dict)
+    for record in trials:
+        tune = record["config"].get("tune") or {}
+        value = (record.get("metrics") or {}).get("val_top1")
+        found[tune.get("study", "")][record["cell_id"]] = TrialPoint(
+            number=int(tune.get("trial", -1)),
+            params=dict(tune.get("params") or {}),
+            val_top1=NAN if value is None else float(value),
+            status=str(record.get("status")),
+        )
+    return {study: sorted(points.values(), key=lambda t: t.number)
+            for study, points in found.items()}  # fmt: skip
+
+
 def _boards(
-    items: list[Item], reference: list[Published], warnings: list[str], pool: bool
+    items: list[Item],
+    reference: list[Published],
+    warnings: list[str],
+    pool: bool,
+    studies: dict[str, list[TrialPoint]],
 ) -> list[Board]:
     pairs: dict[tuple, list[Item]] = defaultdict(list)
     shared: dict[tuple, list[Item]] = defaultdict(list)
@@ -153,7 +189,7 @@ def _boards(
             teacher_name=first.teacher_name or "-",
             student_name=first.student_name,
         )
-        _fill(board, members, reference, warnings, pool)
+        _fill(board, members, reference, warnings, pool, studies)
         boards.append((key, board))
 
     labels = defaultdict(list)
@@ -169,7 +205,12 @@ def _boards(
 
 
 def _fill(
-    board: Board, items: list[Item], reference: list[Published], warnings: list[str], pool: bool
+    board: Board,
+    items: list[Item],
+    reference: list[Published],
+    warnings: list[str],
+    pool: bool,
+    studies: dict[str, list[TrialPoint]],
 ) -> None:
     teacher_acc = [
         (i.record.get("teacher") or {}).get("top1")
@@ -178,13 +219,16 @@ def _fill(
     ]
     board.teacher_top1 = float(teacher_acc[0]) if teacher_acc else NAN
     board.seeds = sorted({i.seed for i in items})
-    by_method: dict[tuple[str, str], list[Item]] = defaultdict(list)
-    for item in items:
-        by_method[(item.method, "" if pool else item.configuration)].append(item)
-    rows = [_measured_row(method, group, board.seeds) for (method, _), group in by_method.items()]
+    by_method: dict[tuple[str, bool, str], list[Item]] = defaultdict(list)
+    for item in items:  # a tuned method's row never pools with its published setting's
+        by_method[(item.method, item.tuned, "" if pool else item.configuration)].append(item)
+    rows = [_measured_row(method, group, board.seeds) for (method, *_), group in by_method.items()]
     configs = defaultdict(list)
-    for (method, config), row in zip(by_method, rows, strict=True):
-        configs[method].append((config, row))
+    for (method, tuned, config), row, group in zip(by_method, rows, by_method.values(),
+                                                     strict=True):  # fmt: skip
+        configs[(method, tuned)].append((config, row))
+        if tuned:
+            row.tuning = tuning(group, studies)
     for variants in configs.values():
         if len(variants) > 1:  # name the configuration only where it tells rows apart
             for config, row in variants:
@@ -203,15 +247,24 @@ def _fill(
                 f"one cell ({', '.join(sorted(i.record['cell_id'] for i in group))}); "
                 "each record counts as a sample"
             )
-    base = next((r for r in rows if r.method == BASELINE_LOSS), None)
-    board.baseline = base.mean if base else NAN
+    bases: dict[bool, Row] = {}  # the baseline's first row, tuned (True) and not
+    for row in rows:
+        if row.method == BASELINE_LOSS:
+            bases.setdefault(row.tuning is not None, row)
+    shown = bases.get(False) or bases.get(True)  # the published setting's, where it ran
+    board.baseline = shown.mean if shown else NAN
+    if len(bases) == 2:
+        board.tuned_baseline = bases[True].mean
     done = [(i.record, i.path) for i in items if i.ok]
     board.costs = architecture_costs(done)
     board.teacher_costs = architecture_costs([d for d in done if d[0]["config"].get("teacher")],
                                              "teacher")  # fmt: skip
-    for row in rows:
-        row.delta = row.mean - board.baseline
-        row.gap = gap_recovered(row.mean, board.baseline, board.teacher_top1)
+    for row in rows:  # a tuned method is compared with the tuned baseline: equal budgets
+        tuned = row.tuning is not None
+        base = bases.get(tuned) or bases.get(not tuned)
+        baseline = base.mean if base else NAN
+        row.delta = row.mean - baseline
+        row.gap = gap_recovered(row.mean, baseline, board.teacher_top1)
         if base is not None and row is not base:
             row.paired = paired(row.per_seed, base.per_seed)
             row.better = row.paired.better()
@@ -244,6 +297,24 @@ def _measured_row(method: str, items: list[Item], all_seeds: list[int]) -> Row:
     row.step_ms = _mean(_values(records, "cost", "step_ms"))
     row.status = _status(row)
     return row
+
+
+def tuning(items: list[Item], studies: dict[str, list[TrialPoint]]) -> Tuning:
+    """How a tuned row's setting was chosen, from its final records and its study's trials.
+
+    Every seed's final run carries the same selection (a study selects once per method).
+    """
+    tune = items[0].record["config"]["tune"]
+    return Tuning(
+        study=tune["study"],
+        trials=int(tune["trials"]),
+        trial_epochs=int(tune["trial_epochs"]),
+        validation=float(tune["validation"]["fraction"]),
+        sampler=str(tune["sampler"]),
+        selected=dict(tune["selected"]),
+        selected_val_top1=float(tune["selected_val_top1"]),
+        ran=studies.get(tune["study"], []),
+    )
 
 
 def _per_seed(items: list[Item]) -> dict[int, float]:

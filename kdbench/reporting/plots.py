@@ -305,6 +305,66 @@ def _line(ax, series, color: str, style: str, label: str | None) -> None:
         ax.fill_between(epochs, low, high, color=color, alpha=0.15, lw=0)
 
 
+def sensitivity(board: Board, colors: dict[str, str] | None = None) -> Figure | None:
+    """Validation top-1 against each tuned value, one row of panels per tuned method.
+
+    Every trial of the method's study is a point: pruned ones hollow, at the accuracy
+    where they stopped; the published setting (trial 0) a black-edged square, the
+    selected one ringed. A range spanning a factor of 10 or more is drawn on a log axis.
+    None when no row of the pair is tuned or its trials were not found.
+    """
+    rows = [r for r in board.tuned if r.tuning and r.tuning.ran and r.tuning.selected]
+    if not rows:
+        return None
+    colors = colors or {r.method: f"C{i % 10}" for i, r in enumerate(sorted(rows, key=_key))}
+    ncols = max(len(r.tuning.selected) for r in rows if r.tuning)
+    fig = Figure(figsize=(2.9 * ncols + 0.6, 2.5 * len(rows) + 0.5), layout="constrained")
+    for i, row in enumerate(rows):
+        tuning = row.tuning
+        assert tuning is not None
+        color = colors[row.method]
+        for j, name in enumerate(sorted(tuning.selected)):
+            ax = fig.add_subplot(len(rows), ncols, i * ncols + j + 1)
+            trials = [t for t in tuning.ran if name in t.params and not math.isnan(t.val_top1)]
+            xs = _positions(ax, [t.params[name] for t in trials])
+            for x, trial in zip(xs, trials, strict=True):
+                pruned = trial.status != "ok"
+                ax.plot(x, trial.val_top1, "s" if trial.number == 0 else "o", ms=6,
+                        mfc="none" if pruned else color, mec="black" if trial.number == 0
+                        else color, alpha=0.85)  # fmt: skip
+                if trial.params == tuning.selected and not pruned:
+                    ax.plot(x, trial.val_top1, "o", ms=13, mfc="none", mec="black", mew=1.2)
+            ax.set_xlabel(name, fontsize="small")
+            ax.tick_params(labelsize="small")
+            ax.grid(True, alpha=0.3)
+            if j == 0:
+                ax.set_ylabel(f"{row.label}\nvalidation top-1 %", fontsize="small", color=color)
+    fig.suptitle(
+        f"{board.title}: tuning sensitivity\n"
+        "square: published setting, ringed: selected, hollow: pruned",
+        fontsize="medium",
+    )
+    return _showing(fig, [r.method for r in rows])
+
+
+def _positions(ax, values: list) -> list:
+    """Where each value sits on the x axis: numbers as they are (log where they span a
+    factor of 10), anything else as evenly spaced categories."""
+    if values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        if min(values) > 0 and max(values) >= 10 * min(values):
+            ax.set_xscale("log")
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+        return values
+    categories = sorted({str(v) for v in values})
+    ax.set_xticks(range(len(categories)), categories)
+    return [categories.index(str(v)) for v in values]
+
+
+# the figures drawn for each pair (the rest are drawn for each dataset)
+PER_PAIR = ("bars_", "curves_", "sensitivity_")
+
+
 def figures(board_set: Leaderboard) -> dict[str, Figure]:
     """Every figure of a leaderboard by file stem, with one colour per method throughout."""
     colors = method_colors(board_set)
@@ -319,6 +379,9 @@ def figures(board_set: Leaderboard) -> dict[str, Figure]:
         curves = training_curves(board, colors)
         if curves is not None:
             out[f"curves_{slug(board.title)}"] = curves
+        tuned = sensitivity(board, colors)
+        if tuned is not None:
+            out[f"sensitivity_{slug(board.title)}"] = tuned
     return out
 
 

@@ -35,6 +35,10 @@ CSV_COLUMNS = [
 ]  # fmt: skip
 
 
+# where a row is tuned: its budget in words, the selected values, their validation top-1
+TUNED_COLUMNS = ["tuned", "selected", "selected_val_top1"]
+
+
 def row_record(board: Board, row: Row) -> dict[str, Any]:
     """A row as plain data (full precision, None where undefined) for CSV and JSON."""
     measured = row.kind == MEASURED
@@ -85,11 +89,18 @@ def row_record(board: Board, row: Row) -> dict[str, Any]:
         "train_seconds": row.train_s,
         "step_ms": row.step_ms,
         "teacher_top1": board.teacher_top1,
-        "baseline_top1": board.baseline,
+        "baseline_top1": (  # the baseline its delta is against: the tuned one for tuned rows
+            board.tuned_baseline
+            if row.tuning and not is_nan(board.tuned_baseline)
+            else board.baseline
+        ),
         "published_top1": row.published,
         "vs_published": row.vs_published,
         "vs_published_statistic": row.vs_statistic or None,
         "source": row.source,
+        "tuned": row.tuning.summary if row.tuning else None,
+        "selected": row.tuning.selected if row.tuning else None,
+        "selected_val_top1": row.tuning.selected_val_top1 if row.tuning else None,
         "errors": row.errors,
         "cells": row.cells,
     }
@@ -110,6 +121,8 @@ def _csv_value(value: Any) -> Any:
         return ""
     if isinstance(value, list):
         return " ".join(map(str, value))
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in sorted(value.items()))
     if isinstance(value, float):
         return repr(value)
     return value
@@ -118,7 +131,8 @@ def _csv_value(value: Any) -> Any:
 def leaderboard_csv(board_set: Leaderboard) -> str:
     """Every row of every pair, measured and published (told apart by ``kind``)."""
     rows = [row_record(b, r) for b in board_set.boards for r in b.rows]
-    return _csv(rows, CSV_COLUMNS)
+    tuned = any(board.tuned for board in board_set.boards)
+    return _csv(rows, CSV_COLUMNS + TUNED_COLUMNS if tuned else CSV_COLUMNS)
 
 
 def cost_record(cost: Cost) -> dict[str, Any]:

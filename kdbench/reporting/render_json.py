@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from kdbench.reporting.board_model import (
-    Leaderboard,
-)
+from kdbench.reporting.board_model import Leaderboard, Row
 from kdbench.reporting.board_schema import FORMAT
-from kdbench.reporting.formats import NOTES, is_nan
+from kdbench.reporting.formats import is_nan, notes
 from kdbench.reporting.render_csv import (
     cost_record,
     cross_pair_records,
@@ -17,13 +16,24 @@ from kdbench.reporting.render_csv import (
 from kdbench.reporting.stats import CONFIDENCE
 
 
+def trial_records(row: Row) -> list[dict[str, Any]] | None:
+    """A tuned row's trials (the data of its sensitivity figure); None for other rows."""
+    if row.tuning is None:
+        return None
+    return [
+        {"trial": t.number, "params": t.params, "status": t.status,
+         "val_top1": None if is_nan(t.val_top1) else t.val_top1}
+        for t in row.tuning.ran
+    ]  # fmt: skip
+
+
 def to_json(board_set: Leaderboard) -> str:
     """Everything, for tools: pairs with rows, the cross-pair matrix, runs, warnings."""
     cross = board_set.cross
     data = {
         "format": FORMAT,
         "confidence": CONFIDENCE,
-        "notes": NOTES,
+        "notes": notes(board_set),
         "pairs": [
             {
                 "dataset": b.dataset,
@@ -39,7 +49,7 @@ def to_json(board_set: Leaderboard) -> str:
                 "seeds": b.seeds,
                 "student_costs": [cost_record(c) for c in b.costs],
                 "teacher_costs": [cost_record(c) for c in b.teacher_costs],
-                "rows": [row_record(b, r) for r in b.rows],
+                "rows": [{**row_record(b, r), "trials": trial_records(r)} for r in b.rows],
             }
             for b in board_set.boards
         ],

@@ -6,7 +6,6 @@ from tabulate import tabulate
 
 from kdbench.reporting.board_model import PUBLISHED, CrossPair, Leaderboard
 from kdbench.reporting.formats import (
-    NOTES,
     OVERLAP,
     RUN_COLUMNS,
     avg_rank_text,
@@ -16,10 +15,12 @@ from kdbench.reporting.formats import (
     cross_cell,
     cross_is_best,
     failures,
+    notes,
     num,
     show,
     summary_line,
     teacher_line,
+    tuning_lines,
 )
 from kdbench.reporting.published_rows import published_label
 
@@ -48,13 +49,16 @@ def markdown(board_set: Leaderboard) -> str:
                 values[0] = f"*{values[0]}*"
             rows.append(values)
         out.append(tabulate(rows, headers=columns, tablefmt="github", disable_numparse=True))
+        tuned = tuning_lines(board)
+        if tuned:
+            out += ["", "Tuned:", *[f"- {_md_escape(line)}" for line in tuned]]
         fails = failures(board)
         if fails:
             out += ["", "Failures:", *[f"- {_md_escape(f)}" for f in fails]]
         out.append("")
     if len(board_set.boards) > 1:
         out += ["## All pairs: top-1 % (rank in pair)", "", _md_cross(board_set.cross), ""]
-    out += ["## Notes", "", *[f"- {n}" for n in NOTES], ""]
+    out += ["## Notes", "", *[f"- {n}" for n in notes(board_set)], ""]
     if board_set.warnings:
         out += ["## Warnings", "", *[f"- {_md_escape(w)}" for w in board_set.warnings], ""]
     out += ["## Provenance", "", _md_runs(board_set), ""]

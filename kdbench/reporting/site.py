@@ -21,7 +21,6 @@ from kdbench.reporting.formats import (
     BEST_LABEL,
     CI_LABEL,
     DELTA_LABEL,
-    NOTES,
     OVERLAP,
     P_LABEL,
     RUN_COLUMNS,
@@ -32,11 +31,13 @@ from kdbench.reporting.formats import (
     cross_cell,
     cross_is_best,
     failures,
+    notes,
     num,
     summary_line,
     teacher_line,
+    tuning_lines,
 )
-from kdbench.reporting.plots import method_colors, png_bytes, shown_methods, slug
+from kdbench.reporting.plots import PER_PAIR, method_colors, png_bytes, shown_methods, slug
 from kdbench.reporting.published_rows import published_label
 from kdbench.reporting.render_csv import PROVENANCE_COLUMNS
 
@@ -267,6 +268,10 @@ def page(board_set: Leaderboard, figs: dict[str, Figure] | None = None) -> str:
             f'<p class="note cost">{_e(cost_line(board))}</p>',
             _board_table(board, i),
         ]
+        tuned = tuning_lines(board)
+        if tuned:
+            items = "".join(f"<li>{_e(line)}</li>" for line in tuned)
+            parts.append(f'<p class="note">Tuned:</p><ul class="note tuned">{items}</ul>')
         fails = failures(board)
         if fails:
             items = "".join(f"<li>{_e(f)}</li>" for f in fails)
@@ -275,17 +280,19 @@ def page(board_set: Leaderboard, figs: dict[str, Figure] | None = None) -> str:
         for stem, alt in (
             (f"bars_{slug(board.title)}", "top-1 per method"),
             (f"curves_{slug(board.title)}", "training curves"),
+            (f"sensitivity_{slug(board.title)}", "tuning sensitivity"),
         ):
             if stem in figs:
                 parts.append(_img(figs[stem], f"{alt}, {board.title}", colors))
         parts.append("</section>")
     if len(board_set.boards) > 1:
         parts += ["<h2>All pairs: top-1 % (rank in pair)</h2>", _cross_table(board_set)]
-    scatter = [(k, f) for k, f in figs.items() if not k.startswith(("bars_", "curves_"))]
+    scatter = [(k, f) for k, f in figs.items() if not k.startswith(PER_PAIR)]
     if scatter:
         parts.append("<h2>Accuracy against cost</h2>")
         parts += [_img(f, k.replace("_", " "), colors) for k, f in scatter]
-    parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in NOTES) + "</ul>")
+    items = "".join(f"<li>{_e(n)}</li>" for n in notes(board_set))
+    parts.append(f"<h2>Notes</h2><ul>{items}</ul>")
     if board_set.warnings:
         items = "".join(f'<li class="warn">{_e(w)}</li>' for w in board_set.warnings)
         parts.append(f"<h2>Warnings</h2><ul>{items}</ul>")
