@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 from conftest import write_benchmark
 from kdbench.core.errors import ConfigError
 from kdbench.core.hookspecs import hookimpl
-from kdbench.core.plugins import make_plugin_manager
+from kdbench.core.plugins import load_plugins, make_plugin_manager
 from kdbench.core.registry import Entry, Registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,3 +178,12 @@ def test_parameters_come_from_the_signature():
     assert list(entry.params) == ["width", "depth"]
     with pytest.raises(ConfigError, match="needs parameter\\(s\\) depth"):
         entry.check_params({"width": 3}, file="f.toml", key="pairs[0].student_params")
+
+
+def test_versions_names_each_installed_plugin_with_its_distributions_version():
+    """``Plugins.versions()`` is public (kdbench.core): the timm plugin, pip-installed with
+    the test extras, appears with the version its distribution's metadata gives."""
+    plugins = load_plugins(strict=False)
+    versions = plugins.versions()
+    timm = next(info for info in plugins.infos if info.source == "kdbench-timm")
+    assert versions[timm.name] == importlib.metadata.version("kdbench-timm")

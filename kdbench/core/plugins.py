@@ -123,6 +123,10 @@ class Plugins:
     # ``plugin 'x' (dist)`` of each plugin that did not load at all.
     unloaded: list[str] = field(default_factory=list)
 
+    def versions(self) -> dict[str, str]:
+        """Each loaded plugin's version, by plugin name."""
+        return {info.name: info.version for info in self.infos}
+
     @property
     def problems(self) -> list[str]:
         """Every skipped plugin, version mismatch and disabled registration, one line each."""
