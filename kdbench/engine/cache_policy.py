@@ -11,7 +11,10 @@ to cache logits for.
 
 Cells run by ``kdbench run`` keep the logits in the store, so every later cell, process
 and rerun reads them; a cell run on its own (no results folder) keeps them in memory
-for its process.
+for its process. Where ``auto`` finds the whole array too dear (more views than the
+epochs that would read it), a cell run by ``kdbench run`` uses the lazily filled store
+instead (:mod:`kdbench.engine.lazy_logits`): the teacher runs only on the entries of a
+batch that no cell has computed yet.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
 import torch
 
 from kdbench.core.data import DatasetSplits
@@ -27,6 +31,7 @@ from kdbench.core.registry import Registry
 from kdbench.engine.batches import Augment, SeededBatches
 from kdbench.engine.context import RunContext
 from kdbench.engine.features import FeatureTaps
+from kdbench.engine.lazy_logits import LazyLogits, LazyTeacher
 from kdbench.engine.logit_cache import CachedTeacher, build_logit_cache, worth_caching
 from kdbench.engine.logit_store import LogitStore, StoreKey
 from kdbench.engine.matrix import Cell
@@ -96,10 +101,12 @@ def teacher_source(
     folded: int,
     store: LogitStore | None = None,
     demand: int | None = None,
-) -> tuple[OnlineTeacher | CachedTeacher, str | None]:
+) -> tuple[OnlineTeacher | CachedTeacher | LazyTeacher, str | None]:
     """The group's teacher outputs, and where cached logits came from: ``None`` (a
     teacher forward per batch), ``"memory"`` (built in this process, no store),
-    ``"built"`` (built by this cell, saved in the store) or ``"read"`` (from the store)."""
+    ``"built"`` (built by this cell, saved in the store), ``"read"`` (from the store)
+    or ``"filled"`` (the lazily filled store: ``auto`` where the whole array would not
+    pay, :mod:`kdbench.engine.lazy_logits`)."""
     recipe = cell.recipe
     mode = compile_mode(recipe["compile"])
     forward = compiled(teacher, mode) if mode else None
@@ -109,7 +116,13 @@ def teacher_source(
     key = StoreKey.of(cell.teacher.id, fingerprint, recipe["augment"], device, folded, amp)
     stored = store is not None and store.path(key).is_file()
     if not use_cache(recipe, demand, stored):
-        return source, None
+        if recipe["logit_cache"] != "auto" or store is None:
+            return source, None
+        shape = (len(data.train), stream.augment.num_views, data.num_classes)
+        dtype = np.float16 if device.type == "cuda" else np.float32  # as the whole array's
+        name = f"{store.folder / key.name}.lazy"
+        lazy = context.cached(name, lambda: LazyLogits(store, key, shape, dtype))
+        return LazyTeacher(lazy, source), "filled"
 
     def build() -> torch.Tensor:
         return build_logit_cache(

@@ -94,6 +94,7 @@ def finish_record(
             "lockstep_group": shared["group_size"],
             "logit_cache": shared["logit_cache"],
             **({"logit_store": use} if (use := shared.get("logit_store")) else {}),
+            **({"logit_store_entries": n} if (n := shared.get("logit_store_entries")) else {}),
             **({"logit_cache_note": note} if (note := shared["logit_cache_note"]) else {}),
             # what applied: a no-op on a model without 4-D tensors
             "channels_last": cell.recipe["channels_last"] and channels_last_applies(run.model),

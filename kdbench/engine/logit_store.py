@@ -112,7 +112,7 @@ class LogitStore:
             # nothing is ever written back to the file.
             array = np.load(path, mmap_mode="c", allow_pickle=False)
             meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-            if list(array.shape) != meta["shape"] or meta["key"] != _jsonable(key):
+            if list(array.shape) != meta["shape"] or meta["key"] != jsonable(key):
                 raise ValueError(f"shape {list(array.shape)} or key differs from its note")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             warnings.warn(
@@ -127,7 +127,7 @@ class LogitStore:
         """The note, then the array, each beside its final name and renamed onto it: a
         reader sees a whole file or none, and a found array has its note."""
         path = self.path(key)
-        note = {"key": _jsonable(key), "shape": list(logits.shape), "dtype": str(logits.dtype)}
+        note = {"key": jsonable(key), "shape": list(logits.shape), "dtype": str(logits.dtype)}
         write_json_atomic(path.with_suffix(".json"), note)
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             np.save(handle, logits.detach().cpu().numpy(), allow_pickle=False)
@@ -135,5 +135,6 @@ class LogitStore:
             os.fsync(handle.fileno())
 
 
-def _jsonable(key: StoreKey) -> dict[str, Any]:
+def jsonable(key: StoreKey) -> dict[str, Any]:
+    """The key as its note keeps it (JSON types: tuples become lists)."""
     return json.loads(json.dumps(asdict(key), sort_keys=True))
