@@ -26,6 +26,16 @@ training is done first and not timed. Teacher passes are counted in image forwar
 store costs ``views x images`` once (``--crop-padding`` and ``--flip`` set the views;
 with neither, one view per image). The script checks that kdbench's records have the
 metrics of the plain ones and that every rerun cell read the store.
+
+``--lazy``: more views than the run's epochs (e.g. ``--crop-padding 2 --flip``: 50 views
+against 12 KD cells x 2 epochs), where ``auto`` fills the store lazily. Five ``kdbench
+run`` processes of the matrix, each in a fresh results folder holding the trained
+teacher: ``online`` (``logit_cache = "off"``), ``whole`` (``"on"``: every view's
+logits first), ``lazy`` (``"auto"``: each (image, view) computed when a batch first
+draws it); then ``whole-rerun`` and ``lazy-rerun``, seeds 3-5 in a folder holding a
+copy of the first run's ``logits/``. Teacher image forwards come from the records
+(lazy: the entries each lockstep group computed). The script checks that the first
+runs' records are equal and that the reruns' are.
 """
 
 from __future__ import annotations
@@ -169,7 +179,11 @@ def main() -> None:
                         help="Fashion-MNIST's folder (--pair fashion)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("results/perf"))
     parser.add_argument("--tag", default="", help="suffix of the written files' names")
+    parser.add_argument("--lazy", action="store_true",
+                        help="the lazily filled store against the online teacher")  # fmt: skip
     args = parser.parse_args()
+    if args.lazy:
+        return lazy_main(args)
     threads = torch.get_num_threads()
     load_before = os.getloadavg()
     context = RunContext()
@@ -215,6 +229,105 @@ def main() -> None:
     stem.with_suffix(".txt").write_text(text)
     print(text, end="")
     print(f"written: {stem}.json, .txt")
+
+
+LAZY_VARIANTS = {  # name: (logit_cache, the run whose logits/ it starts with, seeds)
+    "online": ("off", None, SEEDS),
+    "whole": ("on", None, SEEDS),
+    "lazy": ("auto", None, SEEDS),
+    "whole-rerun": ("on", "whole", RERUN_SEEDS),
+    "lazy-rerun": ("auto", "lazy", RERUN_SEEDS),
+}
+
+
+def lazy_main(args: argparse.Namespace) -> None:
+    """``--lazy``: the five runs of the module's note, one after another, and a report."""
+    threads, load_before = torch.get_num_threads(), os.getloadavg()
+    context = RunContext()
+    views = Augment(crop_padding=args.crop_padding, flip=args.flip).num_views
+    rows: dict[str, dict] = {}
+    records: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        bench = folder / "bench.toml"
+        bench.write_text(bench_text(args, args.data_root))
+        cells = [c for c in plan(bench, context).cells if c.teacher is not None]
+        provision_teachers(cells, context, folder / "trained", torch.device("cpu"))
+        for name, (setting, start, seeds) in LAZY_VARIANTS.items():
+            out = folder / name
+            shutil.copytree(folder / "trained" / "teachers", out / "teachers")
+            if start:
+                shutil.copytree(folder / start / "logits", out / "logits")
+            seconds, records[name] = kdbench_run(
+                bench, out, threads, "--set", f'recipe.logit_cache="{setting}"',
+                "--set", f"benchmark.seeds={seeds}",
+            )  # fmt: skip
+            kd = kd_cells(records[name])
+            assert len(kd) == len(cells) and all(r["status"] == "ok" for r in kd), name
+            rows[name] = {
+                "process_seconds": seconds,
+                "train_seconds_per_kd_cell": sum(r["cost"]["train_seconds"] for r in kd) / len(kd),
+                "teacher_image_forwards": lazy_forwards(kd, args.epochs, args.train_subset, views),
+                "store": store_use(records[name]), "load_average_after": os.getloadavg(),
+            }  # fmt: skip
+    for first, second in (("online", "whole"), ("online", "lazy"), ("whole-rerun", "lazy-rerun")):
+        a = {key(r): r["metrics"] for r in kd_cells(records[first])}
+        assert a == {key(r): r["metrics"] for r in kd_cells(records[second])}, (first, second)
+    online = rows["online"]
+    for row in rows.values():
+        for what in ("process_seconds", "teacher_image_forwards"):
+            row[f"{what}_over_online"] = row[what] / online[what]
+    summary = {
+        "dataset": PAIRS[args.pair]["dataset"], "train_images": args.train_subset,
+        "pair": f"{PAIRS[args.pair]['teacher']} -> {PAIRS[args.pair]['student']}",
+        "test_images": args.test_subset, "epochs": args.epochs, "views": views,
+        "kd_cells": len(cells), "rows": rows, "records_equal": True, "machine": platform.node(),
+        "device": device_name(torch.device("cpu")), "torch": torch.__version__,
+        "threads": threads, "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+    }  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"logit_store_lazy_{args.pair}_cpu{args.tag}"
+    stem.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    lines = [
+        f"{summary['dataset']} ({args.train_subset} train / {args.test_subset} test images), "
+        f"{summary['pair']}, {len(cells)} KD cells x {args.epochs} epochs (3 lockstep groups), "
+        f"{views} views per image, {summary['device']}, {threads} threads",
+        f"{'variant':<12} {'process s':>10} {'/ online':>9} {'trained s / cell':>17} "
+        f"{'teacher fwd':>12} {'/ online':>9}  store",
+    ]
+    for name, row in rows.items():
+        store = ", ".join(f"{k} {v}" for k, v in sorted(row["store"].items()))
+        lines.append(f"{name:<12} {row['process_seconds']:>10.1f} "
+                     f"{row['process_seconds_over_online']:>9.2f} "
+                     f"{row['train_seconds_per_kd_cell']:>17.2f} "
+                     f"{row['teacher_image_forwards']:>12,} "
+                     f"{row['teacher_image_forwards_over_online']:>9.2f}  {store}")  # fmt: skip
+    lines += [
+        "records: online = whole = lazy (metrics compared exactly), whole-rerun = lazy-rerun",
+        f"load average before {load_before}, after {summary['load_average_after']}",
+    ]
+    text = "\n".join(lines) + "\n"
+    stem.with_suffix(".txt").write_text(text)
+    print(text, end="")
+    print(f"written: {stem}.json, .txt")
+
+
+def lazy_forwards(kd: list[dict], epochs: int, images: int, views: int) -> int:
+    """Teacher image forwards of a run's KD cells: each lockstep group (a seed) runs the
+    teacher on every image each epoch online, computes the entries it filled lazily, and
+    one group builds the whole array (padding rows of a small lazy fill not counted)."""
+    groups = {r["config"]["seed"]: r["protocol"] for r in kd}.values()
+    total = 0
+    for protocol in groups:
+        use = protocol.get("logit_store")
+        if use == "filled":
+            total += protocol["logit_store_entries"]["computed"]
+        elif use == "built":
+            total += views * images
+        elif not protocol["logit_cache"]:
+            total += epochs * images
+    return total
 
 
 def summarize(args: argparse.Namespace, results: dict, cells: int) -> dict:

@@ -3,9 +3,9 @@
 The whole array of :mod:`kdbench.engine.logit_store` pays when the views are no more
 than the epochs that read it. With more views than that (crop padding 4 and flip: 162
 views per image) most entries would never be drawn; this store computes only the
-entries a batch draws that no cell has computed yet, so a run costs at most what the
-online teacher costs plus a write, and every later cell, seed and process reads what
-earlier ones filled.
+entries a batch draws that no cell has computed yet, so a run costs about what the
+online teacher costs plus a write (at most that, but for :data:`MIN_ROWS`), and every
+later cell, seed and process reads what earlier ones filled.
 
 Files, in the results folder's ``logits/``: ``<key>.lazy.npy``, the ``(N, views,
 classes)`` array (created sparse, so it takes disk only as it fills), ``<key>.filled``,
@@ -84,10 +84,6 @@ class LazyLogits:
         self.array[images, views] = rows
         self.checks[images, views] = checksum(rows, self._positions(images, views))
 
-    def count(self) -> int:
-        """How many entries are filled (their check words set; not verified)."""
-        return int(np.count_nonzero(self.checks))
-
     def _positions(self, images: np.ndarray, views: np.ndarray) -> np.ndarray:
         return images.astype(np.int64) * self.shape[1] + views
 
@@ -118,7 +114,7 @@ class LazyLogits:
                 raise ValueError(f"shape {list(array.shape)} or key differs from its note")
             if array.dtype != self.dtype or checks.shape != self.shape[:2]:
                 raise ValueError(f"dtype {array.dtype} or check words {checks.shape} differ")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
             if warn:
                 warnings.warn(f"kdbench: teacher logits {array_path} are unusable ({exc}); "
                               "starting them again", stacklevel=3)  # fmt: skip
