@@ -77,3 +77,26 @@ def test_load_leaderboard_refuses_a_missing_or_empty_folder_with_one_line(tmp_pa
     assert "\n" not in str(empty.value)
     shown = CliRunner().invoke(cli, ["report", str(tmp_path / "empty")])
     assert shown.exit_code == 2 and "no records found under" in shown.output
+
+
+def test_records_that_differ_only_in_execution_switches_share_their_pairs_board(tmp_path):
+    """A record of another kdbench version spells the recipe's execution switches
+    differently (no eval_every, another eval_batch_size): its cell id is the same
+    experiment's, so it belongs on the same board, not on a variant of its own."""
+    source = REPO / "results" / "digits_cpu"
+    (tmp_path / "records").mkdir()
+    for path in sorted((source / "records").glob("*.json")):
+        (tmp_path / "records" / path.name).write_bytes(path.read_bytes())
+    before = load_leaderboard(tmp_path)
+    changed = sorted((tmp_path / "records").glob("*.json"))[0]
+    record = json.loads(changed.read_text(encoding="utf-8"))
+    recipe = record["config"]["recipe"]
+    recipe.pop("eval_every")
+    recipe["eval_batch_size"] = "auto" if recipe["eval_batch_size"] != "auto" else 256
+    changed.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    after = load_leaderboard(tmp_path)
+    assert [b.title for b in after.boards] == [b.title for b in before.boards]
+    assert [b.variant for b in after.boards] == [""] * len(before.boards)
+    assert [[(r.label, r.n) for r in b.rows] for b in after.boards] == [
+        [(r.label, r.n) for r in b.rows] for b in before.boards
+    ]

@@ -58,7 +58,7 @@ def experiment(config: dict[str, Any]) -> dict[str, Any]:
     if isinstance(config.get("tune"), dict):
         dropped = TRIAL_BOOKKEEPING if config.get("phase") == "trial" else TUNE_BOOKKEEPING
         out["tune"] = _without(config["tune"], dropped)
-    out["recipe"] = _recipe(config.get("recipe"))
+    out["recipe"] = recipe_experiment(config.get("recipe"))
     out["dataset"] = _dataset(config.get("dataset"))
     if isinstance(config.get("teacher"), dict):
         out["teacher"] = teacher_experiment(config["teacher"])
@@ -75,7 +75,7 @@ def teacher_experiment(teacher: dict[str, Any]) -> dict[str, Any]:
     """
     out = {k: v for k, v in teacher.items() if k not in ("id", "checkpoint")}
     # the harness trains teachers in one process, whatever the students' devices
-    out["recipe"] = _without(_recipe(teacher.get("recipe")), SINGLE_DEVICE)
+    out["recipe"] = _without(recipe_experiment(teacher.get("recipe")), SINGLE_DEVICE)
     out["dataset"] = _dataset(teacher.get("dataset"))
     return out
 
@@ -101,7 +101,7 @@ def _dataset(spec: Any) -> Any:
     return {**spec, "params": _without(spec.get("params"), LOCATION)}
 
 
-def _recipe(recipe: Any) -> Any:
+def recipe_experiment(recipe: Any) -> Any:
     """A recipe without execution switches, and without its device keys on one device.
 
     ``devices`` and ``sync_bn`` change the result (per-device BatchNorm statistics and

@@ -31,7 +31,7 @@ from typing import Any
 from kdbench.core.config import BASELINE_LOSS
 from kdbench.core.search_space import with_recipe_values
 from kdbench.records.costs import architecture_costs
-from kdbench.records.identity import LOCATION, configuration_id, stable_hash
+from kdbench.records.identity import LOCATION, configuration_id, recipe_experiment, stable_hash
 from kdbench.reporting.board_model import (
     MEASURED,
     NAN,
@@ -108,13 +108,15 @@ def _item(record: dict[str, Any], path: Path | None) -> Item:
 
 
 def published_recipe(config: dict[str, Any]) -> Any:
-    """The recipe a cell's pair was set up with: a tuned final run's searched recipe keys
-    (its learning rate) back at their published values, so it sits on its pair's board."""
+    """The recipe a cell's pair was set up with, as its experiment sees it: without
+    execution switches (records of another kdbench version that spell those out, or lack
+    them, sit on the same board), and for a tuned final run with its searched recipe keys
+    (its learning rate) back at their published values."""
     recipe = config.get("recipe")
     published = (config.get("tune") or {}).get("published")
-    if config.get("phase") != "final" or not isinstance(published, dict) or recipe is None:
-        return recipe
-    return with_recipe_values(recipe, published)
+    if config.get("phase") == "final" and isinstance(published, dict) and recipe is not None:
+        recipe = with_recipe_values(recipe, published)
+    return recipe_experiment(recipe)
 
 
 def build(
