@@ -30,10 +30,10 @@ metrics of the plain ones and that every rerun cell read the store.
 ``--lazy``: more views than the run's epochs (e.g. ``--crop-padding 2 --flip``: 50 views
 against 12 KD cells x 2 epochs), where ``auto`` fills the store lazily. Five ``kdbench
 run`` processes of the matrix, each in a fresh results folder holding the trained
-teacher: ``online`` (``logit_cache = "off"``), ``whole`` (``"on"``: every view's
-logits first), ``lazy`` (``"auto"``: each (image, view) computed when a batch first
-draws it); then ``whole-rerun`` and ``lazy-rerun``, seeds 3-5 in a folder holding a
-copy of the first run's ``logits/``. Teacher image forwards come from the records
+teacher: ``online`` (``logit_cache = "off"``), ``lazy`` (``"auto"``: each (image, view)
+computed when a batch first draws it), ``lazy-rerun`` (seeds 3-5 in a folder holding a
+copy of ``lazy``'s ``logits/``), ``whole`` (``"on"``: every view's logits first) and
+``whole-rerun``. Teacher image forwards come from the records
 (lazy: the entries each lockstep group computed). The script checks that the first
 runs' records are equal and that the reruns' are.
 """
@@ -233,10 +233,10 @@ def main() -> None:
 
 LAZY_VARIANTS = {  # name: (logit_cache, the run whose logits/ it starts with, seeds)
     "online": ("off", None, SEEDS),
-    "whole": ("on", None, SEEDS),
     "lazy": ("auto", None, SEEDS),
-    "whole-rerun": ("on", "whole", RERUN_SEEDS),
     "lazy-rerun": ("auto", "lazy", RERUN_SEEDS),
+    "whole": ("on", None, SEEDS),
+    "whole-rerun": ("on", "whole", RERUN_SEEDS),
 }
 
 
@@ -270,6 +270,7 @@ def lazy_main(args: argparse.Namespace) -> None:
                 "teacher_image_forwards": lazy_forwards(kd, args.epochs, args.train_subset, views),
                 "store": store_use(records[name]), "load_average_after": os.getloadavg(),
             }  # fmt: skip
+            print(name, json.dumps(rows[name]), flush=True)  # as it goes: the runs are long
     for first, second in (("online", "whole"), ("online", "lazy"), ("whole-rerun", "lazy-rerun")):
         a = {key(r): r["metrics"] for r in kd_cells(records[first])}
         assert a == {key(r): r["metrics"] for r in kd_cells(records[second])}, (first, second)
