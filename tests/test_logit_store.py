@@ -23,6 +23,7 @@ from kdbench.engine.cell_checkpoint import Outputs
 from kdbench.engine.context import RunContext
 from kdbench.engine.job import CellJob
 from kdbench.engine.logit_store import LogitStore, StoreKey
+from kdbench.engine.matrix import LossSpec
 from kdbench.engine.runner import plan, provision_teachers
 
 VIEWS = {"crop_padding": 1, "flip": True}  # (2 * 1 + 1)^2 crops x 2 flips = 18 views
@@ -130,6 +131,12 @@ def test_auto_weighs_the_views_against_every_cell_that_can_read_them(tmp_path):
     kd = [c for c in cells if c.loss.label == "kd"]
     assert {demand[c.id] for c in kd} == {2 + 2}  # both seeds' kd cells share the logits
     assert not any(c.id in demand for c in cells if c.loss.label == "ce")  # no teacher
+    # a second logit loss per seed trains in each kd cell's lockstep group: one teacher
+    # pass per group and epoch, unless the executor runs cells one by one
+    twins = [replace(c, loss=LossSpec("kd_hot", "kd", {"temperature": 8.0})) for c in kd]
+    assert {logit_demand(cells + twins, context.plugins.registry)[c.id] for c in twins} == {4}
+    alone = logit_demand(cells + twins, context.plugins.registry, lockstep=False)
+    assert {alone[c.id] for c in kd + twins} == {2 + 2 + 2 + 2}
 
     recipe = {"logit_cache": "auto", "augment": VIEWS, "epochs": 2}
     assert Augment(**VIEWS).num_views == 18

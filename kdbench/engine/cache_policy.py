@@ -3,11 +3,11 @@
 The exact logit cache replays the teacher's logits for the same augmented batches; it
 is used when asked (``logit_cache = "on"``) or, with ``"auto"``, when it pays: when its
 logits are already in the results folder's store (:mod:`kdbench.engine.logit_store`),
-or when computing them costs no more teacher passes than the epochs of every cell of
-the run that can read them (:func:`~kdbench.engine.logit_cache.worth_caching`). It is
-never used when a loss needs the teacher's features, which the cache does not hold,
-nor for a streaming dataset, whose continuous augmentation has no finite set of views
-to cache logits for.
+or when computing them costs no more teacher passes than the run's cells that can read
+them would make, a lockstep group's cells sharing one pass
+(:func:`~kdbench.engine.logit_cache.worth_caching`). It is never used when a loss needs
+the teacher's features, which the cache does not hold, nor for a streaming dataset,
+whose continuous augmentation has no finite set of views to cache logits for.
 
 Cells run by ``kdbench run`` keep the logits in the store, so every later cell, process
 and rerun reads them; a cell run on its own (no results folder) keeps them in memory
@@ -32,6 +32,7 @@ from kdbench.engine.batches import Augment, SeededBatches
 from kdbench.engine.context import RunContext
 from kdbench.engine.features import FeatureTaps
 from kdbench.engine.lazy_logits import LazyLogits, LazyTeacher
+from kdbench.engine.lockstep import lockstep_key
 from kdbench.engine.logit_cache import CachedTeacher, build_logit_cache, worth_caching
 from kdbench.engine.logit_store import LogitStore, StoreKey
 from kdbench.engine.matrix import Cell
@@ -53,10 +54,12 @@ def use_cache(recipe: dict[str, Any], demand: int | None = None, stored: bool = 
     return setting == "on" or (setting == "auto" and worth)
 
 
-def logit_demand(cells: list[Cell], registry: Registry) -> dict[str, int]:
-    """For each cell, the epochs of every cell in ``cells`` that can read its teacher's
-    logits: same teacher, dataset, views and precision, and a loss that needs the
-    teacher's logits but none of its features (as far as its class declares)."""
+def logit_demand(cells: list[Cell], registry: Registry, lockstep: bool = True) -> dict[str, int]:
+    """For each cell, the teacher passes (epochs) the cells in ``cells`` that can read its
+    teacher's logits would otherwise make: same teacher, dataset, views and precision, and
+    a loss that needs the teacher's logits but none of its features (as far as its class
+    declares). With ``lockstep``, the cells of one group share one teacher pass per batch,
+    so a group counts once."""
 
     def shares(cell: Cell) -> bool:
         if cell.teacher is None:
@@ -71,11 +74,12 @@ def logit_demand(cells: list[Cell], registry: Registry) -> dict[str, int]:
                             recipe["amp"], recipe.get("devices", 1)])  # fmt: skip
 
     keys = {cell.id: key(cell) for cell in cells if shares(cell)}
-    demand: dict[str, int] = {}
+    passes: dict[str, dict[str, int]] = {}  # shared logits -> teacher pass -> its epochs
     for cell in cells:
         if cell.id in keys:
-            demand[keys[cell.id]] = demand.get(keys[cell.id], 0) + cell.recipe["epochs"]
-    return {cell_id: demand[shared] for cell_id, shared in keys.items()}
+            run = lockstep_key(cell) if lockstep else cell.id
+            passes.setdefault(keys[cell.id], {})[run] = cell.recipe["epochs"]
+    return {cell_id: sum(passes[shared].values()) for cell_id, shared in keys.items()}
 
 
 def no_cache_reason(stream: SeededBatches) -> str | None:

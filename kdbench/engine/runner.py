@@ -228,7 +228,7 @@ def run_benchmark(
 
                 def execute(cells: list[Cell], pruning: dict[str, dict[str, Any]]) -> None:
                     """Run cells through the executor; write each record as it comes."""
-                    demand = logit_demand(cells, context.plugins.registry)
+                    demand = logit_demand(cells, context.plugins.registry, lockstep)
                     jobs = [
                         CellJob(
                             cell=cell,
