@@ -158,3 +158,24 @@ def test_tuning_cost_script_runs_the_same_trials_alone_with_a_teacher_forward_ea
     assert rows["kdbench_whole_run"]["final_cells"] == 5
     assert (tmp_path / "tuning_cost_cpu_smoke.txt").read_text() in stdout
     assert "independent / kdbench" in stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="dataset-fashion-mnist not installed")
+def test_logit_store_script_compares_the_lazy_store_with_the_online_teacher(tmp_path: Path):
+    stdout = run_script(
+        "logit_store.py", "--lazy", "--epochs", "1", "--train-subset", "40", "--test-subset",
+        "20", "--crop-padding", "1", "--out", str(tmp_path), "--tag", "_smoke",
+        env={"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    result = json.loads((tmp_path / "logit_store_lazy_fashion_cpu_smoke.json").read_text())
+    rows = result["rows"]
+    assert list(rows) == ["online", "lazy", "lazy-rerun", "whole", "whole-rerun"]
+    assert result["records_equal"] is True and result["views"] == 9
+    assert rows["online"]["teacher_image_forwards"] == 3 * 40  # one pass per group and epoch
+    # the lazy store computes only drawn entries, never more than the online teacher
+    assert 0 < rows["lazy"]["teacher_image_forwards"] <= rows["online"]["teacher_image_forwards"]
+    assert rows["lazy"]["store"] == {"filled": result["kd_cells"]}
+    assert rows["whole"]["teacher_image_forwards"] == 9 * 40  # every view of every image
+    assert rows["whole-rerun"]["teacher_image_forwards"] == 0
+    assert "written:" in stdout

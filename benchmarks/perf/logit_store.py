@@ -44,7 +44,6 @@ import argparse
 import json
 import os
 import pickle
-import platform
 import shutil
 import subprocess
 import sys
@@ -55,13 +54,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from matrix_cost import KD_LOSSES, ce_twins
+from matrix_cost import KD_LOSSES, ce_twins, machine, write_results
 
 from kdbench.engine.batches import Augment
 from kdbench.engine.cell import run_cell
 from kdbench.engine.context import RunContext
 from kdbench.engine.job import CellJob
-from kdbench.engine.measure import device_name
 from kdbench.engine.runner import plan, provision_teachers
 
 LOSSES = ("kd", "dkd", "dist", "kd_ls")
@@ -219,16 +217,8 @@ def main() -> None:
     summary = summarize(args, results, len(cells))
     for name, load in loads.items():  # the variants run one after another: each one's load
         summary["rows"][name]["load_average_after"] = load
-    summary.update(machine=platform.node(), device=device_name(torch.device("cpu")),
-                   torch=torch.__version__, threads=threads, load_average_before=load_before,
-                   load_average_after=os.getloadavg())  # fmt: skip
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"logit_store_{args.pair}_cpu{args.tag}"
-    stem.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
-    text = report(summary)
-    stem.with_suffix(".txt").write_text(text)
-    print(text, end="")
-    print(f"written: {stem}.json, .txt")
+    summary.update(machine(threads, load_before))
+    write_results(args.out / f"logit_store_{args.pair}_cpu{args.tag}", summary, report(summary))
 
 
 LAZY_VARIANTS = {  # name: (logit_cache, the run whose logits/ it starts with, seeds)
@@ -282,14 +272,9 @@ def lazy_main(args: argparse.Namespace) -> None:
         "dataset": PAIRS[args.pair]["dataset"], "train_images": args.train_subset,
         "pair": f"{PAIRS[args.pair]['teacher']} -> {PAIRS[args.pair]['student']}",
         "test_images": args.test_subset, "epochs": args.epochs, "views": views,
-        "kd_cells": len(cells), "rows": rows, "records_equal": True, "machine": platform.node(),
-        "device": device_name(torch.device("cpu")), "torch": torch.__version__,
-        "threads": threads, "load_average_before": load_before,
-        "load_average_after": os.getloadavg(),
+        "kd_cells": len(cells), "rows": rows, "records_equal": True,
+        **machine(threads, load_before),
     }  # fmt: skip
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"logit_store_lazy_{args.pair}_cpu{args.tag}"
-    stem.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = [
         f"{summary['dataset']} ({args.train_subset} train / {args.test_subset} test images), "
         f"{summary['pair']}, {len(cells)} KD cells x {args.epochs} epochs (3 lockstep groups), "
@@ -308,10 +293,8 @@ def lazy_main(args: argparse.Namespace) -> None:
         "records: online = whole = lazy (metrics compared exactly), whole-rerun = lazy-rerun",
         f"load average before {load_before}, after {summary['load_average_after']}",
     ]
-    text = "\n".join(lines) + "\n"
-    stem.with_suffix(".txt").write_text(text)
-    print(text, end="")
-    print(f"written: {stem}.json, .txt")
+    write_results(args.out / f"logit_store_lazy_{args.pair}_cpu{args.tag}", summary,
+                  "\n".join(lines) + "\n")  # fmt: skip
 
 
 def lazy_forwards(kd: list[dict], epochs: int, images: int, views: int) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -96,6 +97,22 @@ def ce_twins(jobs: list[CellJob]) -> list[CellJob]:
         replace(job, cell=replace(job.cell, loss=LossSpec("ce", "ce", {}), teacher=None))
         for job in jobs
     ]
+
+
+def machine(threads: int, load_before: tuple[float, ...]) -> dict:
+    """Where and under what load a measurement ran: every perf summary carries it."""
+    return {"machine": platform.node(), "device": device_name(torch.device("cpu")),
+            "torch": torch.__version__, "threads": threads, "load_average_before": load_before,
+            "load_average_after": os.getloadavg()}  # fmt: skip
+
+
+def write_results(stem: Path, summary: dict, text: str) -> None:
+    """``<stem>.json`` (the numbers) and ``<stem>.txt`` (the printed table), both shown."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    stem.with_suffix(".txt").write_text(text)
+    print(text, end="")
+    print(f"written: {stem}.json, .txt")
 
 
 def timed(fn) -> tuple[float, list[dict]]:

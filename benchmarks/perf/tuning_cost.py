@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from collections import Counter
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from matrix_cost import KD_LOSSES
+from matrix_cost import KD_LOSSES, machine, write_results
 
 import kdbench.engine.cell as engine_cell
 import kdbench.engine.tuning as engine_tuning
@@ -44,7 +43,6 @@ from kdbench.engine.cell import run_cell
 from kdbench.engine.context import RunContext
 from kdbench.engine.job import CellJob
 from kdbench.engine.matrix import Cell
-from kdbench.engine.measure import device_name
 from kdbench.engine.runner import plan, run_benchmark
 from kdbench.engine.teachers import teacher_paths
 
@@ -207,16 +205,8 @@ def main() -> None:
     summary["independent_over_kdbench_teacher_forwards"] = (
         rows["independent"]["teacher_image_forwards"] / rows["kdbench"]["teacher_image_forwards"]
     )
-    summary.update(machine=platform.node(), device=device_name(torch.device("cpu")),
-                   torch=torch.__version__, threads=torch.get_num_threads(),
-                   load_average_before=load_before, load_average_after=os.getloadavg())  # fmt: skip
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"tuning_cost_cpu{args.tag}"
-    stem.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
-    text = report(summary)
-    stem.with_suffix(".txt").write_text(text)
-    print(text, end="")
-    print(f"written: {stem}.json, .txt")
+    summary.update(machine(torch.get_num_threads(), load_before))
+    write_results(args.out / f"tuning_cost_cpu{args.tag}", summary, report(summary))
 
 
 def summarize(
