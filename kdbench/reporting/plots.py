@@ -16,7 +16,13 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from matplotlib.ticker import EngFormatter, FuncFormatter, MaxNLocator, NullFormatter
+from matplotlib.ticker import (
+    EngFormatter,
+    FuncFormatter,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+)
 
 from kdbench.records.store import atomic_path
 from kdbench.reporting.board_model import PUBLISHED, Board, Leaderboard
@@ -352,7 +358,10 @@ def _positions(ax, values: list) -> list:
     factor of 10), anything else as evenly spaced categories."""
     if values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
         if min(values) > 0 and max(values) >= 10 * min(values):
-            ax.set_xscale("log")
+            ax.set_xscale("log")  # labelled at 1, 2 and 5 of each decade, as plain numbers
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         else:
             ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
         return values
