@@ -14,7 +14,7 @@ format or command receives"). Import it inside the function that renders:
 from __future__ import annotations
 
 from kdbench.records.schema import json_schema
-from kdbench.reporting.board_model import Board, CrossPair, Leaderboard, Row
+from kdbench.reporting.board_model import Board, CrossPair, Leaderboard, Row, TrialPoint, Tuning
 from kdbench.reporting.board_schema import leaderboard_schema
 from kdbench.reporting.load import load_leaderboard
 from kdbench.reporting.render_json import to_json
@@ -24,6 +24,8 @@ __all__ = [
     "CrossPair",
     "Leaderboard",
     "Row",
+    "TrialPoint",
+    "Tuning",
     "json_schema",
     "leaderboard_schema",
     "load_leaderboard",
