@@ -479,6 +479,31 @@ def test_pruning_reaches_the_study_from_pool_workers(tmp_path: Path):
     assert "pruned" in {r["status"] for r in trials}, [r["metrics"] for r in trials]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("slurm", '{ cluster = "local", array_parallelism = 2, cpus_per_task = 1, time = 10 }'),
+        ("ray", "{ num_cpus = 1 }"),
+    ],
+)
+def test_trials_run_and_are_pruned_on_slurm_and_ray_workers(tmp_path: Path, name, params):
+    """Trials are cells on every executor: submitit's local cluster and a local Ray run
+    them in worker processes, which report each epoch to the study journal and stop
+    where the study prunes them; the final run goes through the same executor."""
+    pytest.importorskip({"slurm": "submitit", "ray": "ray"}[name])
+    executor = f'\n[executor]\nname = "{name}"\nparams = {params}\n'
+    bench = write_benchmark(tmp_path, text=PRUNED + executor)
+    result = run_cli("run", str(bench), "--out", "out", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    trials = by_phase(tmp_path / "out", "trial")
+    assert len(trials) == 4 and {r["executor"] for r in trials} == {name}
+    assert "pruned" in {r["status"] for r in trials}, [r["metrics"] for r in trials]
+    (final,) = by_phase(tmp_path / "out", "final")
+    assert final["executor"] == name and final["status"] == "ok"
+    assert final["config"]["tune"]["selected"] == {"recipe.optimizer.lr": 0.05}
+
+
 def test_a_killed_search_resumes_without_rerunning_finished_trials(tmp_path: Path):
     bench = write_benchmark(tmp_path, text=TUNED.replace("batch = 2", "batch = 1"))
     out = tmp_path / "out"
