@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU measurements in one run, about 10 minutes on one H100/H200 (each stage has a
-# time limit, so one that overruns or fails costs only itself):
+# The GPU measurements in one run, at most 10 minutes on one H100/H200 (each stage has a
+# time limit within a 570 s budget, so one that overruns or fails costs only itself):
 #   1. KD step throughput, resnet32x4 -> resnet8x4 on CIFAR-shaped data, batch 64 and 512:
 #      the RepDistiller-style reference loop (8 DataLoader workers, fp32) against a
 #      minimal loop and kdbench's loop (device-side augmentation, bf16, channels-last,
@@ -32,9 +32,20 @@ if [ -n "${KDBENCH_WHEELS:-}" ]; then
 fi
 python3 -c "import kdbench.cli" || { echo "kdbench cannot be imported: see KDBENCH_WHEELS above"; exit 1; }
 
+# The whole script stays within 10 minutes of device time: each stage gets its own limit
+# or what is left of the budget, whichever is less; a stage with under 20 s left is
+# skipped (and says so), so the stages before it keep their results.
+budget=${KDBENCH_GPU_BUDGET_S:-570}
+deadline=$((SECONDS + budget))
+
 stage() {  # stage SECONDS COMMAND...: run with a time limit, report, never abort the script
-  local limit=$1 started=$SECONDS
+  local limit=$1 started=$SECONDS left=$((deadline - SECONDS))
   shift
+  if [ "$left" -lt 20 ]; then
+    echo "== skipped (${left} s of the ${budget} s budget left): $*"
+    return 0
+  fi
+  [ "$left" -lt "$limit" ] && limit=$left
   echo "== $* (limit ${limit} s)"
   timeout "$limit" "$@"
   echo "== exit $? after $((SECONDS - started)) s"
