@@ -12,13 +12,15 @@ from click.testing import CliRunner
 from kdbench.cli import cli
 from kdbench.engine.matrix import stable_hash
 from kdbench.records.identity import configuration_id, experiment_id
+from kdbench.records.schema import SCHEMA_VERSION
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "fashion_mnist"
 
 
 def renamed_copy(folder: Path, benchmark: str, **loss_params: dict) -> Path:
     """The published records as another benchmark would write them: the name in each
-    config, a new cell id (the config's hash) and file name; ``loss_params`` by label."""
+    config, the cell id the kdbench that wrote the record gives it (before schema 3, the
+    whole config's hash; since, the experiment's) and file name; ``loss_params`` by label."""
     out = folder / benchmark
     (out / "records").mkdir(parents=True)
     for path in sorted((PUBLISHED / "records").glob("*.json")):
@@ -26,7 +28,8 @@ def renamed_copy(folder: Path, benchmark: str, **loss_params: dict) -> Path:
         config = record["config"]
         config["benchmark"] = benchmark
         config["loss"]["params"].update(loss_params.get(config["loss"]["label"], {}))
-        record["cell_id"] = stable_hash(config)
+        current = record.get("schema_version") == SCHEMA_VERSION
+        record["cell_id"] = experiment_id(config) if current else stable_hash(config)
         (out / "records" / f"{record['cell_id']}.json").write_text(json.dumps(record))
     return out
 
