@@ -105,10 +105,11 @@ def status(
     # slot, or, where the published settings run too ([tune] published), a slot beside it
     result.trials = trial_counts(valid.values())
     slots: set[str] = set()  # published cells with a final record, ok or failed
-    tune = _tune_table(benchmark) if benchmark is not None else None
+    raw = _raw_benchmark(benchmark) if benchmark is not None else {}
+    tune = raw.get("tune") if isinstance(raw.get("tune"), dict) else None
     beside = tune is not None and tune.get("published") is True
     if tune is not None and cells is not None:
-        result.trial_budget = trial_budget(benchmark, len(cells))
+        result.trial_budget = trial_budget(raw, len(cells))
         if beside:
             cells = cells | {_final_slot(i): f"{label} (tuned)" for i, label in cells.items()}
             result.cells = len(cells)
@@ -139,22 +140,18 @@ def _final_slot(cell_id: str) -> str:
     return f"final:{cell_id}"
 
 
-def _tune_table(benchmark: Path) -> dict[str, Any] | None:
-    """The benchmark's ``[tune]`` table as written (None: untuned, or unreadable)."""
+def _raw_benchmark(benchmark: Path) -> dict[str, Any]:
+    """The benchmark file's tables as written (empty when it cannot be read)."""
     try:
-        tune = read_benchmark(benchmark).get("tune")
+        return read_benchmark(benchmark)
     except ConfigError:
-        return None
-    return tune if isinstance(tune, dict) else None
+        return {}
 
 
-def trial_budget(benchmark: Path, cells: int) -> int | None:
-    """The most trials a tuned benchmark runs: ``[tune] trials`` for each method (each
-    group of one method's seeds); a grid or a method with nothing to search runs fewer."""
-    try:
-        raw = read_benchmark(benchmark)
-    except ConfigError:
-        return None
+def trial_budget(raw: dict[str, Any], cells: int) -> int | None:
+    """The most trials a tuned benchmark (its tables as written) runs: ``[tune] trials``
+    for each method (each group of one method's seeds); a grid or a method with nothing
+    to search runs fewer."""
     tune, info = raw.get("tune"), raw.get("benchmark")
     if not isinstance(tune, dict) or not isinstance(info, dict):
         return None

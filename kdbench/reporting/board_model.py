@@ -195,6 +195,11 @@ class Leaderboard:
     provenance: list[dict[str, Any]]
     warnings: list[str]
 
+    @property
+    def has_tuned(self) -> bool:
+        """Whether any pair has a tuned row (its notes and CSV columns then say so)."""
+        return any(board.tuned for board in self.boards)
+
 
 def model_label(spec: dict[str, Any] | None) -> str:
     """A model's name, with its parameters when it has any (``cnn(width=4)``)."""

@@ -81,8 +81,7 @@ TUNED_NOTE = (
 
 def notes(board_set: Leaderboard) -> list[str]:
     """The notes every format prints: the fixed ones, and tuning's where a row is tuned."""
-    tuned = any(board.tuned for board in board_set.boards)
-    return [*NOTES, TUNED_NOTE] if tuned else list(NOTES)
+    return [*NOTES, TUNED_NOTE] if board_set.has_tuned else list(NOTES)
 
 
 def selected_text(selected: dict[str, Any]) -> str:

@@ -131,8 +131,7 @@ def _csv_value(value: Any) -> Any:
 def leaderboard_csv(board_set: Leaderboard) -> str:
     """Every row of every pair, measured and published (told apart by ``kind``)."""
     rows = [row_record(b, r) for b in board_set.boards for r in b.rows]
-    tuned = any(board.tuned for board in board_set.boards)
-    return _csv(rows, CSV_COLUMNS + TUNED_COLUMNS if tuned else CSV_COLUMNS)
+    return _csv(rows, CSV_COLUMNS + TUNED_COLUMNS if board_set.has_tuned else CSV_COLUMNS)
 
 
 def cost_record(cost: Cost) -> dict[str, Any]:
